@@ -1,0 +1,247 @@
+//! The canonical writer: CPython's
+//! `json.dumps(value, separators=(",", ":"), sort_keys=True)`, byte for byte.
+
+use super::{Map, Number, Value};
+use std::fmt::Write as _;
+
+/// The canonical bytes of `value`.
+pub fn canonical(value: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    canonical_into(value, &mut out);
+    out
+}
+
+/// Appends the canonical bytes of `value` to `out`.
+pub fn canonical_into(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(Number::Int(n)) => write_int(*n, out),
+        Value::Number(Number::BigInt(s)) => out.extend_from_slice(s.as_bytes()),
+        Value::Number(Number::Float(f)) => write_float(*f, out),
+        Value::String(s) => write_string(s, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical_into(item, out);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => canonical_map_into(map, out),
+    }
+}
+
+/// Appends the canonical bytes of an object.
+pub fn canonical_map_into(map: &Map, out: &mut Vec<u8>) {
+    out.push(b'{');
+    // BTreeMap<String, _> iterates in byte order of the UTF-8 keys, which is
+    // Unicode code point order, which is what Python's `sorted()` on `str`
+    // keys gives.
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_string(k, out);
+        out.push(b':');
+        canonical_into(v, out);
+    }
+    out.push(b'}');
+}
+
+fn write_int(n: i64, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let negative = n < 0;
+    let mut m = n.unsigned_abs();
+    loop {
+        i -= 1;
+        if let Some(slot) = buf.get_mut(i) {
+            *slot = b'0' + (m % 10) as u8;
+        }
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    if negative {
+        out.push(b'-');
+    }
+    out.extend_from_slice(buf.get(i..).unwrap_or_default());
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn write_u_escape(unit: u32, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"\\u");
+    for shift in [12, 8, 4, 0] {
+        out.push(*HEX.get(((unit >> shift) & 0xF) as usize).unwrap_or(&b'0'));
+    }
+}
+
+/// Appends `s` as a JSON string the way CPython's `ensure_ascii=True` writes
+/// it: printable ASCII as is (but `"` and `\`), the five short escapes, every
+/// other character as lowercase `\uXXXX`, astral characters as a surrogate pair.
+pub fn write_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut run_start = 0;
+    for (i, c) in s.char_indices() {
+        let plain = matches!(c, ' '..='~') && c != '"' && c != '\\';
+        if plain {
+            continue;
+        }
+        out.extend_from_slice(bytes.get(run_start..i).unwrap_or_default());
+        run_start = i + c.len_utf8();
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            '\u{8}' => out.extend_from_slice(b"\\b"),
+            '\u{c}' => out.extend_from_slice(b"\\f"),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    write_u_escape(u32::from(*unit), out);
+                }
+            }
+        }
+    }
+    out.extend_from_slice(bytes.get(run_start..).unwrap_or_default());
+    out.push(b'"');
+}
+
+/// A fixed-size buffer for `{:e}` formatting without a heap allocation.
+struct StackBuf {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl std::fmt::Write for StackBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// Appends a finite float as CPython's `repr(float)` writes it.
+///
+/// Both Rust's `{:e}` and CPython use the shortest digit string that reads
+/// back to the same float (ties to the closest); only the layout differs.
+/// CPython writes positional notation when the decimal exponent `e` of the
+/// first digit satisfies `-4 <= e < 16`, keeping a trailing `.0` for whole
+/// values, and `d[.ddd]e±XX` otherwise.
+pub fn write_float(f: f64, out: &mut Vec<u8>) {
+    let mut sb = StackBuf {
+        buf: [0; 40],
+        len: 0,
+    };
+    // `{:e}` of a finite f64 is at most ~26 bytes, so this cannot fail.
+    if write!(sb, "{f:e}").is_err() {
+        return;
+    }
+    let formatted = sb.buf.get(..sb.len).unwrap_or_default();
+    let (negative, rest) = match formatted.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, formatted),
+    };
+    let e_at = rest.iter().position(|&b| b == b'e').unwrap_or(rest.len());
+    let (mantissa, exp_part) = rest.split_at(e_at);
+    let exp: i32 = std::str::from_utf8(exp_part.get(1..).unwrap_or_default())
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut digits = [0u8; 24];
+    let mut nd = 0;
+    for &b in mantissa.iter().filter(|b| b.is_ascii_digit()) {
+        if let Some(slot) = digits.get_mut(nd) {
+            *slot = b;
+            nd += 1;
+        }
+    }
+    let digits = digits.get(..nd).unwrap_or_default();
+    if negative {
+        out.push(b'-');
+    }
+    if (-4..16).contains(&exp) {
+        let point = exp + 1; // digits before the decimal point
+        if point <= 0 {
+            out.extend_from_slice(b"0.");
+            out.extend(std::iter::repeat_n(b'0', point.unsigned_abs() as usize));
+            out.extend_from_slice(digits);
+        } else {
+            let point = point as usize;
+            if point >= digits.len() {
+                out.extend_from_slice(digits);
+                out.extend(std::iter::repeat_n(b'0', point - digits.len()));
+                out.extend_from_slice(b".0");
+            } else {
+                let (int_part, frac) = digits.split_at(point);
+                out.extend_from_slice(int_part);
+                out.push(b'.');
+                out.extend_from_slice(frac);
+            }
+        }
+    } else {
+        let (first, frac) = digits.split_first().unwrap_or((&b'0', &[]));
+        out.push(*first);
+        if !frac.is_empty() {
+            out.push(b'.');
+            out.extend_from_slice(frac);
+        }
+        out.push(b'e');
+        out.push(if exp < 0 { b'-' } else { b'+' });
+        let abs = exp.unsigned_abs();
+        if abs < 10 {
+            out.push(b'0');
+        }
+        write_int(i64::from(abs), out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(x: f64) -> String {
+        let mut out = Vec::new();
+        write_float(x, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn floats_print_as_python_repr() {
+        assert_eq!(f(60.0), "60.0");
+        assert_eq!(f(-0.0), "-0.0");
+        assert_eq!(f(0.0), "0.0");
+        assert_eq!(f(1e16), "1e+16");
+        assert_eq!(f(9999999999999998.0), "9999999999999998.0");
+        assert_eq!(f(1e-5), "1e-05");
+        assert_eq!(f(0.0001), "0.0001");
+        assert_eq!(f(1.5e300), "1.5e+300");
+        assert_eq!(f(0.1), "0.1");
+        assert_eq!(f(123.456), "123.456");
+        assert_eq!(f(5e-324), "5e-324");
+        assert_eq!(f(1.7976931348623157e308), "1.7976931348623157e+308");
+        assert_eq!(f(1e15), "1000000000000000.0");
+        assert_eq!(f(-1.25e-7), "-1.25e-07");
+    }
+
+    #[test]
+    fn strings_escape_as_ensure_ascii() {
+        let mut out = Vec::new();
+        write_string("a\"\\/\u{7f}\u{1}\u{e9}\u{1F600}\n", &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#""a\"\\/\u007f\u0001\u00e9\ud83d\ude00\n""#
+        );
+    }
+}

@@ -1,0 +1,488 @@
+//! The strict JSON parser.
+//!
+//! It accepts what CPython's `json.loads` accepts, minus the inputs whose
+//! canonical form would be ambiguous or not JSON at all (see [`JsonErrorKind`]
+//! for each rejected class and the reason).
+
+use super::{Map, Number, Value};
+
+/// Limits that bound the work a hostile document can cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseLimits {
+    /// Deepest nesting of arrays and objects (the top-level value is depth 1).
+    pub max_depth: usize,
+    /// Most digits in an integer literal. CPython refuses to convert more
+    /// than 4300 digits (`sys.get_int_max_str_digits()`), so the default
+    /// matches it.
+    pub max_int_digits: usize,
+}
+
+impl Default for ParseLimits {
+    fn default() -> Self {
+        ParseLimits {
+            max_depth: 64,
+            max_int_digits: 4300,
+        }
+    }
+}
+
+/// What was wrong with a JSON text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JsonErrorKind {
+    /// The bytes are not UTF-8.
+    #[error("invalid utf-8")]
+    InvalidUtf8,
+    /// A UTF-8 byte order mark at the start (CPython's `json.loads` on a
+    /// `str` refuses it too).
+    #[error("unexpected byte order mark")]
+    ByteOrderMark,
+    /// The text ended inside a value.
+    #[error("unexpected end of input")]
+    UnexpectedEnd,
+    /// A character that cannot start or continue a value here.
+    #[error("unexpected character {0:?}")]
+    UnexpectedChar(char),
+    /// Something other than whitespace follows the value.
+    #[error("trailing characters after the value")]
+    TrailingCharacters,
+    /// A control character (below U+0020) inside a string.
+    #[error("unescaped control character in string")]
+    ControlCharacter,
+    /// An escape other than `\" \\ \/ \b \f \n \r \t \uXXXX`.
+    #[error("invalid escape in string")]
+    InvalidEscape,
+    /// A `\uD800`-`\uDFFF` escape that is not half of a valid pair. CPython
+    /// keeps such a string, but it has no UTF-8 form and other languages
+    /// cannot represent it.
+    #[error("lone surrogate in string")]
+    LoneSurrogate,
+    /// The same key twice in one object. CPython keeps the last one, other
+    /// parsers the first: the signed meaning would be ambiguous.
+    #[error("duplicate key {0:?}")]
+    DuplicateKey(String),
+    /// A number literal that is not valid JSON.
+    #[error("invalid number")]
+    InvalidNumber,
+    /// `NaN`, `Infinity` or `-Infinity` (CPython accepts them; they are not JSON).
+    #[error("non-finite number {0}")]
+    NonFinite(&'static str),
+    /// A float literal beyond the binary64 range, such as `1e400` (CPython
+    /// reads it as `inf` and writes `Infinity`, which is not JSON).
+    #[error("number out of range")]
+    NumberOutOfRange,
+    /// An integer with more digits than [`ParseLimits::max_int_digits`].
+    #[error("integer has too many digits")]
+    IntegerTooLong,
+    /// Nesting deeper than [`ParseLimits::max_depth`].
+    #[error("nesting deeper than {0} levels")]
+    TooDeep(usize),
+}
+
+/// A JSON syntax error and the byte offset where it was found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} at byte {offset}")]
+pub struct JsonError {
+    /// What was wrong.
+    pub kind: JsonErrorKind,
+    /// Byte offset into the input.
+    pub offset: usize,
+}
+
+/// Parses one JSON value from `input`, surrounded by optional whitespace.
+pub fn parse(input: &[u8], limits: ParseLimits) -> Result<Value, JsonError> {
+    let text = std::str::from_utf8(input).map_err(|e| JsonError {
+        kind: JsonErrorKind::InvalidUtf8,
+        offset: e.valid_up_to(),
+    })?;
+    if text.starts_with('\u{feff}') {
+        return Err(JsonError {
+            kind: JsonErrorKind::ByteOrderMark,
+            offset: 0,
+        });
+    }
+    let mut p = Parser {
+        text,
+        bytes: text.as_bytes(),
+        pos: 0,
+        limits,
+    };
+    p.skip_ws();
+    let value = p.value(1)?;
+    p.skip_ws();
+    if p.pos != p.bytes.len() {
+        return Err(p.err(JsonErrorKind::TrailingCharacters));
+    }
+    Ok(value)
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+    limits: ParseLimits,
+}
+
+impl<'a> Parser<'a> {
+    fn err(&self, kind: JsonErrorKind) -> JsonError {
+        JsonError {
+            kind,
+            offset: self.pos,
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn unexpected(&self) -> JsonError {
+        match self.text.get(self.pos..).and_then(|s| s.chars().next()) {
+            Some(c) => self.err(JsonErrorKind::UnexpectedChar(c)),
+            None => self.err(JsonErrorKind::UnexpectedEnd),
+        }
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn expect_literal(&mut self, lit: &str) -> Result<(), JsonError> {
+        if self
+            .text
+            .get(self.pos..)
+            .is_some_and(|s| s.starts_with(lit))
+        {
+            self.pos += lit.len();
+            Ok(())
+        } else {
+            Err(self.unexpected())
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value, JsonError> {
+        match self.peek() {
+            None => Err(self.err(JsonErrorKind::UnexpectedEnd)),
+            Some(b'{') => self.object(depth),
+            Some(b'[') => self.array(depth),
+            Some(b'"') => Ok(Value::String(self.string()?)),
+            Some(b't') => self.expect_literal("true").map(|_| Value::Bool(true)),
+            Some(b'f') => self.expect_literal("false").map(|_| Value::Bool(false)),
+            Some(b'n') => self.expect_literal("null").map(|_| Value::Null),
+            Some(b'N') => self.non_finite("NaN"),
+            Some(b'I') => self.non_finite("Infinity"),
+            Some(b'-')
+                if self
+                    .text
+                    .get(self.pos..)
+                    .is_some_and(|s| s.starts_with("-Infinity")) =>
+            {
+                self.non_finite("-Infinity")
+            }
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(_) => Err(self.unexpected()),
+        }
+    }
+
+    fn non_finite(&mut self, lit: &'static str) -> Result<Value, JsonError> {
+        self.expect_literal(lit)?;
+        Err(self.err(JsonErrorKind::NonFinite(lit)))
+    }
+
+    fn enter(&self, depth: usize) -> Result<(), JsonError> {
+        if depth > self.limits.max_depth {
+            Err(self.err(JsonErrorKind::TooDeep(self.limits.max_depth)))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Value, JsonError> {
+        self.enter(depth)?;
+        self.pos += 1; // '{'
+        let mut map = Map::new();
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(Value::Object(map));
+        }
+        loop {
+            if self.peek() != Some(b'"') {
+                return Err(self.unexpected());
+            }
+            let key_at = self.pos;
+            let key = self.string()?;
+            self.skip_ws();
+            if self.peek() != Some(b':') {
+                return Err(self.unexpected());
+            }
+            self.pos += 1;
+            self.skip_ws();
+            let value = self.value(depth + 1)?;
+            match map.entry(key) {
+                std::collections::btree_map::Entry::Occupied(e) => {
+                    return Err(JsonError {
+                        kind: JsonErrorKind::DuplicateKey(e.key().clone()),
+                        offset: key_at,
+                    })
+                }
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(value);
+                }
+            }
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                }
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(Value::Object(map));
+                }
+                _ => return Err(self.unexpected()),
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Value, JsonError> {
+        self.enter(depth)?;
+        self.pos += 1; // '['
+        let mut items = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(Value::Array(items));
+        }
+        loop {
+            items.push(self.value(depth + 1)?);
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                }
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Value::Array(items));
+                }
+                _ => return Err(self.unexpected()),
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, JsonError> {
+        let digits = self
+            .bytes
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(|| self.err(JsonErrorKind::InvalidEscape))?;
+        let mut n = 0u32;
+        for &d in digits {
+            let v = (d as char)
+                .to_digit(16)
+                .ok_or_else(|| self.err(JsonErrorKind::InvalidEscape))?;
+            n = n * 16 + v;
+        }
+        self.pos += 4;
+        Ok(n)
+    }
+
+    fn string(&mut self) -> Result<String, JsonError> {
+        self.pos += 1; // opening quote
+        let mut out = String::new();
+        loop {
+            // Copy the run of plain characters in one go.
+            let start = self.pos;
+            while let Some(b) = self.peek() {
+                if b == b'"' || b == b'\\' || b < 0x20 {
+                    break;
+                }
+                self.pos += 1;
+            }
+            // `start..pos` ends before an ASCII byte or at the end, so it is
+            // on a char boundary of the (already validated) text.
+            out.push_str(self.text.get(start..self.pos).unwrap_or_default());
+            match self.peek() {
+                None => return Err(self.err(JsonErrorKind::UnexpectedEnd)),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    let esc = self
+                        .peek()
+                        .ok_or_else(|| self.err(JsonErrorKind::UnexpectedEnd))?;
+                    self.pos += 1;
+                    match esc {
+                        b'"' => out.push('"'),
+                        b'\\' => out.push('\\'),
+                        b'/' => out.push('/'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'n' => out.push('\n'),
+                        b'r' => out.push('\r'),
+                        b't' => out.push('\t'),
+                        b'u' => {
+                            let at = self.pos - 2;
+                            let lone = JsonError {
+                                kind: JsonErrorKind::LoneSurrogate,
+                                offset: at,
+                            };
+                            let hi = self.hex4()?;
+                            let code = if (0xD800..0xDC00).contains(&hi) {
+                                if self.bytes.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                                    return Err(lone);
+                                }
+                                self.pos += 2;
+                                let lo = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return Err(lone);
+                                }
+                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                            } else if (0xDC00..0xE000).contains(&hi) {
+                                return Err(lone);
+                            } else {
+                                hi
+                            };
+                            out.push(char::from_u32(code).ok_or(lone)?);
+                        }
+                        _ => {
+                            self.pos -= 2;
+                            return Err(self.err(JsonErrorKind::InvalidEscape));
+                        }
+                    }
+                }
+                Some(_) => return Err(self.err(JsonErrorKind::ControlCharacter)),
+            }
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    fn number(&mut self) -> Result<Value, JsonError> {
+        let start = self.pos;
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.pos += 1;
+        }
+        let int_start = self.pos;
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(self.err(JsonErrorKind::InvalidNumber)),
+        }
+        let int_digits = self.pos - int_start;
+        let mut is_float = false;
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return Err(self.err(JsonErrorKind::InvalidNumber));
+            }
+            is_float = true;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.err(JsonErrorKind::InvalidNumber));
+            }
+            is_float = true;
+        }
+        let literal = self.text.get(start..self.pos).unwrap_or_default();
+        if is_float {
+            // Rust's float parsing is correctly rounded, as CPython's is.
+            let f: f64 = literal.parse().map_err(|_| JsonError {
+                kind: JsonErrorKind::InvalidNumber,
+                offset: start,
+            })?;
+            if !f.is_finite() {
+                return Err(JsonError {
+                    kind: JsonErrorKind::NumberOutOfRange,
+                    offset: start,
+                });
+            }
+            return Ok(Value::Number(Number::Float(f)));
+        }
+        if int_digits > self.limits.max_int_digits {
+            return Err(JsonError {
+                kind: JsonErrorKind::IntegerTooLong,
+                offset: start,
+            });
+        }
+        if let Ok(n) = literal.parse::<i64>() {
+            // `-0` parses to 0, as in CPython.
+            return Ok(Value::Number(Number::Int(n)));
+        }
+        Ok(Value::Number(Number::BigInt(literal.into())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Value, JsonErrorKind> {
+        parse(s.as_bytes(), ParseLimits::default()).map_err(|e| e.kind)
+    }
+
+    #[test]
+    fn integers_keep_their_size() {
+        assert_eq!(p("-0"), Ok(Value::Number(Number::Int(0))));
+        assert_eq!(
+            p("123456789012345678901234567890"),
+            Ok(Value::Number(Number::BigInt(
+                "123456789012345678901234567890".into()
+            )))
+        );
+        assert_eq!(p("1E2"), Ok(Value::Number(Number::Float(100.0))));
+    }
+
+    #[test]
+    fn rejects_what_the_core_refuses() {
+        assert_eq!(
+            p("{\"a\":1,\"a\":2}"),
+            Err(JsonErrorKind::DuplicateKey("a".into()))
+        );
+        assert_eq!(p("\"\\ud800\""), Err(JsonErrorKind::LoneSurrogate));
+        assert_eq!(p("\"\\udc00\\ud800\""), Err(JsonErrorKind::LoneSurrogate));
+        assert_eq!(p("\"\\ud800\\u0041\""), Err(JsonErrorKind::LoneSurrogate));
+        assert_eq!(p("NaN"), Err(JsonErrorKind::NonFinite("NaN")));
+        assert_eq!(p("-Infinity"), Err(JsonErrorKind::NonFinite("-Infinity")));
+        assert_eq!(p("1e400"), Err(JsonErrorKind::NumberOutOfRange));
+        assert_eq!(p("01"), Err(JsonErrorKind::TrailingCharacters));
+        assert_eq!(p("1."), Err(JsonErrorKind::InvalidNumber));
+        assert_eq!(p("\"a\u{1}\""), Err(JsonErrorKind::ControlCharacter));
+        assert_eq!(p("\"\\x\""), Err(JsonErrorKind::InvalidEscape));
+        assert_eq!(p("[1,]"), Err(JsonErrorKind::UnexpectedChar(']')));
+        assert_eq!(p("{\"a\":1"), Err(JsonErrorKind::UnexpectedEnd));
+        assert_eq!(p("\u{feff}1"), Err(JsonErrorKind::ByteOrderMark));
+        assert_eq!(
+            parse(b"\"\xff\"", ParseLimits::default()).map_err(|e| e.kind),
+            Err(JsonErrorKind::InvalidUtf8)
+        );
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert_eq!(p(&deep), Err(JsonErrorKind::TooDeep(64)));
+        let long = "9".repeat(4301);
+        assert_eq!(p(&long), Err(JsonErrorKind::IntegerTooLong));
+    }
+
+    #[test]
+    fn surrogate_pairs_combine() {
+        assert_eq!(
+            p("\"\\ud83d\\ude00\""),
+            Ok(Value::String("\u{1F600}".into()))
+        );
+    }
+}

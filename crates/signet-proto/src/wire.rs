@@ -1,0 +1,490 @@
+//! The two wire messages, `Envelope` (request) and `Response`, exactly as the
+//! seed's pydantic models define them, with strict parsing and the bytes that
+//! get signed.
+
+use crate::error::EnvelopeError;
+use crate::json::{self, canonical_map_into, write_string, Map, Number, ParseLimits, Value};
+use crate::keys::SigningKey;
+
+/// The only protocol version: the seed's `"mcp/0.1"`.
+pub const VERSION: &str = "mcp/0.1";
+
+/// Longest identifier (`request_id`, `client_id`, `server_id`, `tool`,
+/// `nonce`), in characters.
+pub const MAX_ID_CHARS: usize = 128;
+
+/// A request: the seed's `MCPEnvelope`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// Unique per logical request; retries reuse it (idempotency).
+    pub request_id: String,
+    /// Sender's clock, milliseconds since the Unix epoch.
+    pub ts_ms: i64,
+    /// Who sends.
+    pub client_id: String,
+    /// Who must receive.
+    pub server_id: String,
+    /// The tool to call.
+    pub tool: String,
+    /// The tool's arguments.
+    pub args: Map,
+    /// Unique per message; a second use is a replay.
+    pub nonce: String,
+    /// Lowercase hex signature over [`Envelope::signing_bytes`].
+    pub signature: String,
+}
+
+/// A reply's status (the seed's `Literal["ok", "accepted", "running", "done", "error"]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// An immediate tool succeeded.
+    Ok,
+    /// A long-running tool accepted the call; `result` holds the job id.
+    Accepted,
+    /// The polled job is queued or running.
+    Running,
+    /// The polled job finished; `result` holds its output.
+    Done,
+    /// The request failed; `error` says why.
+    Error,
+}
+
+impl Status {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Accepted => "accepted",
+            Status::Running => "running",
+            Status::Done => "done",
+            Status::Error => "error",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "ok" => Status::Ok,
+            "accepted" => Status::Accepted,
+            "running" => Status::Running,
+            "done" => Status::Done,
+            "error" => Status::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// A reply: the seed's `MCPResponse`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    /// The `request_id` of the request answered (empty when it was unreadable).
+    pub request_id: String,
+    /// Server's clock, milliseconds since the Unix epoch.
+    pub ts_ms: i64,
+    /// `false` exactly when `status` is `error`.
+    pub ok: bool,
+    /// Who answers.
+    pub server_id: String,
+    /// What happened.
+    pub status: Status,
+    /// The result object, if any.
+    pub result: Option<Map>,
+    /// `"<code>: <message>"` for errors.
+    pub error: Option<String>,
+    /// Lowercase hex signature over [`Response::signing_bytes`].
+    pub signature: String,
+}
+
+/// Writes `{"k":v,...}` with keys given in sorted order.
+struct ObjectWriter<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> ObjectWriter<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        ObjectWriter { out, first: true }
+    }
+    fn key(&mut self, k: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        write_string(k, self.out);
+        self.out.push(b':');
+        self.out
+    }
+    fn str(&mut self, k: &str, v: &str) {
+        write_string(v, self.key(k));
+    }
+    fn int(&mut self, k: &str, v: i64) {
+        json::canonical_into(&Value::Number(Number::Int(v)), self.key(k));
+    }
+    fn finish(self) {
+        self.out.push(b'}');
+    }
+}
+
+impl Envelope {
+    /// Appends the signed bytes: the canonical JSON of every field but
+    /// `signature` (what the seed's `model_dump()` minus `signature` gives).
+    pub fn signing_bytes_into(&self, out: &mut Vec<u8>) {
+        self.write(out, false);
+    }
+
+    /// The signed bytes (see [`Envelope::signing_bytes_into`]).
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        self.write(&mut out, false);
+        out
+    }
+
+    /// The whole message as canonical JSON, signature included.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(320);
+        self.write(&mut out, true);
+        out
+    }
+
+    fn write(&self, out: &mut Vec<u8>, with_signature: bool) {
+        let mut w = ObjectWriter::new(out);
+        canonical_map_into(&self.args, w.key("args"));
+        w.str("client_id", &self.client_id);
+        w.str("nonce", &self.nonce);
+        w.str("request_id", &self.request_id);
+        w.str("server_id", &self.server_id);
+        if with_signature {
+            w.str("signature", &self.signature);
+        }
+        w.str("tool", &self.tool);
+        w.int("ts_ms", self.ts_ms);
+        w.str("v", VERSION);
+        w.finish();
+    }
+
+    /// Signs the envelope in place with `key`.
+    pub fn sign(&mut self, key: &SigningKey) {
+        self.signature = key.sign_hex(&self.signing_bytes());
+    }
+
+    /// Parses and checks an envelope from JSON bytes.
+    pub fn parse(bytes: &[u8], limits: ParseLimits) -> Result<Envelope, EnvelopeError> {
+        let value = json::parse(bytes, limits).map_err(EnvelopeError::Json)?;
+        Envelope::from_value(value)
+    }
+
+    /// Checks an already parsed JSON value: exactly the seed's fields, of the
+    /// right types, identifiers non-empty and at most [`MAX_ID_CHARS`] long.
+    /// Missing `v` and `args` take the seed's defaults. The version is
+    /// checked last, so a well-formed message for another version gets
+    /// [`EnvelopeError::UnsupportedVersion`].
+    pub fn from_value(value: Value) -> Result<Envelope, EnvelopeError> {
+        let Value::Object(mut map) = value else {
+            return Err(EnvelopeError::NotAnObject(value.type_name()));
+        };
+        const FIELDS: [&str; 9] = [
+            "v",
+            "request_id",
+            "ts_ms",
+            "client_id",
+            "server_id",
+            "tool",
+            "args",
+            "nonce",
+            "signature",
+        ];
+        if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(EnvelopeError::UnknownField(unknown.clone()));
+        }
+        let version = optional_string(&mut map, "v")?;
+        let envelope = Envelope {
+            request_id: identifier(&mut map, "request_id")?,
+            ts_ms: integer(&mut map, "ts_ms")?,
+            client_id: identifier(&mut map, "client_id")?,
+            server_id: identifier(&mut map, "server_id")?,
+            tool: identifier(&mut map, "tool")?,
+            args: optional_object(&mut map, "args")?.unwrap_or_default(),
+            nonce: identifier(&mut map, "nonce")?,
+            signature: required_string(&mut map, "signature")?,
+        };
+        check_version(version)?;
+        Ok(envelope)
+    }
+}
+
+impl Response {
+    /// Appends the signed bytes: canonical JSON of every field but
+    /// `signature`; `result` and `error` are always present (`null` when absent).
+    pub fn signing_bytes_into(&self, out: &mut Vec<u8>) {
+        self.write(out, false);
+    }
+
+    /// The signed bytes (see [`Response::signing_bytes_into`]).
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        self.write(&mut out, false);
+        out
+    }
+
+    /// The whole message as canonical JSON, signature included.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(320);
+        self.write(&mut out, true);
+        out
+    }
+
+    fn write(&self, out: &mut Vec<u8>, with_signature: bool) {
+        let mut w = ObjectWriter::new(out);
+        match &self.error {
+            Some(e) => w.str("error", e),
+            None => w.key("error").extend_from_slice(b"null"),
+        }
+        w.key("ok")
+            .extend_from_slice(if self.ok { b"true" } else { b"false" });
+        w.str("request_id", &self.request_id);
+        match &self.result {
+            Some(r) => canonical_map_into(r, w.key("result")),
+            None => w.key("result").extend_from_slice(b"null"),
+        }
+        w.str("server_id", &self.server_id);
+        if with_signature {
+            w.str("signature", &self.signature);
+        }
+        w.str("status", self.status.as_str());
+        w.int("ts_ms", self.ts_ms);
+        w.str("v", VERSION);
+        w.finish();
+    }
+
+    /// Signs the response in place with `key`.
+    pub fn sign(&mut self, key: &SigningKey) {
+        self.signature = key.sign_hex(&self.signing_bytes());
+    }
+
+    /// Parses and checks a response from JSON bytes.
+    pub fn parse(bytes: &[u8], limits: ParseLimits) -> Result<Response, EnvelopeError> {
+        let value = json::parse(bytes, limits).map_err(EnvelopeError::Json)?;
+        Response::from_value(value)
+    }
+
+    /// Checks an already parsed JSON value (the seed's `MCPResponse` rules).
+    pub fn from_value(value: Value) -> Result<Response, EnvelopeError> {
+        let Value::Object(mut map) = value else {
+            return Err(EnvelopeError::NotAnObject(value.type_name()));
+        };
+        const FIELDS: [&str; 9] = [
+            "v",
+            "request_id",
+            "ts_ms",
+            "ok",
+            "server_id",
+            "status",
+            "result",
+            "error",
+            "signature",
+        ];
+        if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(EnvelopeError::UnknownField(unknown.clone()));
+        }
+        let version = optional_string(&mut map, "v")?;
+        let request_id = required_string(&mut map, "request_id")?;
+        check_length("request_id", &request_id)?;
+        let ts_ms = integer(&mut map, "ts_ms")?;
+        let ok = match map.remove("ok") {
+            Some(Value::Bool(b)) => b,
+            Some(_) => {
+                return Err(EnvelopeError::WrongType {
+                    field: "ok",
+                    expected: "boolean",
+                })
+            }
+            None => return Err(EnvelopeError::MissingField("ok")),
+        };
+        let server_id = identifier(&mut map, "server_id")?;
+        let status_text = required_string(&mut map, "status")?;
+        let status =
+            Status::parse(&status_text).ok_or(EnvelopeError::InvalidStatus(status_text))?;
+        let result = optional_object(&mut map, "result")?;
+        let error = match map.remove("error") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => {
+                return Err(EnvelopeError::WrongType {
+                    field: "error",
+                    expected: "string or null",
+                })
+            }
+        };
+        let signature = required_string(&mut map, "signature")?;
+        check_version(version)?;
+        Ok(Response {
+            request_id,
+            ts_ms,
+            ok,
+            server_id,
+            status,
+            result,
+            error,
+            signature,
+        })
+    }
+}
+
+fn check_version(version: Option<String>) -> Result<(), EnvelopeError> {
+    match version {
+        None => Ok(()),
+        Some(v) if v == VERSION => Ok(()),
+        Some(v) => Err(EnvelopeError::UnsupportedVersion(v)),
+    }
+}
+
+fn optional_string(map: &mut Map, field: &'static str) -> Result<Option<String>, EnvelopeError> {
+    match map.remove(field) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(EnvelopeError::WrongType {
+            field,
+            expected: "string",
+        }),
+    }
+}
+
+fn required_string(map: &mut Map, field: &'static str) -> Result<String, EnvelopeError> {
+    optional_string(map, field)?.ok_or(EnvelopeError::MissingField(field))
+}
+
+fn check_length(field: &'static str, s: &str) -> Result<(), EnvelopeError> {
+    // Byte length bounds the character count from above; count only when needed.
+    if s.len() > MAX_ID_CHARS && s.chars().count() > MAX_ID_CHARS {
+        return Err(EnvelopeError::TooLong {
+            field,
+            max: MAX_ID_CHARS,
+        });
+    }
+    Ok(())
+}
+
+fn identifier(map: &mut Map, field: &'static str) -> Result<String, EnvelopeError> {
+    let s = required_string(map, field)?;
+    if s.is_empty() {
+        return Err(EnvelopeError::Empty(field));
+    }
+    check_length(field, &s)?;
+    Ok(s)
+}
+
+fn integer(map: &mut Map, field: &'static str) -> Result<i64, EnvelopeError> {
+    match map.remove(field) {
+        Some(Value::Number(Number::Int(n))) => Ok(n),
+        Some(_) => Err(EnvelopeError::WrongType {
+            field,
+            expected: "integer (64-bit)",
+        }),
+        None => Err(EnvelopeError::MissingField(field)),
+    }
+}
+
+fn optional_object(map: &mut Map, field: &'static str) -> Result<Option<Map>, EnvelopeError> {
+    match map.remove(field) {
+        None | Some(Value::Null) if field == "result" => Ok(None),
+        None => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(_) => Err(EnvelopeError::WrongType {
+            field,
+            expected: "object",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEEDLIKE: &str = r#"{"v":"mcp/0.1","request_id":"r1","ts_ms":1700000000000,"client_id":"client-001","server_id":"mcp-server-001","tool":"batch_sum","args":{"numbers":[10,20,30]},"nonce":"n1","signature":""}"#;
+
+    #[test]
+    fn signing_bytes_are_sorted_and_compact() {
+        let env = Envelope::parse(SEEDLIKE.as_bytes(), ParseLimits::default()).unwrap();
+        assert_eq!(
+            String::from_utf8(env.signing_bytes()).unwrap(),
+            r#"{"args":{"numbers":[10,20,30]},"client_id":"client-001","nonce":"n1","request_id":"r1","server_id":"mcp-server-001","tool":"batch_sum","ts_ms":1700000000000,"v":"mcp/0.1"}"#
+        );
+    }
+
+    #[test]
+    fn defaults_are_filled_in() {
+        let text = r#"{"request_id":"r1","ts_ms":1,"client_id":"c","server_id":"s","tool":"t","nonce":"n","signature":"x"}"#;
+        let env = Envelope::parse(text.as_bytes(), ParseLimits::default()).unwrap();
+        assert!(env.args.is_empty());
+        assert!(String::from_utf8(env.signing_bytes())
+            .unwrap()
+            .contains(r#""args":{}"#));
+    }
+
+    #[test]
+    fn strictness() {
+        let parse = |t: &str| Envelope::parse(t.as_bytes(), ParseLimits::default());
+        let extra = SEEDLIKE.replace(r#""nonce":"n1""#, r#""nonce":"n1","extra":1"#);
+        assert_eq!(
+            parse(&extra),
+            Err(EnvelopeError::UnknownField("extra".into()))
+        );
+        let v2 = SEEDLIKE.replace("mcp/0.1", "mcp/0.2");
+        assert_eq!(
+            parse(&v2),
+            Err(EnvelopeError::UnsupportedVersion("mcp/0.2".into()))
+        );
+        let float_ts = SEEDLIKE.replace("1700000000000", "1700000000000.0");
+        assert!(matches!(
+            parse(&float_ts),
+            Err(EnvelopeError::WrongType { field: "ts_ms", .. })
+        ));
+        let empty = SEEDLIKE.replace(r#""tool":"batch_sum""#, r#""tool":"""#);
+        assert_eq!(parse(&empty), Err(EnvelopeError::Empty("tool")));
+        let long = SEEDLIKE.replace(
+            r#""nonce":"n1""#,
+            &format!(r#""nonce":"{}""#, "é".repeat(129)),
+        );
+        assert!(matches!(
+            parse(&long),
+            Err(EnvelopeError::TooLong { field: "nonce", .. })
+        ));
+        let ok_long = SEEDLIKE.replace(
+            r#""nonce":"n1""#,
+            &format!(r#""nonce":"{}""#, "é".repeat(128)),
+        );
+        assert!(parse(&ok_long).is_ok());
+        let args_list = SEEDLIKE.replace(r#"{"numbers":[10,20,30]}"#, "[1]");
+        assert!(matches!(
+            parse(&args_list),
+            Err(EnvelopeError::WrongType { field: "args", .. })
+        ));
+        let null_args = SEEDLIKE.replace(r#"{"numbers":[10,20,30]}"#, "null");
+        assert!(matches!(
+            parse(&null_args),
+            Err(EnvelopeError::WrongType { field: "args", .. })
+        ));
+        assert_eq!(parse("[]"), Err(EnvelopeError::NotAnObject("array")));
+    }
+
+    #[test]
+    fn response_round_trip() {
+        let mut r = Response {
+            request_id: "r1".into(),
+            ts_ms: 5,
+            ok: true,
+            server_id: "s".into(),
+            status: Status::Ok,
+            result: None,
+            error: None,
+            signature: String::new(),
+        };
+        r.sign(&SigningKey::hmac(b"k").unwrap());
+        assert_eq!(
+            String::from_utf8(r.signing_bytes()).unwrap(),
+            r#"{"error":null,"ok":true,"request_id":"r1","result":null,"server_id":"s","status":"ok","ts_ms":5,"v":"mcp/0.1"}"#
+        );
+        let back = Response::parse(&r.to_json(), ParseLimits::default()).unwrap();
+        assert_eq!(back, r);
+    }
+}
