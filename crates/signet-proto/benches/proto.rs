@@ -1,5 +1,6 @@
 //! Benchmarks of the protocol core: canonicalization, signing, and the full
 //! verification of a typical `batch_sum` envelope.
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use signet_proto::{
