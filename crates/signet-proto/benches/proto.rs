@@ -42,10 +42,19 @@ fn four_kib_args() -> Vec<u8> {
     let mut i = 0;
     loop {
         let mut inner = Map::new();
-        inner.insert("name".into(), Value::from(format!("item-{i} \"quoted\" caf\u{e9}")));
-        inner.insert("price".into(), Value::float(i as f64 * 1.25 + 0.1).unwrap_or(Value::Null));
+        inner.insert(
+            "name".into(),
+            Value::from(format!("item-{i} \"quoted\" caf\u{e9}")),
+        );
+        inner.insert(
+            "price".into(),
+            Value::float(i as f64 * 1.25 + 0.1).unwrap_or(Value::Null),
+        );
         inner.insert("count".into(), Value::from(i as i64 * 1000));
-        inner.insert("tags".into(), Value::Array(vec![Value::from("a"), Value::from("b/c")]));
+        inner.insert(
+            "tags".into(),
+            Value::Array(vec![Value::from("a"), Value::from("b/c")]),
+        );
         map.insert(format!("key_{i:03}"), Value::Object(inner));
         i += 1;
         if canonical(&Value::Object(map.clone())).len() >= 4096 {
@@ -67,19 +76,34 @@ fn benches(c: &mut Criterion) {
     let value = parse(&doc, ParseLimits::default()).unwrap_or(Value::Null);
     let mut g = c.benchmark_group("canonical");
     g.throughput(Throughput::Bytes(doc.len() as u64));
-    g.bench_function("write_4k_object", |b| b.iter(|| canonical(black_box(&value))));
+    g.bench_function("write_4k_object", |b| {
+        b.iter(|| canonical(black_box(&value)))
+    });
     g.bench_function("parse_and_write_4k_object", |b| {
         b.iter(|| canonical(&parse(black_box(&doc), ParseLimits::default()).unwrap_or(Value::Null)))
     });
     g.finish();
 
     let signing = env.signing_bytes();
-    c.bench_function("sign/hmac_batch_sum", |b| b.iter(|| key.sign_hex(black_box(&signing))));
+    c.bench_function("sign/hmac_batch_sum", |b| {
+        b.iter(|| key.sign_hex(black_box(&signing)))
+    });
     let ed = SigningKey::ed25519_from_seed(&[7u8; 32]).unwrap_or_else(|_| unreachable!());
-    c.bench_function("sign/ed25519_batch_sum", |b| b.iter(|| ed.sign_hex(black_box(&signing))));
+    c.bench_function("sign/ed25519_batch_sum", |b| {
+        b.iter(|| ed.sign_hex(black_box(&signing)))
+    });
 
     c.bench_function("verify/hmac_batch_sum_full", |b| {
-        b.iter(|| verify_request(black_box(&wire), &config, &ring, &FixedClock(NOW), &AcceptAll).is_ok())
+        b.iter(|| {
+            verify_request(
+                black_box(&wire),
+                &config,
+                &ring,
+                &FixedClock(NOW),
+                &AcceptAll,
+            )
+            .is_ok()
+        })
     });
 }
 
