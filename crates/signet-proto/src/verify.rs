@@ -220,11 +220,11 @@ fn salvage_request_id(value: &Value) -> String {
 }
 
 /// Runs every step but the nonce check (see [`Authenticated`]).
-pub fn authenticate(
+pub fn authenticate<K: KeyLookup + ?Sized, C: Clock + ?Sized>(
     bytes: &[u8],
     config: &VerifyConfig,
-    keys: &impl KeyLookup,
-    clock: &impl Clock,
+    keys: &K,
+    clock: &C,
 ) -> Result<Authenticated, Rejected> {
     let reject = |request_id: &str, error: VerifyError| Rejected {
         request_id: request_id.to_owned(),
@@ -293,12 +293,12 @@ pub fn authenticate(
 }
 
 /// The whole pipeline with a synchronous nonce store.
-pub fn verify_request(
+pub fn verify_request<K: KeyLookup + ?Sized, C: Clock + ?Sized, N: NonceStore + ?Sized>(
     bytes: &[u8],
     config: &VerifyConfig,
-    keys: &impl KeyLookup,
-    clock: &impl Clock,
-    nonces: &impl NonceStore,
+    keys: &K,
+    clock: &C,
+    nonces: &N,
 ) -> Result<Verified<Envelope>, Rejected> {
     let auth = authenticate(bytes, config, keys, clock)?;
     let outcome = nonces.check_and_record(

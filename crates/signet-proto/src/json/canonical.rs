@@ -2,7 +2,6 @@
 //! `json.dumps(value, separators=(",", ":"), sort_keys=True)`, byte for byte.
 
 use super::{Map, Number, Value};
-use std::fmt::Write as _;
 
 /// The canonical bytes of `value`.
 pub fn canonical(value: &Value) -> Vec<u8> {
@@ -116,58 +115,64 @@ pub fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// A fixed-size buffer for `{:e}` formatting without a heap allocation.
-struct StackBuf {
-    buf: [u8; 40],
-    len: usize,
-}
-
-impl std::fmt::Write for StackBuf {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
 /// Appends a finite float as CPython's `repr(float)` writes it.
 ///
-/// Both Rust's `{:e}` and CPython use the shortest digit string that reads
-/// back to the same float (ties to the closest); only the layout differs.
-/// CPython writes positional notation when the decimal exponent `e` of the
+/// The digits are the shortest string that reads back to the same float,
+/// with ties broken to even as David Gay's `dtoa` (CPython) does; `ryu`
+/// gives exactly those (Rust's own `{:e}` rounds ties up, which changed
+/// the signed bytes of floats such as `1997107851181081.25`). Only the
+/// layout is ours: positional notation when the decimal exponent `e` of the
 /// first digit satisfies `-4 <= e < 16`, keeping a trailing `.0` for whole
 /// values, and `d[.ddd]e±XX` otherwise.
 pub fn write_float(f: f64, out: &mut Vec<u8>) {
-    let mut sb = StackBuf {
-        buf: [0; 40],
-        len: 0,
-    };
-    // `{:e}` of a finite f64 is at most ~26 bytes, so this cannot fail.
-    if write!(sb, "{f:e}").is_err() {
+    if !f.is_finite() {
         return;
     }
-    let formatted = sb.buf.get(..sb.len).unwrap_or_default();
+    let mut buf = ryu::Buffer::new();
+    let formatted = buf.format_finite(f).as_bytes();
     let (negative, rest) = match formatted.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, formatted),
     };
     let e_at = rest.iter().position(|&b| b == b'e').unwrap_or(rest.len());
     let (mantissa, exp_part) = rest.split_at(e_at);
-    let exp: i32 = std::str::from_utf8(exp_part.get(1..).unwrap_or_default())
+    let e10: i32 = std::str::from_utf8(exp_part.get(1..).unwrap_or_default())
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let mut digits = [0u8; 24];
-    let mut nd = 0;
-    for &b in mantissa.iter().filter(|b| b.is_ascii_digit()) {
+    // mantissa is `I` or `I.F`: collect its digits and where the point sits.
+    let mut digits = [0u8; 40];
+    let mut nd = 0usize;
+    let mut point: i32 = 0;
+    let mut seen_point = false;
+    for &b in mantissa {
+        if b == b'.' {
+            seen_point = true;
+            continue;
+        }
+        if !seen_point {
+            point += 1;
+        }
+        if nd == 0 && b == b'0' {
+            // A leading zero moves the point left instead of being a digit.
+            point -= 1;
+            continue;
+        }
         if let Some(slot) = digits.get_mut(nd) {
             *slot = b;
             nd += 1;
         }
     }
-    let digits = digits.get(..nd).unwrap_or_default();
+    while nd > 0 && digits.get(nd - 1) == Some(&b'0') {
+        nd -= 1;
+    }
+    let digits: &[u8] = if nd == 0 {
+        b"0"
+    } else {
+        digits.get(..nd).unwrap_or(b"0")
+    };
+    // value = 0.DIGITS x 10^(point + e10); the first digit's exponent is one less.
+    let exp = if nd == 0 { 0 } else { point + e10 - 1 };
     if negative {
         out.push(b'-');
     }
@@ -218,6 +223,8 @@ mod tests {
     }
 
     #[test]
+    // The tie cases are written with their exact binary value on purpose.
+    #[allow(clippy::excessive_precision)]
     fn floats_print_as_python_repr() {
         assert_eq!(f(60.0), "60.0");
         assert_eq!(f(-0.0), "-0.0");
@@ -233,6 +240,11 @@ mod tests {
         assert_eq!(f(1.7976931348623157e308), "1.7976931348623157e+308");
         assert_eq!(f(1e15), "1000000000000000.0");
         assert_eq!(f(-1.25e-7), "-1.25e-07");
+        // Exact ties between two shortest candidates go to even, as in CPython.
+        assert_eq!(f(1997107851181081.25), "1997107851181081.2");
+        assert_eq!(f(111275153569243.125), "111275153569243.12");
+        assert_eq!(f(2.0f64.powi(-25)), "2.9802322387695312e-08");
+        assert_eq!(f(123456789012345680.0), "1.2345678901234568e+17");
     }
 
     #[test]
