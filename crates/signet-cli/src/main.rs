@@ -1,7 +1,14 @@
-//! The `signet` command line.
+//! The `signet` command line: serve, call tools, wait for jobs, run the
+//! demo, and debug signatures.
 
+mod call;
 mod debug;
+mod demo;
 mod keyfile;
+mod keygen;
+mod output;
+mod profile;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -14,7 +21,7 @@ pub enum ExitCode {
     /// The input was rejected (not valid JSON, not a valid envelope) or
     /// another local error happened.
     Rejected = 1,
-    /// Usage error (bad flags; clap uses 2 as well).
+    /// Usage error (bad flags or arguments; clap uses 2 as well).
     Usage = 2,
     /// The server could not be reached or the connection failed.
     Transport = 3,
@@ -22,6 +29,8 @@ pub enum ExitCode {
     Server = 4,
     /// A signature or response check failed.
     Verification = 5,
+    /// Interrupted by Ctrl-C.
+    Interrupted = 130,
 }
 
 #[derive(Debug, Parser)]
@@ -31,12 +40,75 @@ pub enum ExitCode {
     about = "Stateless, signed, asynchronous tool calls"
 )]
 struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the seed article's demo against a fresh local server, over HTTP.
+    Demo,
+    /// Serve the protocol over HTTP (or stdio with --stdio).
+    Serve(serve::ServeArgs),
+    /// Call a tool and print its verified result.
+    Call {
+        /// The tool.
+        tool: String,
+        /// Its arguments, a JSON object.
+        args: Option<String>,
+        /// For a long-running tool: wait for the job and print its result.
+        #[arg(long)]
+        wait: bool,
+        /// Print the whole signed response instead of the result.
+        #[arg(long)]
+        raw: bool,
+        #[command(flatten)]
+        client: profile::ClientArgs,
+    },
+    /// Inspect, wait for or cancel one job.
+    Job {
+        /// status, wait or cancel.
+        #[arg(value_parser = ["status", "wait", "cancel"])]
+        action: String,
+        /// The job id.
+        job_id: String,
+        #[command(flatten)]
+        client: profile::ClientArgs,
+    },
+    /// List your jobs.
+    Jobs {
+        /// Only jobs in this state.
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<u64>,
+        #[command(flatten)]
+        client: profile::ClientArgs,
+    },
+    /// List the tools the server lets you call.
+    Tools {
+        /// Print the raw descriptions with their JSON Schemas.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: profile::ClientArgs,
+    },
+    /// Generate a key.
+    Keygen {
+        /// hmac-sha256 or ed25519.
+        #[arg(long, default_value = "hmac-sha256", value_parser = keyfile::parse_alg)]
+        alg: signet_proto::Algorithm,
+        /// Where to write it (must not exist).
+        #[arg(long, default_value = "signet.key")]
+        out: PathBuf,
+        /// Client id to use in the printed config snippet.
+        #[arg(long, default_value = "client-001")]
+        client_id: String,
+    },
     /// Print the canonical JSON bytes of one JSON value (from FILE or stdin).
     Canonical {
         /// Input file; stdin when absent or `-`.
@@ -61,8 +133,44 @@ enum Command {
     },
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn init_logging(format: &str) {
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Demo => demo::demo().await,
+        Command::Serve(args) => serve::serve(&args).await,
+        Command::Call {
+            tool,
+            args,
+            wait,
+            raw,
+            client,
+        } => call::call(&client, &tool, args.as_deref(), wait, raw).await,
+        Command::Job {
+            action,
+            job_id,
+            client,
+        } => call::job(&client, &action, &job_id).await,
+        Command::Jobs {
+            state,
+            limit,
+            client,
+        } => call::jobs(&client, state.as_deref(), limit).await,
+        Command::Tools { json, client } => call::tools(&client, json).await,
+        Command::Keygen {
+            alg,
+            out,
+            client_id,
+        } => keygen::keygen(alg, &out, &client_id),
         Command::Canonical { file } => debug::canonical(file.as_ref()),
         Command::Sign { file, key } => debug::sign(file.as_ref(), &key),
         Command::Verify {
@@ -75,11 +183,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    init_logging(&cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("signet: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(ExitCode::Rejected as u8);
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(code) => std::process::ExitCode::from(code as u8),
         Err(e) => {
             eprintln!("signet: {e:#}");
-            std::process::ExitCode::from(ExitCode::Rejected as u8)
+            let code = match e.downcast_ref::<signet_client::ClientError>() {
+                Some(ce) => output::report_code(ce),
+                None => ExitCode::Rejected,
+            };
+            std::process::ExitCode::from(code as u8)
         }
     }
 }

@@ -1,0 +1,112 @@
+//! `signet serve`: HTTP (default) or stdio.
+
+use crate::keygen::write_private;
+use crate::profile::DEFAULT_PROFILE;
+use crate::ExitCode;
+use anyhow::{Context, Result};
+use signet_server::config::{generate_default, Settings, DEFAULT_LISTEN};
+use signet_server::{Server, WorkerConfig};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The config file used when none is given.
+pub const DEFAULT_CONFIG: &str = "signet.toml";
+
+/// Options of `signet serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML). Default: ./signet.toml, written with fresh
+    /// keys if it does not exist.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (overrides `listen` in the config).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Serve one envelope per line on stdin/stdout instead of HTTP.
+    #[arg(long)]
+    pub stdio: bool,
+}
+
+fn load_or_create(args: &ServeArgs) -> Result<Settings> {
+    if let Some(path) = &args.config {
+        return Settings::load(path).map_err(|e| anyhow::anyhow!("{e}"));
+    }
+    let path = Path::new(DEFAULT_CONFIG);
+    if path.exists() {
+        return Settings::load(path).map_err(|e| anyhow::anyhow!("{e}"));
+    }
+    let listen = args
+        .listen
+        .map_or_else(|| DEFAULT_LISTEN.to_owned(), |a| a.to_string());
+    let files = generate_default(&listen).map_err(anyhow::Error::msg)?;
+    write_private(path, &files.server_toml)?;
+    let profile = Path::new(DEFAULT_PROFILE);
+    let wrote_profile = !profile.exists() && write_private(profile, &files.client_toml).is_ok();
+    eprintln!("signet: no configuration found; wrote {DEFAULT_CONFIG} with fresh random keys");
+    eprintln!("  server_id: {}", files.server_id);
+    eprintln!(
+        "  client:    {} (hmac-sha256, 32-byte secret in {DEFAULT_CONFIG})",
+        files.client_id
+    );
+    if wrote_profile {
+        eprintln!("  the client's credentials are in {DEFAULT_PROFILE}; from this directory, try:");
+        eprintln!("    signet call batch_sum '{{\"numbers\":[10,20,30]}}'");
+        eprintln!("    signet call start_long_task '{{\"seconds\":3}}' --wait");
+    }
+    Settings::parse(path, &files.server_toml).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the server until SIGINT/SIGTERM (HTTP) or the end of stdin (stdio).
+pub async fn serve(args: &ServeArgs) -> Result<ExitCode> {
+    let settings = load_or_create(args)?;
+    let server: Server = settings.server().context("invalid client keys")?;
+    let workers = server.start_workers(WorkerConfig {
+        concurrency: settings.workers,
+        ..WorkerConfig::default()
+    });
+    if args.stdio {
+        tracing::info!(server_id = %server.server_id(), "serving stdio");
+        let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+        signet_server::stdio::serve(server, stdin, tokio::io::stdout(), settings.body_limit)
+            .await?;
+        workers.shutdown(Duration::from_secs(5)).await;
+        return Ok(ExitCode::Ok);
+    }
+    let addr = args.listen.unwrap_or(settings.listen);
+    let (listener, local) = signet_server::http::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    eprintln!(
+        "signet: listening on http://{local}/mcp (server_id {}, key fingerprint {}, store {})",
+        server.server_id(),
+        server.fingerprint(),
+        settings.store
+    );
+    signet_server::http::serve(listener, server, settings.body_limit, shutdown_signal()).await?;
+    eprintln!("signet: shutting down");
+    workers.shutdown(Duration::from_secs(10)).await;
+    Ok(ExitCode::Ok)
+}
