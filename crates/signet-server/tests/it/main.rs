@@ -1,0 +1,6 @@
+//! Integration tests of signet-server, in one binary: real HTTP on
+//! 127.0.0.1:0 and the stdio transport over in-memory pipes.
+
+mod http_e2e;
+mod stdio;
+mod support;
