@@ -16,7 +16,7 @@ async fn dropping_proxy(upstream: std::net::SocketAddr, seen: Arc<AtomicUsize>) 
         while let Ok((mut client, _)) = listener.accept().await {
             let seen = seen.clone();
             tokio::spawn(async move {
-                while let Some((head, body)) = read_request(&mut client).await {
+                if let Some((head, body)) = read_request(&mut client).await {
                     let n = seen.fetch_add(1, Ordering::SeqCst);
                     let mut up = TcpStream::connect(upstream).await.unwrap();
                     let first_line = head.lines().next().unwrap().to_owned();
@@ -30,11 +30,11 @@ async fn dropping_proxy(upstream: std::net::SocketAddr, seen: Arc<AtomicUsize>) 
                     tokio::io::AsyncReadExt::read_to_end(&mut up, &mut reply)
                         .await
                         .unwrap();
-                    if n == 0 {
-                        return; // drop the connection: the reply is lost
+                    if n > 0 {
+                        client.write_all(&reply).await.unwrap();
                     }
-                    client.write_all(&reply).await.unwrap();
-                    return;
+                    // For the first request, the connection drops here
+                    // and the server's reply is lost.
                 }
             });
         }
