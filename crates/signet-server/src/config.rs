@@ -91,6 +91,19 @@ pub struct ClientSpec {
     pub keys: Option<Vec<KeyEntry>>,
     /// Tools this client may call; `["*"]` (the default) for all.
     pub tools: Option<Vec<String>>,
+    /// A rate limit: `{ per_second = 50, burst = 100 }` (burst defaults
+    /// to `per_second`). No limit when absent.
+    pub rate_limit: Option<RateSpec>,
+}
+
+/// A client's `rate_limit` table.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateSpec {
+    /// Sustained requests per second.
+    pub per_second: f64,
+    /// Requests that may arrive at once.
+    pub burst: Option<f64>,
 }
 
 /// The file as written.
@@ -109,6 +122,8 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     /// Where jobs and nonces live: `memory` (the only store so far).
     pub store: Option<String>,
+    /// Most requests handled at once; more get `overloaded` (default 1024).
+    pub max_in_flight: Option<usize>,
     /// The server's own key.
     pub signing: KeySpec,
     /// Who may call.
@@ -125,6 +140,8 @@ pub struct ClientSettings {
     pub keys: Vec<VerifyingKey>,
     /// What it may call.
     pub tools: ToolFilter,
+    /// Its rate limit, if any.
+    pub rate: Option<crate::limits::Rate>,
 }
 
 /// The configuration, resolved and checked.
@@ -142,6 +159,8 @@ pub struct Settings {
     pub workers: usize,
     /// Store URL.
     pub store: String,
+    /// Global in-flight limit.
+    pub max_in_flight: usize,
     /// The server's key.
     pub signing: SigningKey,
     /// The clients.
@@ -493,10 +512,27 @@ impl Settings {
                     keys.push(k);
                 }
             }
+            let rate = match c.rate_limit {
+                None => None,
+                Some(r) if r.per_second > 0.0 && r.per_second.is_finite() && r.burst.is_none_or(|b| b >= 1.0) => {
+                    Some(crate::limits::Rate {
+                        per_second: r.per_second,
+                        burst: r.burst.unwrap_or(r.per_second.max(1.0)),
+                    })
+                }
+                Some(_) => {
+                    return Err(ctx.err(
+                        line,
+                        format!("client {:?} has an invalid rate_limit", c.id),
+                        "use rate_limit = { per_second = 50, burst = 100 } with per_second > 0 and burst >= 1",
+                    ))
+                }
+            };
             clients.push(ClientSettings {
                 id: c.id.clone(),
                 keys,
                 tools: ToolFilter::from_list(c.tools.as_deref().unwrap_or(&["*".to_owned()])),
+                rate,
             });
         }
         Ok(Settings {
@@ -506,6 +542,7 @@ impl Settings {
             body_limit: raw.body_limit.unwrap_or(crate::http::DEFAULT_BODY_LIMIT),
             workers: raw.workers.unwrap_or(16).max(1),
             store,
+            max_in_flight: raw.max_in_flight.unwrap_or(1024).max(1),
             signing,
             clients,
         })
@@ -618,12 +655,15 @@ tools = ["*"]
 id = "rotating"
 keys = ["old-secret", { secret_hex = "00ff" }]
 tools = ["batch_sum"]
+rate_limit = { per_second = 5, burst = 10 }
 "#;
         let s = Settings::parse(Path::new("signet.toml"), text).unwrap();
         assert_eq!(s.server_id, "mcp-server-001");
         assert_eq!(s.clients.len(), 2);
         assert_eq!(s.clients[1].keys.len(), 2);
         assert!(!s.clients[1].tools.allows("start_long_task"));
+        assert_eq!(s.clients[1].rate.map(|r| r.burst), Some(10.0));
+        assert!(s.clients[0].rate.is_none());
     }
 
     #[test]

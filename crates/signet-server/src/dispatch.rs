@@ -7,6 +7,7 @@ use crate::error::{http_status, CallError};
 use crate::jobs::{
     CreateOutcome, JobRecord, JobState, JobStore, MemoryJobStore, NewJob, WorkerConfig, Workers,
 };
+use crate::limits::{Rate, RateLimiter};
 use crate::nonce::{MemoryNonceStore, NonceBackend};
 use crate::tool::{decode, CallContext, Handler, Registry, Tool, ToolArgs, ToolError};
 use sha2::{Digest, Sha256};
@@ -87,6 +88,8 @@ pub struct Reply {
     pub http_status: u16,
     /// The signed response.
     pub response: Response,
+    /// For `rate_limited`: when to retry (sent as HTTP `Retry-After`).
+    pub retry_after_ms: Option<u64>,
 }
 
 /// Builds a [`Server`].
@@ -103,9 +106,24 @@ pub struct ServerBuilder {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdSource>,
     idempotency_ttl_ms: i64,
+    rates: HashMap<String, Rate>,
+    max_in_flight: usize,
 }
 
 impl ServerBuilder {
+    /// Limits a client to a sustained rate with a burst (token bucket).
+    pub fn rate_limit(mut self, client_id: &str, rate: Rate) -> Self {
+        self.rates.insert(client_id.to_owned(), rate);
+        self
+    }
+
+    /// Most requests handled at once; more are refused with `overloaded`
+    /// rather than queued without bound (default 1024).
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
     /// Adds a client with its active keys (1 to 3) and allowed tools.
     pub fn client(
         mut self,
@@ -183,6 +201,8 @@ impl ServerBuilder {
                 clock: self.clock,
                 ids: self.ids,
                 idempotency_ttl_ms: self.idempotency_ttl_ms,
+                rates: RateLimiter::new(self.rates),
+                in_flight: Arc::new(tokio::sync::Semaphore::new(self.max_in_flight)),
             }),
         }
     }
@@ -199,6 +219,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdSource>,
     idempotency_ttl_ms: i64,
+    rates: RateLimiter,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// A protocol server: cheap to clone, shared by every transport.
@@ -236,6 +258,8 @@ impl Server {
             clock: Arc::new(SystemClock),
             ids: Arc::new(OsRandomIds),
             idempotency_ttl_ms: 24 * 3600 * 1000,
+            rates: HashMap::new(),
+            max_in_flight: 1024,
         }
     }
 
@@ -306,6 +330,10 @@ impl Server {
         Reply {
             http_status: http_status(&code),
             response,
+            retry_after_ms: match err {
+                CallError::RateLimited { retry_after_ms } => Some(*retry_after_ms),
+                _ => None,
+            },
         }
     }
 
@@ -313,6 +341,9 @@ impl Server {
     /// every error becomes a signed error response.
     pub async fn handle(&self, body: &[u8]) -> Reply {
         let inner = &*self.inner;
+        let Ok(_permit) = inner.in_flight.try_acquire() else {
+            return self.error_reply("", &CallError::Overloaded);
+        };
         let auth = match authenticate(body, &inner.verify, &inner.keyring, &*inner.clock) {
             Ok(a) => a,
             Err(rej) => {
@@ -334,6 +365,12 @@ impl Server {
             Ok(v) => v,
             Err(rej) => return self.error_reply(&rej.request_id, &CallError::Rejected(rej.error)),
         };
+        if let Err(retry_after_ms) = inner.rates.check(&verified.client_id, inner.clock.now_ms()) {
+            return self.error_reply(
+                &verified.request_id,
+                &CallError::RateLimited { retry_after_ms },
+            );
+        }
         let outcome = self.dispatch(&verified).await;
         let now = inner.clock.now_ms();
         match outcome {
@@ -342,6 +379,7 @@ impl Server {
                 response: inner
                     .signer
                     .success(&verified.request_id, now, status, Some(result)),
+                retry_after_ms: None,
             },
             Err(err) => {
                 if let CallError::Store(e) = &err {

@@ -550,3 +550,80 @@ async fn health_and_well_known() {
     assert!(doc.get("public_key_hex").is_none());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn rate_limited_clients_get_429_with_a_hint() {
+    let s = TestServer::start_with(|b| {
+        b.rate_limit(
+            "client-002",
+            signet_server::Rate {
+                per_second: 1.0,
+                burst: 2.0,
+            },
+        )
+    })
+    .await;
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        let e = envelope(
+            "client-002",
+            OTHER_SECRET,
+            "batch_sum",
+            json!({"numbers": [1]}),
+        );
+        let resp = s.http.post(&s.url).body(e.to_json()).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let reply = (status, check_signed(&resp.bytes().await.unwrap()));
+        if status == 429 {
+            assert_error(&reply, 429, ErrorCode::RateLimited, &e.request_id);
+            assert_eq!(retry_after.as_deref(), Some("1"));
+            assert!(reply.1.error.as_deref().unwrap().contains("retry after"));
+        }
+        codes.push(status);
+    }
+    assert_eq!(codes, vec![200, 200, 429]);
+    // Other clients are not limited.
+    assert_eq!(s.call("batch_sum", json!({"numbers": [1]})).await.0, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn requests_beyond_the_in_flight_limit_are_overloaded() {
+    let s = TestServer::start_with(|b| b.max_in_flight(1)).await;
+    let (_, resp) = s.call("start_long_task", json!({"seconds": 3})).await;
+    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+    // Let the job start, so the long poll below waits for its next change (~1 s).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A long poll holds the only slot...
+    let holder = {
+        let env = envelope(
+            "client-001",
+            CLIENT_SECRET,
+            "poll_job",
+            json!({"job_id": job_id, "wait_ms": 1500}),
+        );
+        let http = s.http.clone();
+        let url = s.url.clone();
+        tokio::spawn(async move {
+            http.post(&url)
+                .body(env.to_json())
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ...so this one is refused at once, not queued.
+    // (A queued request would have waited for the slot and answered 200.)
+    let reply = s.call("batch_sum", json!({"numbers": [1]})).await;
+    assert_error(&reply, 503, ErrorCode::Overloaded, "");
+    assert_eq!(holder.await.unwrap(), 200);
+    // The slot is free again.
+    assert_eq!(s.call("batch_sum", json!({"numbers": [1]})).await.0, 200);
+    s.stop().await;
+}
