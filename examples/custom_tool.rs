@@ -53,42 +53,75 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client_key = SigningKey::hmac(b"example-client-secret")?;
 
     let server = Server::builder("example-server", server_key.clone())
-        .client("example-client", vec![client_key.verifying_key()], ToolFilter::All)?
+        .client(
+            "example-client",
+            vec![client_key.verifying_key()],
+            ToolFilter::All,
+        )?
         .tools(|reg| {
-            reg.immediate("word_count", "Counts the words of a text.", |a: WordCountIn, _ctx| async move {
-                Ok::<_, ToolError>(WordCountOut {
-                    words: a.text.split_whitespace().count(),
-                })
-            });
-            reg.long_running("countdown", "Counts down, reporting progress.", |a: CountdownIn, ctx| async move {
-                for i in 0..a.steps {
-                    if ctx.is_cancelled() {
-                        return Err(ToolError::failed("cancelled"));
+            reg.immediate(
+                "word_count",
+                "Counts the words of a text.",
+                |a: WordCountIn, _ctx| async move {
+                    Ok::<_, ToolError>(WordCountOut {
+                        words: a.text.split_whitespace().count(),
+                    })
+                },
+            );
+            reg.long_running(
+                "countdown",
+                "Counts down, reporting progress.",
+                |a: CountdownIn, ctx| async move {
+                    for i in 0..a.steps {
+                        if ctx.is_cancelled() {
+                            return Err(ToolError::failed("cancelled"));
+                        }
+                        ctx.progress(f64::from(i) / f64::from(a.steps), format!("step {i}"));
+                        tokio::time::sleep(Duration::from_millis(200)).await;
                     }
-                    ctx.progress(f64::from(i) / f64::from(a.steps), format!("step {i}"));
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Ok(CountdownOut {
-                    finished_steps: a.steps,
-                    attempt: ctx.attempt(),
-                })
-            });
+                    Ok(CountdownOut {
+                        finished_steps: a.steps,
+                        attempt: ctx.attempt(),
+                    })
+                },
+            );
         })
         .build();
     let _workers = server.start_workers(WorkerConfig::default());
     let (listener, addr) = signet_server::http::bind("127.0.0.1:0".parse()?).await?;
-    tokio::spawn(signet_server::http::serve(listener, server, 1 << 20, std::future::pending()));
+    tokio::spawn(signet_server::http::serve(
+        listener,
+        server,
+        1 << 20,
+        std::future::pending(),
+    ));
 
-    let client = Client::builder(&format!("http://{addr}/mcp"), "example-client", "example-server")
-        .key(client_key)
-        .trust(ServerTrust::Key(server_key.verifying_key()))
-        .build()?;
-    let words = client.call("word_count", serde_json::json!({"text": "signed, stateless, async"})).await?;
-    println!("word_count: {}", words.result_json());
-    let job = client.start("countdown", serde_json::json!({"steps": 5})).await?;
-    let result = client
-        .wait(&job, |p| println!("  progress {:?} {:?}", p.fraction, p.message))
+    let client = Client::builder(
+        &format!("http://{addr}/mcp"),
+        "example-client",
+        "example-server",
+    )
+    .key(client_key)
+    .trust(ServerTrust::Key(server_key.verifying_key()))
+    .build()?;
+    let words = client
+        .call(
+            "word_count",
+            serde_json::json!({"text": "signed, stateless, async"}),
+        )
         .await?;
-    println!("countdown: {}", signet_proto::Value::Object(result).to_serde());
+    println!("word_count: {}", words.result_json());
+    let job = client
+        .start("countdown", serde_json::json!({"steps": 5}))
+        .await?;
+    let result = client
+        .wait(&job, |p| {
+            println!("  progress {:?} {:?}", p.fraction, p.message)
+        })
+        .await?;
+    println!(
+        "countdown: {}",
+        signet_proto::Value::Object(result).to_serde()
+    );
     Ok(())
 }
