@@ -14,22 +14,10 @@ pub fn read_secret_file(path: &Path) -> Result<Vec<u8>> {
     decode_secret(raw).with_context(|| format!("secret file {}", path.display()))
 }
 
-/// Decodes a secret given as text (file contents or environment variable).
-pub fn decode_secret(mut raw: Vec<u8>) -> Result<Vec<u8>> {
-    if raw.ends_with(b"\n") {
-        raw.pop();
-        if raw.ends_with(b"\r") {
-            raw.pop();
-        }
-    }
-    if let Some(hex) = raw.strip_prefix(b"hex:") {
-        let text = std::str::from_utf8(hex).context("hex secret is not text")?;
-        return from_hex(text.trim()).context("invalid hex after \"hex:\"");
-    }
-    if raw.is_empty() {
-        bail!("the secret is empty");
-    }
-    Ok(raw)
+/// Decodes a secret given as text (file contents or environment variable),
+/// with the same rules as the server's configuration.
+pub fn decode_secret(raw: Vec<u8>) -> Result<Vec<u8>> {
+    signet_server::config::decode_secret(raw).map_err(anyhow::Error::msg)
 }
 
 /// Reads an Ed25519 private key file: 64 hex digits (the 32-byte seed).

@@ -134,8 +134,10 @@ enum Command {
 }
 
 fn init_logging(format: &str) {
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_max_level(tracing::Level::INFO);
     let _ = if format == "json" {
         builder.json().try_init()

@@ -3,7 +3,7 @@
 //! and environment variables, never from plain flag values.
 
 use crate::keyfile::{decode_secret, read_ed25519_key_file, read_secret_file};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Deserialize;
 use signet_client::{Client, ServerTrust};
 use signet_proto::{from_hex, SigningKey, VerifyingKey};
@@ -78,6 +78,11 @@ pub struct ClientArgs {
     pub timeout: u64,
 }
 
+/// A missing setting is a usage error (exit code 2), like a bad flag.
+fn usage(msg: &str) -> anyhow::Error {
+    anyhow::Error::new(signet_client::ClientError::Usage(msg.to_owned()))
+}
+
 fn resolve(base: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
@@ -129,7 +134,9 @@ impl ClientArgs {
         if let Some(f) = &p.secret_file {
             return Ok(SigningKey::hmac(&read_secret_file(&resolve(base, f))?)?);
         }
-        bail!("no client key: use --secret-file, SIGNET_SECRET, --key-file or a profile")
+        Err(usage(
+            "no client key: use --secret-file, SIGNET_SECRET, --key-file or a profile",
+        ))
     }
 
     fn trust(&self, p: &Profile, base: &Path) -> Result<ServerTrust> {
@@ -167,7 +174,7 @@ impl ClientArgs {
         if let Some(fp) = &p.server_fingerprint {
             return Ok(ServerTrust::Fingerprint(fp.clone()));
         }
-        bail!("no way to verify the server's replies: use --server-secret-file, SIGNET_SERVER_SECRET, --server-public-key, --server-fingerprint or a profile")
+        Err(usage("no way to verify the server's replies: use --server-secret-file, SIGNET_SERVER_SECRET, --server-public-key, --server-fingerprint or a profile"))
     }
 
     /// Builds the client these flags describe.
@@ -177,17 +184,17 @@ impl ClientArgs {
             .url
             .clone()
             .or(p.url.clone())
-            .context("no server URL: use --url, SIGNET_URL or a profile")?;
+            .ok_or_else(|| usage("no server URL: use --url, SIGNET_URL or a profile"))?;
         let client_id = self
             .client_id
             .clone()
             .or(p.client_id.clone())
-            .context("no client id: use --client-id or a profile")?;
+            .ok_or_else(|| usage("no client id: use --client-id or a profile"))?;
         let server_id = self
             .server_id
             .clone()
             .or(p.server_id.clone())
-            .context("no server id: use --server-id or a profile")?;
+            .ok_or_else(|| usage("no server id: use --server-id or a profile"))?;
         let key = self.client_key(&p, &base)?;
         let trust = self.trust(&p, &base)?;
         Ok(Client::builder(&url, &client_id, &server_id)

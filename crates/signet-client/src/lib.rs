@@ -240,6 +240,15 @@ impl JobStatus {
     }
 }
 
+fn wrong_server_error(raw: &[u8]) -> bool {
+    signet_proto::Response::parse(raw, signet_proto::ParseLimits::default()).is_ok_and(|r| {
+        r.status == Status::Error
+            && r.error
+                .as_deref()
+                .is_some_and(|e| ErrorCode::split_error_text(e).0 == ErrorCode::WrongServer)
+    })
+}
+
 fn random_uuid() -> String {
     let mut b = [0u8; 16];
     if getrandom::getrandom(&mut b).is_err() {
@@ -453,6 +462,25 @@ impl Client {
                     return Err(ClientError::Transport(format!(
                         "HTTP {http_status} without a signed reply: {e}"
                     )))
+                }
+                // The signature and request_id held (they are checked
+                // first): a signed `wrong_server` error from the server we
+                // trust is a configuration mistake, not tampering.
+                Err(signet_proto::ResponseError::ServerIdMismatch { .. })
+                    if wrong_server_error(&raw) =>
+                {
+                    let response =
+                        signet_proto::Response::parse(&raw, signet_proto::ParseLimits::default())
+                            .map_err(|e| {
+                            ClientError::Verification(signet_proto::ResponseError::Malformed(e))
+                        })?;
+                    let text = response.error.clone().unwrap_or_default();
+                    let message = ErrorCode::split_error_text(&text).1.to_owned();
+                    return Err(ClientError::Server {
+                        code: ErrorCode::WrongServer,
+                        message,
+                        response: Box::new(response),
+                    });
                 }
                 Err(e) => return Err(ClientError::Verification(e)),
             };

@@ -11,6 +11,9 @@ pub enum EnvelopeError {
     /// The bytes are not acceptable JSON.
     #[error("invalid json: {0}")]
     Json(JsonError),
+    /// The message could not be read at all (the transport failed mid-body).
+    #[error("request body could not be read")]
+    Unreadable,
     /// The top-level value is not an object.
     #[error("message must be a json object, got {0}")]
     NotAnObject(&'static str),
@@ -133,6 +136,14 @@ pub enum ResponseError {
         expected: String,
         /// The request the response names.
         got: String,
+    },
+    /// `ok` contradicts `status` (`ok` must be false exactly for `error`).
+    #[error("response says ok={ok} with status {status:?}")]
+    Inconsistent {
+        /// The `ok` field.
+        ok: bool,
+        /// The `status` field.
+        status: &'static str,
     },
     /// The response comes from another server.
     #[error("response is from server {got:?}, expected {expected:?}")]

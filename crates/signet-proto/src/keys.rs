@@ -252,9 +252,12 @@ impl VerifyingKey {
 
     /// A short public identifier of the key: the first 16 hex digits of
     /// SHA-256 of the Ed25519 public key, or of
-    /// HMAC-SHA256(secret, `"signet-fingerprint"`) for an HMAC key (a plain
-    /// hash of the secret, as the seed publishes, would give attackers an
-    /// offline oracle for guessing it).
+    /// HMAC-SHA256(secret, `"signet-fingerprint"`) for an HMAC key. The
+    /// seed publishes `sha256(secret)`, the same digest any other system
+    /// hashing that secret would store; the keyed, domain-separated form
+    /// reveals nothing reusable elsewhere. Like any deterministic function
+    /// of the secret it still lets a weak secret be guessed offline, which
+    /// is why generated secrets are 32 random bytes.
     pub fn fingerprint(&self) -> String {
         let digest: [u8; 32] = match self {
             VerifyingKey::Hmac(k) => k.tag(b"signet-fingerprint"),

@@ -418,6 +418,12 @@ pub fn verify_response(
             got: resp.server_id,
         });
     }
+    if (resp.status == Status::Error) == resp.ok {
+        return Err(ResponseError::Inconsistent {
+            ok: resp.ok,
+            status: resp.status.as_str(),
+        });
+    }
     Ok(Verified(resp))
 }
 

@@ -176,7 +176,8 @@ impl Envelope {
     /// Checks an already parsed JSON value: exactly the seed's fields, of the
     /// right types, identifiers non-empty and at most [`MAX_ID_CHARS`] long.
     /// Missing `v` and `args` take the seed's defaults. The version is
-    /// checked last, so a well-formed message for another version gets
+    /// checked first (once `v` is known to be a string), so a message of
+    /// another version, whatever its fields, gets
     /// [`EnvelopeError::UnsupportedVersion`].
     pub fn from_value(value: Value) -> Result<Envelope, EnvelopeError> {
         let Value::Object(mut map) = value else {
@@ -193,10 +194,10 @@ impl Envelope {
             "nonce",
             "signature",
         ];
+        check_version(optional_string(&mut map, "v")?)?;
         if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
             return Err(EnvelopeError::UnknownField(unknown.clone()));
         }
-        let version = optional_string(&mut map, "v")?;
         let envelope = Envelope {
             request_id: identifier(&mut map, "request_id")?,
             ts_ms: integer(&mut map, "ts_ms")?,
@@ -207,7 +208,6 @@ impl Envelope {
             nonce: identifier(&mut map, "nonce")?,
             signature: required_string(&mut map, "signature")?,
         };
-        check_version(version)?;
         Ok(envelope)
     }
 }
@@ -283,10 +283,10 @@ impl Response {
             "error",
             "signature",
         ];
+        check_version(optional_string(&mut map, "v")?)?;
         if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
             return Err(EnvelopeError::UnknownField(unknown.clone()));
         }
-        let version = optional_string(&mut map, "v")?;
         let request_id = required_string(&mut map, "request_id")?;
         check_length("request_id", &request_id)?;
         let ts_ms = integer(&mut map, "ts_ms")?;
@@ -316,7 +316,6 @@ impl Response {
             }
         };
         let signature = required_string(&mut map, "signature")?;
-        check_version(version)?;
         Ok(Response {
             request_id,
             ts_ms,

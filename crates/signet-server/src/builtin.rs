@@ -48,7 +48,7 @@ pub struct StartLongTaskIn {
     /// How long the task runs, 1 to 20 seconds.
     #[schemars(range(min = 1, max = 20))]
     pub seconds: u64,
-    /// Returned as the job's result.
+    /// Returned as the job's result, unchanged.
     #[serde(default)]
     pub payload: serde_json::Map<String, serde_json::Value>,
 }
@@ -167,7 +167,12 @@ pub fn register(reg: &mut Registry) {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             ctx.progress(1.0, format!("{0}/{0} seconds", args.seconds));
-            Ok(args.payload)
+            // The payload comes back byte for byte, big integers included.
+            let payload = match ctx.raw_args().get("payload") {
+                Some(signet_proto::Value::Object(m)) => m.clone(),
+                _ => signet_proto::Map::new(),
+            };
+            Ok(payload)
         },
     );
     reg.system::<PollJobIn>(

@@ -205,13 +205,13 @@ impl Ctx<'_> {
             .unwrap_or_default()
     }
 
-    fn read_file(&self, line: Option<usize>, path: &Path) -> Result<String, ConfigError> {
+    fn read_file(&self, line: Option<usize>, path: &Path) -> Result<Vec<u8>, ConfigError> {
         let full = if path.is_absolute() {
             path.to_path_buf()
         } else {
             self.base_dir().join(path)
         };
-        std::fs::read_to_string(&full).map_err(|e| {
+        std::fs::read(&full).map_err(|e| {
             self.err(
                 line,
                 format!("cannot read {}: {e}", full.display()),
@@ -221,21 +221,25 @@ impl Ctx<'_> {
     }
 }
 
-fn strip_newline(mut s: String) -> String {
-    if s.ends_with('\n') {
-        s.pop();
-        if s.ends_with('\r') {
-            s.pop();
+/// Decodes a secret given as file contents or an environment variable:
+/// the raw bytes (as the seed's keys are), one trailing newline removed; a
+/// `hex:` prefix means the rest is hex (what `signet keygen` writes). The
+/// CLI reads its secret files with the same rules.
+pub fn decode_secret(mut raw: Vec<u8>) -> Result<Vec<u8>, String> {
+    if raw.ends_with(b"\n") {
+        raw.pop();
+        if raw.ends_with(b"\r") {
+            raw.pop();
         }
     }
-    s
-}
-
-fn text_secret(s: String) -> Result<Vec<u8>, String> {
-    match s.strip_prefix("hex:") {
-        Some(h) => from_hex(h.trim()).map_err(|e| e.to_string()),
-        None => Ok(s.into_bytes()),
+    if let Some(hex) = raw.strip_prefix(b"hex:") {
+        let text = std::str::from_utf8(hex).map_err(|_| "hex secret is not text".to_owned())?;
+        return from_hex(text.trim()).map_err(|_| "invalid hex after \"hex:\"".to_owned());
     }
+    if raw.is_empty() {
+        return Err("the secret is empty".to_owned());
+    }
+    Ok(raw)
 }
 
 /// Resolves a key description. `want_private` selects a signing key (the
@@ -285,7 +289,7 @@ fn resolve_key(
                     )
                 })?
             } else if let Some(p) = &spec.secret_file {
-                text_secret(strip_newline(ctx.read_file(line, p)?)).map_err(|e| {
+                decode_secret(ctx.read_file(line, p)?).map_err(|e| {
                     ctx.err(
                         line,
                         format!("secret file {}: {e}", p.display()),
@@ -294,14 +298,14 @@ fn resolve_key(
                 })?
             } else {
                 let var = spec.secret_env.clone().unwrap_or_default();
-                let v = std::env::var(&var).map_err(|_| {
+                let v = std::env::var_os(&var).ok_or_else(|| {
                     ctx.err(
                         line,
                         format!("environment variable {var} is not set"),
                         format!("export {var}=... before starting"),
                     )
                 })?;
-                text_secret(v)
+                decode_secret(v.into_encoded_bytes())
                     .map_err(|e| ctx.err(line, format!("{var}: {e}"), "write hex after \"hex:\""))?
             };
             let key = SigningKey::hmac(&bytes).map_err(|e| {
@@ -321,7 +325,7 @@ fn resolve_key(
             if want_private {
                 let hex = match (&spec.private_key_hex, &spec.private_key_file) {
                     (Some(h), None) => h.clone(),
-                    (None, Some(p)) => ctx.read_file(line, p)?,
+                    (None, Some(p)) => String::from_utf8_lossy(&ctx.read_file(line, p)?).into_owned(),
                     _ => {
                         return Err(ctx.err(
                             line,
@@ -483,14 +487,25 @@ impl Settings {
                         "move the single key into the keys list",
                     ))
                 }
+                // Entries inherit the client's `alg`: a plain string is a
+                // secret for hmac-sha256 and a public key for ed25519.
                 (Some(list), false) => list
                     .iter()
                     .map(|k| match k {
+                        KeyEntry::Secret(s) if c.alg.as_deref() == Some("ed25519") => KeySpec {
+                            alg: c.alg.clone(),
+                            public_key_hex: Some(s.clone()),
+                            ..KeySpec::default()
+                        },
                         KeyEntry::Secret(s) => KeySpec {
+                            alg: c.alg.clone(),
                             secret: Some(s.clone()),
                             ..KeySpec::default()
                         },
-                        KeyEntry::Spec(spec) => spec.clone(),
+                        KeyEntry::Spec(spec) => KeySpec {
+                            alg: spec.alg.clone().or_else(|| c.alg.clone()),
+                            ..spec.clone()
+                        },
                     })
                     .collect(),
                 (None, _) => vec![single],
@@ -681,6 +696,23 @@ rate_limit = { per_second = 5, burst = 10 }
         let unknown = "server_id = \"s\"\n[signing]\nsecret = \"x\"\nsecrett = \"y\"\n";
         let e = Settings::parse(Path::new("c.toml"), unknown).unwrap_err();
         assert_eq!(e.line, Some(4), "{e}");
+    }
+
+    #[test]
+    fn key_lists_inherit_the_client_alg() {
+        let pk = SigningKey::ed25519_from_seed(&[1u8; 32])
+            .unwrap()
+            .verifying_key();
+        let pk_hex = to_hex(&pk.ed25519_public_bytes().unwrap());
+        let text = format!(
+            "server_id = \"s\"\n[signing]\nsecret = \"x\"\n[[clients]]\nid = \"c\"\nalg = \"ed25519\"\nkeys = [\"{pk_hex}\", {{ public_key_hex = \"{pk_hex}\" }}]\n"
+        );
+        let s = Settings::parse(Path::new("c.toml"), &text).unwrap();
+        assert!(s.clients[0]
+            .keys
+            .iter()
+            .all(|k| k.algorithm() == Algorithm::Ed25519));
+        assert_eq!(s.clients[0].keys[0].fingerprint(), pk.fingerprint());
     }
 
     #[test]

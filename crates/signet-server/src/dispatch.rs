@@ -34,8 +34,9 @@ impl Clock for SystemClock {
 
 /// A source of unique ids (job ids).
 pub trait IdSource: Send + Sync + 'static {
-    /// A fresh, unguessable id.
-    fn new_id(&self) -> String;
+    /// A fresh, unguessable id, or `None` when no randomness is available
+    /// (the request then fails: a guessable or repeated id is never used).
+    fn new_id(&self) -> Option<String>;
 }
 
 /// UUIDv4 ids from the operating system's random generator.
@@ -43,13 +44,15 @@ pub trait IdSource: Send + Sync + 'static {
 pub struct OsRandomIds;
 
 impl IdSource for OsRandomIds {
-    fn new_id(&self) -> String {
+    fn new_id(&self) -> Option<String> {
         let mut bytes = [0u8; 16];
-        if getrandom::getrandom(&mut bytes).is_err() {
-            // Without OS randomness ids would be guessable; there is no safe fallback.
-            tracing::error!("operating system random generator failed");
+        match getrandom::getrandom(&mut bytes) {
+            Ok(()) => Some(signet_proto::uuid_v4(bytes)),
+            Err(e) => {
+                tracing::error!(error = %e, "operating system random generator failed");
+                None
+            }
         }
-        signet_proto::uuid_v4(bytes)
     }
 }
 
@@ -392,13 +395,16 @@ impl Server {
 
     async fn dispatch(&self, env: &Verified<Envelope>) -> Outcome {
         let inner = &*self.inner;
-        let tool = inner
-            .registry
-            .get(&env.tool)
-            .ok_or_else(|| CallError::UnknownTool(env.tool.clone()))?;
-        if !self.allowed(&env.client_id, &env.tool) {
+        let tool = inner.registry.get(&env.tool);
+        let system = tool.is_some_and(|t| matches!(t.handler, Handler::System));
+        // The system tools (identity and the caller's own jobs) are always
+        // allowed. For anything else, a client with an allow-list is told
+        // `forbidden_tool` whether or not the tool exists, so the list does
+        // not leak which tools the server has.
+        if !system && !self.allowed(&env.client_id, &env.tool) {
             return Err(CallError::ForbiddenTool(env.tool.clone()));
         }
+        let tool = tool.ok_or_else(|| CallError::UnknownTool(env.tool.clone()))?;
         match &tool.handler {
             Handler::System => self.system_tool(env).await,
             Handler::Immediate(f) => {
@@ -450,7 +456,7 @@ impl Server {
         let tools: Vec<Value> = inner
             .registry
             .iter()
-            .filter(|t| self.allowed(client_id, t.name()))
+            .filter(|t| matches!(t.handler, Handler::System) || self.allowed(client_id, t.name()))
             .map(|t| {
                 Value::Object(obj([
                     ("name", Value::from(t.name())),
@@ -498,7 +504,9 @@ impl Server {
         let inner = &*self.inner;
         tool.validate(&env.args).map_err(CallError::InvalidArgs)?;
         let job = NewJob {
-            id: inner.ids.new_id(),
+            id: inner.ids.new_id().ok_or_else(|| {
+                CallError::Internal("no randomness available for a job id".to_owned())
+            })?,
             client_id: env.client_id.clone(),
             request_id: env.request_id.clone(),
             request_hash: Self::request_hash(env),

@@ -9,6 +9,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use signet_proto::{EnvelopeError, VerifyError};
 use std::future::Future;
 use std::net::SocketAddr;
 
@@ -48,11 +49,17 @@ async fn mcp(State(app): State<AppState>, body: Body) -> Response {
     // `too_large` reply instead of a bare 413.
     let bytes = match axum::body::to_bytes(body, app.body_limit).await {
         Ok(b) => b,
-        Err(_) => {
-            return reply_response(
-                app.server
-                    .error_reply("", &CallError::TooLarge(app.body_limit)),
-            )
+        Err(e) => {
+            let inner = e.into_inner();
+            let too_large = inner.is::<http_body_util::LengthLimitError>()
+                || std::error::Error::source(&*inner)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            let err = if too_large {
+                CallError::TooLarge(app.body_limit)
+            } else {
+                CallError::Rejected(VerifyError::Malformed(EnvelopeError::Unreadable))
+            };
+            return reply_response(app.server.error_reply("", &err));
         }
     };
     reply_response(app.server.handle(&bytes).await)

@@ -124,7 +124,12 @@ pub(crate) fn decode<A: ToolArgs>(args: &Map) -> Result<A, String> {
     Ok(parsed)
 }
 
-fn encode<O: Serialize>(out: &O) -> Result<Map, ToolError> {
+fn encode<O: Serialize + 'static>(out: &O) -> Result<Map, ToolError> {
+    // A handler returning the protocol's own `Map` keeps every value exact
+    // (integers beyond 64 bits included); serde would round them to floats.
+    if let Some(map) = (out as &dyn std::any::Any).downcast_ref::<Map>() {
+        return Ok(map.clone());
+    }
     match Value::from_serialize(out) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(other) => Err(ToolError::failed(format!(

@@ -74,6 +74,41 @@ impl Value {
     }
 }
 
+/// Serializes as the equivalent serde data. An integer beyond 64 bits has
+/// no serde form: it becomes the nearest float when it has one, else its
+/// decimal text (use [`crate::canonical`] for exact bytes).
+impl serde::Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Number(Number::Int(n)) => s.serialize_i64(*n),
+            Value::Number(Number::BigInt(t)) => match (t.parse::<u64>(), t.parse::<f64>()) {
+                (Ok(u), _) => s.serialize_u64(u),
+                (_, Ok(f)) if f.is_finite() => s.serialize_f64(f),
+                _ => s.serialize_str(t),
+            },
+            Value::Number(Number::Float(f)) => s.serialize_f64(*f),
+            Value::String(t) => s.serialize_str(t),
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Value::Object(map) => {
+                let mut m = s.serialize_map(Some(map.len()))?;
+                for (k, v) in map {
+                    m.serialize_entry(k, v)?;
+                }
+                m.end()
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

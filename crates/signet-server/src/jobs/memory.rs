@@ -223,11 +223,13 @@ impl JobStore for MemoryJobStore {
                 return Ok(LeaseStatus::Lost);
             }
             e.lease_until_ms = now_ms.saturating_add(lease_ms);
-            if let Some((fraction, message)) = progress {
-                e.job.progress = Some(fraction);
-                e.job.message = message;
-                touch(&mut e.job, now_ms);
-            }
+            let Some((fraction, message)) = progress else {
+                // A bare lease renewal changes nothing anyone waits for.
+                return Ok(LeaseStatus::Held);
+            };
+            e.job.progress = Some(fraction);
+            e.job.message = message;
+            touch(&mut e.job, now_ms);
             LeaseStatus::Held
         };
         self.bump();

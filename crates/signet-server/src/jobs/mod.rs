@@ -233,6 +233,7 @@ pub type ProgressReport = (f64, Option<String>);
 #[derive(Clone)]
 pub struct JobContext {
     pub(crate) job_id: String,
+    pub(crate) args: Arc<Map>,
     pub(crate) attempt: u32,
     pub(crate) progress: Arc<watch::Sender<Option<ProgressReport>>>,
     pub(crate) cancelled: watch::Receiver<bool>,
@@ -242,6 +243,12 @@ impl JobContext {
     /// The job's id.
     pub fn job_id(&self) -> &str {
         &self.job_id
+    }
+
+    /// The job's arguments exactly as the client sent them (the typed
+    /// arguments went through serde, which rounds integers beyond 64 bits).
+    pub fn raw_args(&self) -> &Map {
+        &self.args
     }
 
     /// Which claim this is (1 for the first run). A job whose worker died is

@@ -142,6 +142,7 @@ async fn run_job(shared: &Shared, claim: Claim, shutdown: &mut watch::Receiver<b
             let (cancel_tx, cancel_rx) = watch::channel(false);
             let ctx = JobContext {
                 job_id: job.id.clone(),
+                args: Arc::new(job.args.clone()),
                 attempt: job.attempt,
                 progress: Arc::new(progress_tx),
                 cancelled: cancel_rx,

@@ -627,3 +627,56 @@ async fn requests_beyond_the_in_flight_limit_are_overloaded() {
     assert_eq!(s.call("batch_sum", json!({"numbers": [1]})).await.0, 200);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn long_task_payload_comes_back_exactly() {
+    let s = TestServer::start().await;
+    // Canonical (sorted) already, so the comparison below is on exact bytes.
+    let payload = r#"{"big":123456789012345678901234567890,"f":0.1,"neg":-18446744073709551616,"s":"\u00e9\ud83d\ude00"}"#;
+    let mut env = envelope(
+        "client-001",
+        CLIENT_SECRET,
+        "start_long_task",
+        json!({"seconds": 1}),
+    );
+    env.args.insert(
+        "payload".into(),
+        signet_proto::parse(payload.as_bytes(), Default::default()).unwrap(),
+    );
+    env.sign(&SigningKey::hmac(CLIENT_SECRET).unwrap());
+    let (_, resp) = s.send(&env).await;
+    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let done = loop {
+        let (_, resp) = s
+            .call("poll_job", json!({"job_id": job_id, "wait_ms": 2000}))
+            .await;
+        if resp.status == Status::Done {
+            break resp;
+        }
+        assert!(Instant::now() < deadline);
+    };
+    let result = signet_proto::canonical(&signet_proto::Value::Object(done.result.unwrap()));
+    assert_eq!(String::from_utf8(result).unwrap(), payload);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn restricted_clients_cannot_probe_for_tools() {
+    let s = TestServer::start().await;
+    // client-002 may call batch_sum only (and the system tools): a tool that
+    // does not exist and one that exists look the same to it.
+    for tool in ["no_such_tool", "start_long_task", "fail_now"] {
+        let e = envelope("client-002", OTHER_SECRET, tool, json!({}));
+        assert_error(
+            &s.send(&e).await,
+            403,
+            ErrorCode::ForbiddenTool,
+            &e.request_id,
+        );
+    }
+    // The system tools stay available to it.
+    let e = envelope("client-002", OTHER_SECRET, "list_jobs", json!({}));
+    assert_eq!(s.send(&e).await.0, 200);
+    s.stop().await;
+}
