@@ -88,13 +88,19 @@ pub fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut run_start = 0;
-    for (i, c) in s.char_indices() {
-        let plain = matches!(c, ' '..='~') && c != '"' && c != '\\';
-        if plain {
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        // Printable ASCII other than `"` and `\` is copied as a run.
+        if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
+            i += 1;
             continue;
         }
+        let Some(c) = s.get(i..).and_then(|t| t.chars().next()) else {
+            break;
+        };
         out.extend_from_slice(bytes.get(run_start..i).unwrap_or_default());
-        run_start = i + c.len_utf8();
+        i += c.len_utf8();
+        run_start = i;
         match c {
             '"' => out.extend_from_slice(b"\\\""),
             '\\' => out.extend_from_slice(b"\\\\"),

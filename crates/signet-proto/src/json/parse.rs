@@ -302,14 +302,21 @@ impl<'a> Parser<'a> {
             }
             // `start..pos` ends before an ASCII byte or at the end, so it is
             // on a char boundary of the (already validated) text.
-            out.push_str(self.text.get(start..self.pos).unwrap_or_default());
+            let run = self.text.get(start..self.pos).unwrap_or_default();
             match self.peek() {
                 None => return Err(self.err(JsonErrorKind::UnexpectedEnd)),
                 Some(b'"') => {
                     self.pos += 1;
+                    if out.is_empty() {
+                        // The common case, a string without escapes: one
+                        // allocation of the exact size.
+                        return Ok(run.to_owned());
+                    }
+                    out.push_str(run);
                     return Ok(out);
                 }
                 Some(b'\\') => {
+                    out.push_str(run);
                     self.pos += 1;
                     let esc = self
                         .peek()
