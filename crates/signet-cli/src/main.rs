@@ -53,6 +53,12 @@ enum Command {
     Demo,
     /// Serve the protocol over HTTP (or stdio with --stdio).
     Serve(serve::ServeArgs),
+    /// Create or update a store's schema (`signet serve` also does this on start).
+    Migrate {
+        /// Store URL: sqlite://PATH or postgres://USER@HOST/DB.
+        #[arg(long, value_name = "URL")]
+        store: String,
+    },
     /// Call a tool and print its verified result.
     Call {
         /// The tool.
@@ -150,6 +156,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo => demo::demo().await,
         Command::Serve(args) => serve::serve(&args).await,
+        Command::Migrate { store } => serve::migrate(&store).await,
         Command::Call {
             tool,
             args,

@@ -5,7 +5,7 @@ use crate::profile::DEFAULT_PROFILE;
 use crate::ExitCode;
 use anyhow::{Context, Result};
 use signet_server::config::{generate_default, Settings, DEFAULT_LISTEN};
-use signet_server::{Server, WorkerConfig};
+use signet_server::Server;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,6 +26,10 @@ pub struct ServeArgs {
     /// Serve one envelope per line on stdin/stdout instead of HTTP.
     #[arg(long)]
     pub stdio: bool,
+    /// Store URL (overrides `store` in the config): memory,
+    /// sqlite://PATH or postgres://USER@HOST/DB.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
 }
 
 fn load_or_create(args: &ServeArgs) -> Result<Settings> {
@@ -79,14 +83,35 @@ async fn shutdown_signal() {
     }
 }
 
+/// Opens (and migrates) the store, saying which one is used.
+pub async fn open_store(url: &str) -> Result<signet_server::store::Stores> {
+    let shown = signet_server::store::redact(url);
+    let stores = signet_server::store::open(url)
+        .await
+        .with_context(|| format!("cannot open store {shown}"))?;
+    tracing::info!(store = %shown, "store ready (schema up to date)");
+    Ok(stores)
+}
+
+/// `signet migrate --store URL`: brings a store's schema up to date.
+pub async fn migrate(url: &str) -> Result<ExitCode> {
+    open_store(url).await?;
+    eprintln!(
+        "signet: {} is up to date",
+        signet_server::store::redact(url)
+    );
+    Ok(ExitCode::Ok)
+}
+
 /// Runs the server until SIGINT/SIGTERM (HTTP) or the end of stdin (stdio).
 pub async fn serve(args: &ServeArgs) -> Result<ExitCode> {
-    let settings = load_or_create(args)?;
-    let server: Server = settings.server().context("invalid client keys")?;
-    let workers = server.start_workers(WorkerConfig {
-        concurrency: settings.workers,
-        ..WorkerConfig::default()
-    });
+    let mut settings = load_or_create(args)?;
+    if let Some(store) = &args.store {
+        settings.store = store.clone();
+    }
+    let stores = open_store(&settings.store).await?;
+    let server: Server = settings.server(&stores).context("invalid client keys")?;
+    let workers = server.start_workers(settings.worker_config());
     if args.stdio {
         tracing::info!(server_id = %server.server_id(), "serving stdio");
         let stdin = tokio::io::BufReader::new(tokio::io::stdin());
@@ -103,7 +128,7 @@ pub async fn serve(args: &ServeArgs) -> Result<ExitCode> {
         "signet: listening on http://{local}/mcp (server_id {}, key fingerprint {}, store {})",
         server.server_id(),
         server.fingerprint(),
-        settings.store
+        signet_server::store::redact(&settings.store)
     );
     signet_server::http::serve(listener, server, settings.body_limit, shutdown_signal()).await?;
     eprintln!("signet: shutting down");

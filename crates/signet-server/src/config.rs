@@ -120,8 +120,13 @@ pub struct FileConfig {
     pub body_limit: Option<usize>,
     /// Jobs run at once (default 16).
     pub workers: Option<usize>,
-    /// Where jobs and nonces live: `memory` (the only store so far).
+    /// Where jobs, nonces and idempotency records live: `memory`,
+    /// `sqlite://PATH` (default `sqlite://signet.db`, relative to the config
+    /// file) or `postgres://...`.
     pub store: Option<String>,
+    /// How long a worker's claim on a job lasts without a heartbeat
+    /// (default 30000 ms); a job whose worker died is taken over after it.
+    pub lease_ms: Option<u64>,
     /// Most requests handled at once; more get `overloaded` (default 1024).
     pub max_in_flight: Option<usize>,
     /// The server's own key.
@@ -159,6 +164,8 @@ pub struct Settings {
     pub workers: usize,
     /// Store URL.
     pub store: String,
+    /// Job lease.
+    pub lease_ms: u64,
     /// Global in-flight limit.
     pub max_in_flight: usize,
     /// The server's key.
@@ -427,12 +434,26 @@ impl Settings {
                 "set server_id = \"my-server\"",
             ));
         }
-        let store = raw.store.clone().unwrap_or_else(|| "memory".to_owned());
-        if store != "memory" {
+        let store = raw
+            .store
+            .clone()
+            .unwrap_or_else(|| DEFAULT_STORE.to_owned());
+        let store =
+            match crate::store::StoreKind::of(&store) {
+                Some(crate::store::StoreKind::Sqlite) => resolve_sqlite_path(&store, path),
+                Some(_) => store,
+                None => return Err(ctx.err(
+                    line_containing(text, "store"),
+                    format!("store {:?} is not supported", crate::store::redact(&store)),
+                    "use store = \"memory\", \"sqlite://signet.db\" or \"postgres://user@host/db\"",
+                )),
+            };
+        let lease_ms = raw.lease_ms.unwrap_or(30_000);
+        if !(100..=3_600_000).contains(&lease_ms) {
             return Err(ctx.err(
-                line_containing(text, "store"),
-                format!("store {store:?} is not supported by this build"),
-                "use store = \"memory\"",
+                line_containing(text, "lease_ms"),
+                format!("lease_ms = {lease_ms} is out of range"),
+                "use a lease between 100 and 3600000 ms (default 30000)",
             ));
         }
         let signing_line = line_containing(text, "[signing]");
@@ -558,20 +579,73 @@ impl Settings {
             workers: raw.workers.unwrap_or(16).max(1),
             store,
             max_in_flight: raw.max_in_flight.unwrap_or(1024).max(1),
+            lease_ms,
             signing,
             clients,
         })
     }
 
-    /// A server with these settings (in-memory stores, built-in tools).
-    pub fn server(&self) -> Result<Server, signet_proto::KeyringError> {
+    /// A server with these settings, on these stores, with the built-in tools.
+    pub fn server(
+        &self,
+        stores: &crate::store::Stores,
+    ) -> Result<Server, signet_proto::KeyringError> {
         let mut b = Server::builder(self.server_id.clone(), self.signing.clone())
-            .max_skew_ms(self.max_skew_ms);
+            .max_skew_ms(self.max_skew_ms)
+            .max_in_flight(self.max_in_flight)
+            .job_store(stores.jobs.clone())
+            .nonce_store(stores.nonces.clone());
         for c in &self.clients {
             b = b.client(&c.id, c.keys.clone(), c.tools.clone())?;
+            if let Some(rate) = c.rate {
+                b = b.rate_limit(&c.id, rate);
+            }
         }
         Ok(b.build())
     }
+
+    /// The worker settings these settings imply: heartbeats at a third of
+    /// the lease, lease rescue at half of it (at most every 5 s).
+    pub fn worker_config(&self) -> crate::jobs::WorkerConfig {
+        let lease = self.lease_ms;
+        crate::jobs::WorkerConfig {
+            concurrency: self.workers,
+            lease_ms: i64::try_from(lease).unwrap_or(30_000),
+            heartbeat_ms: (lease / 3).max(10),
+            maintenance_interval_ms: (lease / 2).clamp(10, 5_000),
+            ..crate::jobs::WorkerConfig::default()
+        }
+    }
+}
+
+/// The store `signet serve` uses when the configuration names none.
+pub const DEFAULT_STORE: &str = "sqlite://signet.db";
+
+/// Makes a relative SQLite path relative to the configuration file, so the
+/// database sits next to its config whatever the working directory.
+fn resolve_sqlite_path(url: &str, config: &Path) -> String {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (file, query) = match rest.split_once('?') {
+        Some((f, q)) => (f, Some(q)),
+        None => (rest, None),
+    };
+    if file.is_empty() || file.starts_with('/') || file.starts_with(":memory:") {
+        return url.to_owned();
+    }
+    let dir = config.parent().filter(|d| !d.as_os_str().is_empty());
+    let full = match dir {
+        Some(d) => d.join(file),
+        None => PathBuf::from(file),
+    };
+    let mut out = format!("sqlite://{}", full.display());
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
 }
 
 /// Fresh random bytes from the operating system.
@@ -616,7 +690,7 @@ pub fn generate_default(listen: &str) -> Result<DefaultFiles, String> {
          server_id = \"{server_id}\"\n\
          listen = \"{listen}\"\n\
          max_skew_ms = 300000\n\
-         store = \"memory\"\n\
+         store = \"sqlite://signet.db\"\n\
          \n\
          [signing]\n\
          alg = \"ed25519\"\n\

@@ -547,6 +547,9 @@ impl Server {
                         }
                     }
                     _ = tokio::time::sleep_until(deadline) => break,
+                    // Fallback for stores whose other replicas cannot wake
+                    // us (or a missed wake-up): look again every second.
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
                 job = self.owned_job(&env.client_id, &args.job_id).await?;
                 if job.version != seen {

@@ -45,6 +45,7 @@ pub mod jobs;
 pub mod limits;
 pub mod nonce;
 pub mod stdio;
+pub mod store;
 pub mod tool;
 
 pub use dispatch::{IdSource, OsRandomIds, Reply, Server, ServerBuilder, SystemClock, ToolFilter};

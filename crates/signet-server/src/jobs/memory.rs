@@ -333,6 +333,7 @@ impl JobStore for MemoryJobStore {
         Ok(PruneStats {
             jobs: (before_jobs - st.jobs.len()) as u64,
             idempotency: (before_idem - st.idempotency.len()) as u64,
+            nonces: 0,
         })
     }
 

@@ -169,6 +169,8 @@ pub struct PruneStats {
     pub jobs: u64,
     /// Idempotency records past their expiry.
     pub idempotency: u64,
+    /// Nonces past their expiry (stores that keep nonces with the jobs).
+    pub nonces: u64,
 }
 
 /// Durable (or in-memory) job state, shared by every replica.

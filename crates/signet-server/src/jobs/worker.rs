@@ -172,6 +172,11 @@ async fn run_job(shared: &Shared, claim: Claim, shutdown: &mut watch::Receiver<b
         let mut progress = None;
         tokio::select! {
             joined = &mut task => {
+                // Record the handler's last progress report before the outcome.
+                if progress_rx.has_changed().unwrap_or(false) {
+                    let last = progress_rx.borrow_and_update().clone();
+                    let _ = store.heartbeat(&job.id, fence, now(), shared.config.lease_ms, last).await;
+                }
                 let outcome = match joined {
                     Ok(Ok(result)) => JobOutcome::Done(result),
                     Ok(Err(e)) => JobOutcome::Failed(e.to_string()),

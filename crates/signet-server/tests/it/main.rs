@@ -6,4 +6,5 @@
 
 mod http_e2e;
 mod stdio;
+mod store_contract;
 mod support;
