@@ -795,8 +795,9 @@ fn serve_stdio_answers_one_line_per_envelope() {
     want.sort();
     assert_eq!(ids, want);
 
-    // The same line twice: one answer, one replay refusal, both signed.
-    let replies = serve_stdio(&s, format!("{a}\n{a}\n"));
+    // The same (fresh) line twice: one answer, one replay refusal, both signed.
+    let c = sign_envelope(&client_secret, SERVER_ID, r#"{"numbers":[1,2.5]}"#);
+    let replies = serve_stdio(&s, format!("{c}\n{c}\n"));
     assert_eq!(replies.len(), 2, "{replies:?}");
     for r in &replies {
         assert_eq!(verify(r), "valid\n");
@@ -815,6 +816,10 @@ fn serve_stdio_answers_one_line_per_envelope() {
         1,
         "{replies:?}"
     );
+    // With the durable store (SQLite, the default), a nonce stays used across
+    // processes: replaying `a` in a new stdio session is refused too.
+    let replies = serve_stdio(&s, format!("{a}\n"));
+    assert!(replies[0].contains("replayed_nonce"), "{replies:?}");
 }
 
 // ---- canonical, sign, verify ----------------------------------------------

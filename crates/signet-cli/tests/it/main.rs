@@ -8,5 +8,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod cli_e2e;
+mod durable;
 mod seed_interop;
 mod support;

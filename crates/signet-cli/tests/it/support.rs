@@ -46,6 +46,13 @@ pub struct TempDir {
 }
 
 impl TempDir {
+    /// A value that owns no directory (dropping it removes nothing).
+    pub fn placeholder() -> TempDir {
+        TempDir {
+            path: PathBuf::new(),
+        }
+    }
+
     /// A new empty directory whose name contains `name`.
     pub fn new(name: &str) -> TempDir {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -82,7 +89,9 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
 }
 
@@ -266,6 +275,8 @@ tools = ["batch_sum", "server_identity"]
 /// A running `signet serve` child, killed on drop.
 pub struct ServeGuard {
     child: Child,
+    args: Vec<String>,
+    cwd: Option<PathBuf>,
     /// `http://127.0.0.1:PORT/mcp`.
     pub url: String,
     /// Everything the server wrote on stderr so far.
@@ -333,6 +344,8 @@ impl ServeGuard {
         });
         let mut guard = ServeGuard {
             child,
+            args: args.to_vec(),
+            cwd: cwd.map(Path::to_path_buf),
             url: String::new(),
             stderr: lines,
             dir,
@@ -349,6 +362,25 @@ impl ServeGuard {
             }
         }
         guard
+    }
+
+    /// Kills the server with SIGKILL (no chance to clean up) and starts it
+    /// again with the same arguments and directory; `url` is updated.
+    pub fn kill_and_restart(self) -> ServeGuard {
+        let mut this = self;
+        let _ = this.child.kill();
+        let _ = this.child.wait();
+        let dir = std::mem::replace(&mut this.dir, TempDir::placeholder());
+        let args = std::mem::take(&mut this.args);
+        let cwd = this.cwd.take();
+        drop(this);
+        ServeGuard::spawn(dir, &args, cwd.as_deref())
+    }
+
+    /// Kills the server with SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Everything the server has written on stderr.
