@@ -1,6 +1,7 @@
 //! The `signet` command line: serve, call tools, wait for jobs, run the
 //! demo, and debug signatures.
 
+mod bench;
 mod call;
 mod debug;
 mod demo;
@@ -53,6 +54,8 @@ enum Command {
     Demo,
     /// Serve the protocol over HTTP (or stdio with --stdio).
     Serve(serve::ServeArgs),
+    /// Load-test a server: pre-signed requests over keep-alive connections.
+    Bench(bench::BenchArgs),
     /// Create or update a store's schema (`signet serve` also does this on start).
     Migrate {
         /// Store URL: sqlite://PATH or postgres://USER@HOST/DB.
@@ -157,6 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo => demo::demo().await,
         Command::Serve(args) => serve::serve(&args).await,
         Command::Migrate { store } => serve::migrate(&store).await,
+        Command::Bench(args) => bench::bench(&args).await,
         Command::Call {
             tool,
             args,

@@ -1,5 +1,6 @@
 //! Replay protection: where `(client_id, nonce)` pairs are remembered.
 
+use crate::error::StoreError;
 use signet_proto::NonceError;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -105,6 +106,11 @@ impl MemoryNonceStore {
         self.lock().seen.len()
     }
 
+    /// Forgets a pair (its durable recording failed).
+    fn forget(&self, client_id: &str, nonce: &str) {
+        self.lock().seen.remove(&key(client_id, nonce));
+    }
+
     /// Whether no nonce is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -137,6 +143,130 @@ impl NonceBackend for MemoryNonceStore {
 
     fn len(&self) -> usize {
         MemoryNonceStore::len(self)
+    }
+}
+
+/// A durable nonce table that can record many nonces in one transaction.
+#[async_trait::async_trait]
+pub trait NonceBatchSink: Send + Sync + 'static {
+    /// Records each `(client_id, nonce, expires_at_ms)` that is new (or whose
+    /// earlier record expired before `now_ms`); returns, in order, whether
+    /// each was recorded (`false`: a live record exists, a replay).
+    async fn record_batch(
+        &self,
+        items: &[(String, String, i64)],
+        now_ms: i64,
+    ) -> Result<Vec<bool>, StoreError>;
+}
+
+/// Most nonces committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+struct Pending {
+    client_id: String,
+    nonce: String,
+    expires_at_ms: i64,
+    now_ms: i64,
+    reply: tokio::sync::oneshot::Sender<Result<(), NonceError>>,
+}
+
+/// Replay protection on a durable store without a write per request on the
+/// critical path's throughput: an in-memory front set refuses local replays
+/// at once, and new nonces are group-committed (one transaction for all the
+/// nonces that arrived while the previous commit ran). A request waits for
+/// its nonce's commit before it is dispatched, so a replay is refused before
+/// and after a restart alike, and on every replica sharing the database.
+pub struct BatchedNonceStore {
+    front: MemoryNonceStore,
+    queue: tokio::sync::mpsc::UnboundedSender<Pending>,
+}
+
+impl BatchedNonceStore {
+    /// Starts the committer task over `sink`.
+    pub fn new(sink: std::sync::Arc<dyn NonceBatchSink>) -> BatchedNonceStore {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(commit_loop(sink, rx));
+        BatchedNonceStore {
+            front: MemoryNonceStore::new(),
+            queue: tx,
+        }
+    }
+}
+
+async fn commit_loop(
+    sink: std::sync::Arc<dyn NonceBatchSink>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Pending>,
+) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        // Let the requests already in flight reach this point too: a few
+        // yields cost microseconds and make batches (and commits) fewer.
+        for _ in 0..32 {
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            if batch.len() >= MAX_BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        tracing::trace!(size = batch.len(), "nonce batch");
+        let now = batch.iter().map(|p| p.now_ms).max().unwrap_or(0);
+        let items: Vec<(String, String, i64)> = batch
+            .iter()
+            .map(|p| (p.client_id.clone(), p.nonce.clone(), p.expires_at_ms))
+            .collect();
+        let outcome = sink.record_batch(&items, now).await;
+        for (i, p) in batch.drain(..).enumerate() {
+            let r = match &outcome {
+                Ok(recorded) if recorded.get(i).copied().unwrap_or(false) => Ok(()),
+                Ok(_) => Err(NonceError::Replayed),
+                Err(e) => {
+                    tracing::warn!(error = %e, "nonce store unavailable");
+                    Err(NonceError::Unavailable)
+                }
+            };
+            let _ = p.reply.send(r);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl NonceBackend for BatchedNonceStore {
+    async fn check_and_record(
+        &self,
+        client_id: &str,
+        nonce: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), NonceError> {
+        // A replay of a nonce this process has seen is refused without I/O.
+        self.front.record(client_id, nonce, expires_at_ms, now_ms)?;
+        let (reply, wait) = tokio::sync::oneshot::channel();
+        let pending = Pending {
+            client_id: client_id.to_owned(),
+            nonce: nonce.to_owned(),
+            expires_at_ms,
+            now_ms,
+            reply,
+        };
+        let outcome = match self.queue.send(pending) {
+            Ok(()) => wait.await.unwrap_or(Err(NonceError::Unavailable)),
+            Err(_) => Err(NonceError::Unavailable),
+        };
+        if outcome == Err(NonceError::Unavailable) {
+            // Not recorded anywhere: do not let the front set claim otherwise.
+            self.front.forget(client_id, nonce);
+        }
+        outcome
+    }
+
+    fn len(&self) -> usize {
+        self.front.len()
     }
 }
 

@@ -8,7 +8,7 @@ pub use sql::SqlStore;
 
 use crate::error::StoreError;
 use crate::jobs::{JobStore, MemoryJobStore};
-use crate::nonce::{MemoryNonceStore, NonceBackend};
+use crate::nonce::{BatchedNonceStore, MemoryNonceStore, NonceBackend};
 use std::sync::Arc;
 
 /// The kind of store a URL names.
@@ -79,7 +79,7 @@ pub async fn open(url: &str) -> Result<Stores, StoreError> {
             Ok(Stores {
                 kind,
                 jobs: store.clone(),
-                nonces: store,
+                nonces: Arc::new(BatchedNonceStore::new(store)),
             })
         }
         None => Err(StoreError::Unavailable(format!(

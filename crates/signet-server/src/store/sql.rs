@@ -769,6 +769,58 @@ impl NonceBackend for SqlStore {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::nonce::NonceBatchSink for SqlStore {
+    async fn record_batch(
+        &self,
+        items: &[(String, String, i64)],
+        now_ms: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql =
+            String::from("INSERT INTO signet_nonces (client_id, nonce, expires_at_ms) VALUES ");
+        for i in 0..items.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let b = i * 3;
+            sql.push_str(&format!("(${}, ${}, ${})", b + 1, b + 2, b + 3));
+        }
+        sql.push_str(&format!(
+            " ON CONFLICT (client_id, nonce) DO UPDATE SET expires_at_ms = excluded.expires_at_ms
+               WHERE signet_nonces.expires_at_ms < ${} RETURNING client_id, nonce",
+            items.len() * 3 + 1
+        ));
+        let mut q = sqlx::query(&sql);
+        for (c, n, e) in items {
+            q = q.bind(c.clone()).bind(n.clone()).bind(*e);
+        }
+        // One statement is atomic on its own: no BEGIN/COMMIT round trips.
+        let rows = q
+            .bind(now_ms)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let recorded: std::collections::HashSet<(String, String)> = rows
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r.try_get::<String, _>(0).ok()?,
+                    r.try_get::<String, _>(1).ok()?,
+                ))
+            })
+            .collect();
+        self.nonce_count
+            .fetch_add(recorded.len(), Ordering::Relaxed);
+        Ok(items
+            .iter()
+            .map(|(c, n, _)| recorded.contains(&(c.clone(), n.clone())))
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
