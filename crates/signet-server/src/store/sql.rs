@@ -64,7 +64,7 @@ const MIGRATIONS: &[&[&str]] = &[&[
         nonce TEXT NOT NULL,
         expires_at_ms BIGINT NOT NULL,
         PRIMARY KEY (client_id, nonce)
-    )",
+    ) {without_rowid}",
     "CREATE INDEX IF NOT EXISTS signet_nonces_expiry ON signet_nonces (expires_at_ms)",
 ]];
 
@@ -237,7 +237,15 @@ impl SqlStore {
                     continue;
                 }
                 for statement in *statements {
-                    sqlx::raw_sql(statement).execute(&mut *conn).await?;
+                    // SQLite stores a table keyed by its primary key alone
+                    // more compactly (one B-tree instead of two).
+                    let without_rowid = if self.kind == StoreKind::Sqlite {
+                        "WITHOUT ROWID"
+                    } else {
+                        ""
+                    };
+                    let statement = statement.replace("{without_rowid}", without_rowid);
+                    sqlx::raw_sql(&statement).execute(&mut *conn).await?;
                 }
                 sqlx::query("INSERT INTO signet_schema (version) VALUES ($1)")
                     .bind(version)
