@@ -65,6 +65,10 @@ pub struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// For a long-running tool: after sending, wait (long polling) until
+    /// every accepted job is done, and report jobs completed per second.
+    #[arg(long)]
+    pub wait_jobs: bool,
 }
 
 /// What one run measured.
@@ -98,6 +102,11 @@ pub struct Report {
     pub verified: usize,
     /// Replies whose signature (or request_id / server_id) did not verify.
     pub bad_signatures: usize,
+    /// With `--wait-jobs`: jobs that reached `done`.
+    pub jobs_done: usize,
+    /// With `--wait-jobs`: jobs done per second, from the first request to
+    /// the last completion.
+    pub jobs_per_s: f64,
 }
 
 fn client_key(a: &BenchArgs) -> Result<SigningKey> {
@@ -189,6 +198,86 @@ struct Target {
     server_id: String,
     server_key: Option<VerifyingKey>,
     verify_every: usize,
+    /// Job ids from `accepted` replies, when jobs are waited for.
+    job_ids: Option<std::sync::Mutex<Vec<String>>>,
+}
+
+fn accepted_job_id(body: &[u8]) -> Option<String> {
+    let r = signet_proto::Response::parse(body, ParseLimits::default()).ok()?;
+    let id = r.result.as_ref()?.get("job_id")?.as_str()?;
+    Some(id.to_owned())
+}
+
+/// Sends one request on `conn` (reconnecting if needed); returns the body.
+async fn send(target: &Target, conn: &mut Option<Conn>, body: Bytes) -> Option<Bytes> {
+    if conn.as_ref().is_none_or(|c| c.is_closed()) {
+        *conn = Some(connect(&target.host).await.ok()?);
+    }
+    let c = conn.as_mut()?;
+    let req = hyper::Request::post(target.path.as_str())
+        .header("host", target.host.as_str())
+        .header("content-type", "application/json")
+        .body(Full::new(body))
+        .ok()?;
+    let result = async {
+        c.ready().await?;
+        let resp = c.send_request(req).await?;
+        Ok::<_, hyper::Error>(resp.into_body().collect().await?.to_bytes())
+    }
+    .await;
+    match result {
+        Ok(b) => Some(b),
+        Err(_) => {
+            *conn = None;
+            None
+        }
+    }
+}
+
+/// Long-polls jobs from `ids` until each is done; returns how many were.
+async fn wait_jobs_worker(
+    target: Arc<Target>,
+    key: Arc<SigningKey>,
+    client_id: String,
+    ids: Arc<std::sync::Mutex<Vec<String>>>,
+) -> usize {
+    let mut conn = None;
+    let mut done = 0;
+    let mut n = 0u64;
+    let salt: [u8; 8] = signet_server::config::random_bytes().unwrap_or([7; 8]);
+    loop {
+        let Some(id) = ids.lock().ok().and_then(|mut v| v.pop()) else {
+            break;
+        };
+        for _ in 0..100 {
+            let mut args = Map::new();
+            args.insert("job_id".into(), Value::from(id.as_str()));
+            args.insert("wait_ms".into(), Value::from(10_000));
+            n += 1;
+            let mut env = Envelope {
+                request_id: uuid(2 * n, &salt),
+                ts_ms: crate::debug::now_ms(),
+                client_id: client_id.clone(),
+                server_id: target.server_id.clone(),
+                tool: "poll_job".into(),
+                args,
+                nonce: uuid(2 * n + 1, &salt),
+                signature: String::new(),
+            };
+            env.sign(&key);
+            let Some(body) = send(&target, &mut conn, Bytes::from(env.to_json())).await else {
+                continue;
+            };
+            if contains(&body, br#""status":"done""#) {
+                done += 1;
+                break;
+            }
+            if contains(&body, br#""status":"error""#) {
+                break;
+            }
+        }
+    }
+    done
 }
 
 async fn worker(
@@ -241,6 +330,11 @@ async fn worker(
                 stats
                     .latencies_us
                     .push(u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX));
+                if let Some(ids) = &target.job_ids {
+                    if let (Some(id), Ok(mut v)) = (accepted_job_id(&body), ids.lock()) {
+                        v.push(id);
+                    }
+                }
                 if !contains(&body, br#""ok":true"#) && !contains(&body, br#""ok": true"#) {
                     stats.not_ok += 1;
                 }
@@ -349,6 +443,7 @@ pub async fn measure(a: &BenchArgs) -> Result<Report> {
         server_id: a.server_id.clone(),
         server_key,
         verify_every: if a.verify { 1 } else { 100 },
+        job_ids: a.wait_jobs.then(|| std::sync::Mutex::new(Vec::new())),
     });
     let warm = presign(a, &key, &args, a.warmup)?;
     let envelopes = Arc::new(presign(a, &key, &args, a.requests)?);
@@ -356,6 +451,13 @@ pub async fn measure(a: &BenchArgs) -> Result<Report> {
         run_phase(&target, Arc::new(warm), a.concurrency, None, false).await;
     }
     let progress = std::io::stderr().is_terminal() && !a.json;
+    if let Some(ids) = &target.job_ids {
+        // Jobs from the warm-up are not counted.
+        if let Ok(mut v) = ids.lock() {
+            v.clear();
+        }
+    }
+    let phase_started = Instant::now();
     let (stats, elapsed) = run_phase(
         &target,
         Arc::clone(&envelopes),
@@ -364,6 +466,30 @@ pub async fn measure(a: &BenchArgs) -> Result<Report> {
         progress,
     )
     .await;
+    let mut jobs_done = 0;
+    let mut jobs_per_s = 0.0;
+    if let Some(ids) = &target.job_ids {
+        let list = ids
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        let shared = Arc::new(std::sync::Mutex::new(list));
+        let key = Arc::new(key.clone());
+        let handles: Vec<_> = (0..a.concurrency.max(1))
+            .map(|_| {
+                tokio::spawn(wait_jobs_worker(
+                    Arc::clone(&target),
+                    Arc::clone(&key),
+                    a.client_id.clone(),
+                    Arc::clone(&shared),
+                ))
+            })
+            .collect();
+        for h in handles {
+            jobs_done += h.await.unwrap_or(0);
+        }
+        jobs_per_s = jobs_done as f64 / phase_started.elapsed().as_secs_f64().max(1e-9);
+    }
     let mut latencies: Vec<u32> = Vec::new();
     let mut report = Report {
         url: a.url.clone(),
@@ -380,6 +506,8 @@ pub async fn measure(a: &BenchArgs) -> Result<Report> {
         not_ok: 0,
         verified: 0,
         bad_signatures: 0,
+        jobs_done,
+        jobs_per_s,
     };
     for s in stats {
         latencies.extend(s.latencies_us);
@@ -415,6 +543,12 @@ pub async fn bench(a: &BenchArgs) -> Result<ExitCode> {
             "  transport errors {}  not ok {}",
             r.transport_errors, r.not_ok
         );
+        if a.wait_jobs {
+            println!(
+                "  jobs          {} done, {:.0} jobs/s accepted-and-completed",
+                r.jobs_done, r.jobs_per_s
+            );
+        }
         if r.verified > 0 {
             println!(
                 "  signatures    {} checked, {} bad",

@@ -26,6 +26,9 @@ pub struct ServeArgs {
     /// Serve one envelope per line on stdin/stdout instead of HTTP.
     #[arg(long)]
     pub stdio: bool,
+    /// Also offer `noop_job`, a job that completes at once (for benchmarks).
+    #[arg(long)]
+    pub bench_tools: bool,
     /// Store URL (overrides `store` in the config): memory,
     /// sqlite://PATH or postgres://USER@HOST/DB.
     #[arg(long, value_name = "URL")]
@@ -110,7 +113,14 @@ pub async fn serve(args: &ServeArgs) -> Result<ExitCode> {
         settings.store = store.clone();
     }
     let stores = open_store(&settings.store).await?;
-    let server: Server = settings.server(&stores).context("invalid client keys")?;
+    let bench_tools = args.bench_tools;
+    let server: Server = settings
+        .server_with(&stores, |reg| {
+            if bench_tools {
+                signet_server::builtin::register_bench_tools(reg);
+            }
+        })
+        .context("invalid client keys")?;
     let workers = server.start_workers(settings.worker_config());
     if args.stdio {
         tracing::info!(server_id = %server.server_id(), "serving stdio");

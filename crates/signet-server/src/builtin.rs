@@ -185,3 +185,22 @@ pub fn register(reg: &mut Registry) {
         "Your jobs, newest first, optionally only those in one state.",
     );
 }
+
+/// `noop_job` arguments: anything, returned as the result.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct NoopJobIn {
+    /// Any members; the job returns them.
+    #[serde(flatten)]
+    pub echo: serde_json::Map<String, serde_json::Value>,
+}
+impl ToolArgs for NoopJobIn {}
+
+/// Registers `noop_job`, a long-running tool that finishes at once: for
+/// measuring the job machinery itself (`signet serve --bench-tools`).
+pub fn register_bench_tools(reg: &mut Registry) {
+    reg.long_running(
+        "noop_job",
+        "A job that completes at once and returns its arguments (benchmarks).",
+        |_args: NoopJobIn, ctx| async move { Ok(ctx.raw_args().clone()) },
+    );
+}

@@ -590,7 +590,17 @@ impl Settings {
         &self,
         stores: &crate::store::Stores,
     ) -> Result<Server, signet_proto::KeyringError> {
+        self.server_with(stores, |_| {})
+    }
+
+    /// As [`Settings::server`], registering more tools.
+    pub fn server_with(
+        &self,
+        stores: &crate::store::Stores,
+        tools: impl FnOnce(&mut crate::tool::Registry),
+    ) -> Result<Server, signet_proto::KeyringError> {
         let mut b = Server::builder(self.server_id.clone(), self.signing.clone())
+            .tools(tools)
             .max_skew_ms(self.max_skew_ms)
             .max_in_flight(self.max_in_flight)
             .job_store(stores.jobs.clone())
