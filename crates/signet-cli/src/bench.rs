@@ -245,10 +245,7 @@ async fn wait_jobs_worker(
     let mut done = 0;
     let mut n = 0u64;
     let salt: [u8; 8] = signet_server::config::random_bytes().unwrap_or([7; 8]);
-    loop {
-        let Some(id) = ids.lock().ok().and_then(|mut v| v.pop()) else {
-            break;
-        };
+    while let Some(id) = ids.lock().ok().and_then(|mut v| v.pop()) {
         for _ in 0..100 {
             let mut args = Map::new();
             args.insert("job_id".into(), Value::from(id.as_str()));
