@@ -32,14 +32,44 @@ pub trait NonceBackend: Send + Sync + 'static {
 const SWEEP_EVERY_MS: i64 = 1_000;
 
 struct Inner {
-    seen: HashMap<Box<str>, i64>,
+    /// 128-bit keyed digests of the pairs, to their expiry.
+    seen: HashMap<u128, i64>,
+    /// The same digests by expiry second, so a sweep touches only what
+    /// expired (a full scan of millions of entries would stall requests).
+    by_expiry: std::collections::BTreeMap<i64, Vec<u128>>,
     next_sweep_ms: i64,
+}
+
+impl Inner {
+    fn sweep(&mut self, now_ms: i64) {
+        let current = now_ms.div_euclid(SWEEP_EVERY_MS);
+        while let Some(entry) = self.by_expiry.first_entry() {
+            if *entry.key() >= current {
+                break;
+            }
+            for k in entry.remove() {
+                // Re-used pairs carry a later expiry: keep those.
+                if self.seen.get(&k).is_some_and(|exp| *exp < now_ms) {
+                    self.seen.remove(&k);
+                }
+            }
+        }
+    }
 }
 
 /// Nonces in memory, forgotten once their envelope's timestamp has left the
 /// window (after that the envelope is refused as stale anyway).
+///
+/// A pair is remembered as a 128-bit digest made with two random SipHash
+/// keys (about 32 bytes an entry instead of the strings): an accidental
+/// collision between two of even billions of live nonces has a probability
+/// below 2^-60, and the keys are secret, so collisions cannot be aimed.
 pub struct MemoryNonceStore {
     inner: Mutex<Inner>,
+    keys: (
+        std::collections::hash_map::RandomState,
+        std::collections::hash_map::RandomState,
+    ),
 }
 
 impl Default for MemoryNonceStore {
@@ -47,20 +77,12 @@ impl Default for MemoryNonceStore {
         MemoryNonceStore {
             inner: Mutex::new(Inner {
                 seen: HashMap::new(),
+                by_expiry: std::collections::BTreeMap::new(),
                 next_sweep_ms: i64::MIN,
             }),
+            keys: (Default::default(), Default::default()),
         }
     }
-}
-
-/// An unambiguous key for the pair: the client id's length prefixes it.
-fn key(client_id: &str, nonce: &str) -> Box<str> {
-    let mut k = String::with_capacity(client_id.len() + nonce.len() + 6);
-    k.push_str(&client_id.len().to_string());
-    k.push(':');
-    k.push_str(client_id);
-    k.push_str(nonce);
-    k.into_boxed_str()
 }
 
 impl MemoryNonceStore {
@@ -73,6 +95,20 @@ impl MemoryNonceStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The pair's digest; the client id's length is hashed first, so the
+    /// pairs ("a", "bc") and ("ab", "c") differ.
+    fn key(&self, client_id: &str, nonce: &str) -> u128 {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let half = |state: &std::collections::hash_map::RandomState| {
+            let mut h = state.build_hasher();
+            client_id.len().hash(&mut h);
+            h.write(client_id.as_bytes());
+            h.write(nonce.as_bytes());
+            h.finish()
+        };
+        (u128::from(half(&self.keys.0)) << 64) | u128::from(half(&self.keys.1))
+    }
+
     fn record(
         &self,
         client_id: &str,
@@ -80,25 +116,29 @@ impl MemoryNonceStore {
         expires_at_ms: i64,
         now_ms: i64,
     ) -> Result<(), NonceError> {
+        let k = self.key(client_id, nonce);
         let mut inner = self.lock();
         if now_ms >= inner.next_sweep_ms {
-            inner.seen.retain(|_, exp| *exp >= now_ms);
+            inner.sweep(now_ms);
             inner.next_sweep_ms = now_ms.saturating_add(SWEEP_EVERY_MS);
         }
-        match inner.seen.entry(key(client_id, nonce)) {
+        match inner.seen.entry(k) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
                 if *e.get() >= now_ms {
-                    Err(NonceError::Replayed)
-                } else {
-                    e.insert(expires_at_ms);
-                    Ok(())
+                    return Err(NonceError::Replayed);
                 }
+                e.insert(expires_at_ms);
             }
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(expires_at_ms);
-                Ok(())
             }
         }
+        inner
+            .by_expiry
+            .entry(expires_at_ms.div_euclid(SWEEP_EVERY_MS))
+            .or_default()
+            .push(k);
+        Ok(())
     }
 
     /// Number of remembered nonces.
@@ -108,7 +148,8 @@ impl MemoryNonceStore {
 
     /// Forgets a pair (its durable recording failed).
     fn forget(&self, client_id: &str, nonce: &str) {
-        self.lock().seen.remove(&key(client_id, nonce));
+        let k = self.key(client_id, nonce);
+        self.lock().seen.remove(&k);
     }
 
     /// Whether no nonce is remembered.
