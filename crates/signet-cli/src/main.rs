@@ -44,6 +44,10 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Log level on stderr: error, warn, info (one line per request), debug.
+    /// Default: info for `serve`, warn for the other commands.
+    #[arg(long, global = true, value_parser = ["error", "warn", "info", "debug", "trace"])]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -142,12 +146,12 @@ enum Command {
     },
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: &str, level: tracing::Level) {
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_max_level(tracing::Level::INFO);
+        .with_max_level(level);
     let _ = if format == "json" {
         builder.json().try_init()
     } else {
@@ -196,7 +200,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    let default_level = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let level = match cli.log_level.as_deref().unwrap_or(default_level) {
+        "error" => tracing::Level::ERROR,
+        "warn" => tracing::Level::WARN,
+        "debug" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    init_logging(&cli.log_format, level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

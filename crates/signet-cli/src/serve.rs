@@ -140,7 +140,24 @@ pub async fn serve(args: &ServeArgs) -> Result<ExitCode> {
         server.fingerprint(),
         signet_server::store::redact(&settings.store)
     );
-    signet_server::http::serve(listener, server, settings.body_limit, shutdown_signal()).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(addr) = settings.metrics_listen {
+        let (metrics_listener, local) = signet_server::http::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+        eprintln!("signet: metrics on http://{local}/metrics");
+        let mut rx = stop_rx.clone();
+        tokio::spawn(signet_server::http::serve_metrics(
+            metrics_listener,
+            server.clone(),
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            },
+        ));
+    }
+    let http = settings.http.clone();
+    signet_server::http::serve_with(listener, server, http, shutdown_signal()).await?;
+    stop_tx.send_replace(true);
     eprintln!("signet: shutting down");
     workers.shutdown(Duration::from_secs(10)).await;
     Ok(ExitCode::Ok)

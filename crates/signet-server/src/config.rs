@@ -96,6 +96,28 @@ pub struct ClientSpec {
     pub rate_limit: Option<RateSpec>,
 }
 
+/// The `[limits]` table; every field is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Deepest JSON nesting (default 64).
+    pub max_depth: Option<usize>,
+    /// Longest JSON string, in bytes (default 262144).
+    pub max_string_bytes: Option<usize>,
+    /// Most items in one JSON array or object (default 100000).
+    pub max_items: Option<usize>,
+    /// Time to receive the request headers, ms (default 10000).
+    pub header_timeout_ms: Option<u64>,
+    /// Time to receive the body, ms (default 10000).
+    pub body_timeout_ms: Option<u64>,
+    /// Time to answer once the body is read, ms (default 60000; must exceed 30000, the longest long poll).
+    pub request_timeout_ms: Option<u64>,
+    /// Time an immediate tool may run, ms (default 30000).
+    pub tool_timeout_ms: Option<u64>,
+    /// Most open connections (default 4096).
+    pub max_connections: Option<usize>,
+}
+
 /// A client's `rate_limit` table.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,6 +151,12 @@ pub struct FileConfig {
     pub lease_ms: Option<u64>,
     /// Most requests handled at once; more get `overloaded` (default 1024).
     pub max_in_flight: Option<usize>,
+    /// Where `/metrics` is served instead of the main address (an internal
+    /// address, e.g. "127.0.0.1:9790"); unset: on the main address.
+    pub metrics_listen: Option<String>,
+    /// Limits and timeouts.
+    #[serde(default)]
+    pub limits: LimitsSpec,
     /// The server's own key.
     pub signing: KeySpec,
     /// Who may call.
@@ -166,6 +194,14 @@ pub struct Settings {
     pub store: String,
     /// Job lease.
     pub lease_ms: u64,
+    /// Where `/metrics` is served, if not on the main address.
+    pub metrics_listen: Option<SocketAddr>,
+    /// JSON parsing limits.
+    pub parse_limits: signet_proto::ParseLimits,
+    /// HTTP limits and timeouts.
+    pub http: crate::http::HttpConfig,
+    /// Immediate tools' time limit.
+    pub tool_timeout: std::time::Duration,
     /// Global in-flight limit.
     pub max_in_flight: usize,
     /// The server's key.
@@ -448,6 +484,46 @@ impl Settings {
                     "use store = \"memory\", \"sqlite://signet.db\" or \"postgres://user@host/db\"",
                 )),
             };
+        let metrics_listen = match &raw.metrics_listen {
+            None => None,
+            Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| {
+                ctx.err(
+                    line_containing(text, "metrics_listen"),
+                    format!("metrics_listen = {a:?} is not an address"),
+                    "write it as \"127.0.0.1:9790\"",
+                )
+            })?),
+        };
+        let l = &raw.limits;
+        let limits_line = line_containing(text, "[limits]");
+        let request_timeout_ms = l.request_timeout_ms.unwrap_or(60_000);
+        if request_timeout_ms <= 30_000 {
+            return Err(ctx.err(
+                limits_line,
+                format!("request_timeout_ms = {request_timeout_ms} would cut long polls short"),
+                "use more than 30000 (long polls wait up to 30 s)",
+            ));
+        }
+        let defaults = signet_proto::ParseLimits::default();
+        let parse_limits = signet_proto::ParseLimits {
+            max_depth: l.max_depth.unwrap_or(defaults.max_depth).clamp(2, 1000),
+            max_string_bytes: l
+                .max_string_bytes
+                .unwrap_or(defaults.max_string_bytes)
+                .max(256),
+            max_items: l.max_items.unwrap_or(defaults.max_items).max(16),
+            ..defaults
+        };
+        let ms = std::time::Duration::from_millis;
+        let http = crate::http::HttpConfig {
+            body_limit: raw.body_limit.unwrap_or(crate::http::DEFAULT_BODY_LIMIT),
+            header_timeout: ms(l.header_timeout_ms.unwrap_or(10_000).max(100)),
+            body_timeout: ms(l.body_timeout_ms.unwrap_or(10_000).max(100)),
+            request_timeout: ms(request_timeout_ms),
+            max_connections: l.max_connections.unwrap_or(4096).max(1),
+            metrics: metrics_listen.is_none(),
+        };
+        let tool_timeout = ms(l.tool_timeout_ms.unwrap_or(30_000).max(1));
         let lease_ms = raw.lease_ms.unwrap_or(30_000);
         if !(100..=3_600_000).contains(&lease_ms) {
             return Err(ctx.err(
@@ -580,6 +656,10 @@ impl Settings {
             store,
             max_in_flight: raw.max_in_flight.unwrap_or(1024).max(1),
             lease_ms,
+            metrics_listen,
+            parse_limits,
+            http,
+            tool_timeout,
             signing,
             clients,
         })
@@ -601,6 +681,8 @@ impl Settings {
     ) -> Result<Server, signet_proto::KeyringError> {
         let mut b = Server::builder(self.server_id.clone(), self.signing.clone())
             .tools(tools)
+            .parse_limits(self.parse_limits)
+            .tool_timeout(self.tool_timeout)
             .max_skew_ms(self.max_skew_ms)
             .max_in_flight(self.max_in_flight)
             .job_store(stores.jobs.clone())

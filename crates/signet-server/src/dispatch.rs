@@ -12,8 +12,8 @@ use crate::nonce::{MemoryNonceStore, NonceBackend};
 use crate::tool::{decode, CallContext, Handler, Registry, Tool, ToolArgs, ToolError};
 use sha2::{Digest, Sha256};
 use signet_proto::{
-    authenticate, to_hex, Clock, Envelope, KeyLookup, Keyring, KeyringError, Map, Response,
-    ResponseSigner, SigningKey, Status, Value, Verified, VerifyConfig, VerifyingKey,
+    authenticate, to_hex, Clock, Envelope, ErrorCode, KeyLookup, Keyring, KeyringError, Map,
+    Response, ResponseSigner, SigningKey, Status, Value, Verified, VerifyConfig, VerifyingKey,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -84,6 +84,21 @@ impl ToolFilter {
     }
 }
 
+/// Who a request came from, for the request log and the metrics.
+struct Caller {
+    client_id: String,
+    tool: &'static str,
+}
+
+impl Default for Caller {
+    fn default() -> Self {
+        Caller {
+            client_id: String::new(),
+            tool: "-",
+        }
+    }
+}
+
 /// A signed reply and the HTTP status that carries it.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -111,9 +126,17 @@ pub struct ServerBuilder {
     idempotency_ttl_ms: i64,
     rates: HashMap<String, Rate>,
     max_in_flight: usize,
+    tool_timeout: Duration,
 }
 
 impl ServerBuilder {
+    /// How long an immediate tool may run before the call fails with
+    /// `internal` (default 30 s). Long-running tools are not limited.
+    pub fn tool_timeout(mut self, t: Duration) -> Self {
+        self.tool_timeout = t;
+        self
+    }
+
     /// Limits a client to a sustained rate with a burst (token bucket).
     pub fn rate_limit(mut self, client_id: &str, rate: Rate) -> Self {
         self.rates.insert(client_id.to_owned(), rate);
@@ -206,6 +229,8 @@ impl ServerBuilder {
                 idempotency_ttl_ms: self.idempotency_ttl_ms,
                 rates: RateLimiter::new(self.rates),
                 in_flight: Arc::new(tokio::sync::Semaphore::new(self.max_in_flight)),
+                metrics: crate::metrics::Metrics::default(),
+                tool_timeout: self.tool_timeout,
             }),
         }
     }
@@ -224,6 +249,8 @@ struct Inner {
     idempotency_ttl_ms: i64,
     rates: RateLimiter,
     in_flight: Arc<tokio::sync::Semaphore>,
+    metrics: crate::metrics::Metrics,
+    tool_timeout: Duration,
 }
 
 /// A protocol server: cheap to clone, shared by every transport.
@@ -263,6 +290,7 @@ impl Server {
             idempotency_ttl_ms: 24 * 3600 * 1000,
             rates: HashMap::new(),
             max_in_flight: 1024,
+            tool_timeout: Duration::from_secs(30),
         }
     }
 
@@ -343,6 +371,39 @@ impl Server {
     /// Handles one request body and returns the signed reply. Never fails:
     /// every error becomes a signed error response.
     pub async fn handle(&self, body: &[u8]) -> Reply {
+        let started = std::time::Instant::now();
+        let mut who = Caller::default();
+        let reply = self.handle_inner(body, &mut who).await;
+        let outcome = match reply.response.error.as_deref() {
+            Some(e) => ErrorCode::split_error_text(e).0.as_str().to_owned(),
+            None => reply.response.status.as_str().to_owned(),
+        };
+        let latency = started.elapsed();
+        self.inner.metrics.record(who.tool, &outcome, latency);
+        if who.tool == "-" && reply.response.error.is_some() {
+            self.inner.metrics.record_verification_failure(&outcome);
+        }
+        // One line per request. Never the signature, the arguments or keys.
+        tracing::info!(
+            target: "signet::request",
+            request_id = %reply.response.request_id,
+            client_id = %who.client_id,
+            tool = %who.tool,
+            status = %outcome,
+            http = reply.http_status,
+            latency_us = latency.as_micros() as u64,
+        );
+        reply
+    }
+
+    /// The metrics page (`GET /metrics`), in the Prometheus text format.
+    pub async fn metrics_text(&self) -> String {
+        let jobs = self.inner.jobs.count_by_state().await.unwrap_or_default();
+        let jobs: Vec<(&str, u64)> = jobs.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+        self.inner.metrics.render(&jobs, self.inner.nonces.len())
+    }
+
+    async fn handle_inner(&self, body: &[u8], who: &mut Caller) -> Reply {
         let inner = &*self.inner;
         let Ok(_permit) = inner.in_flight.try_acquire() else {
             return self.error_reply("", &CallError::Overloaded);
@@ -355,6 +416,7 @@ impl Server {
             }
         };
         let env = auth.envelope();
+        who.client_id = env.client_id.clone();
         let nonce = inner
             .nonces
             .check_and_record(
@@ -367,6 +429,12 @@ impl Server {
         let verified = match auth.finish(nonce) {
             Ok(v) => v,
             Err(rej) => return self.error_reply(&rej.request_id, &CallError::Rejected(rej.error)),
+        };
+        // From here on the caller is authenticated: label by tool (bounded
+        // to the registry, so hostile names cannot grow the metrics).
+        who.tool = match inner.registry.get(&verified.tool) {
+            Some(t) => t.static_name(),
+            None => "unknown",
         };
         if let Err(retry_after_ms) = inner.rates.check(&verified.client_id, inner.clock.now_ms()) {
             return self.error_reply(
@@ -412,10 +480,16 @@ impl Server {
                     client_id: env.client_id.clone(),
                     request_id: env.request_id.clone(),
                 };
-                match f(env.args.clone(), ctx).await {
-                    Ok(result) => Ok((Status::Ok, result)),
-                    Err(ToolError::InvalidArgs(m)) => Err(CallError::InvalidArgs(m)),
-                    Err(ToolError::Failed(m)) => Err(CallError::Internal(m)),
+                match tokio::time::timeout(self.inner.tool_timeout, f(env.args.clone(), ctx)).await
+                {
+                    Ok(Ok(result)) => Ok((Status::Ok, result)),
+                    Ok(Err(ToolError::InvalidArgs(m))) => Err(CallError::InvalidArgs(m)),
+                    Ok(Err(ToolError::Failed(m))) => Err(CallError::Internal(m)),
+                    Err(_) => Err(CallError::Internal(format!(
+                        "tool {:?} did not answer within {} ms",
+                        env.tool,
+                        self.inner.tool_timeout.as_millis()
+                    ))),
                 }
             }
             Handler::Job(_) => self.start_job(env, tool).await,

@@ -43,6 +43,7 @@ pub mod error;
 pub mod http;
 pub mod jobs;
 pub mod limits;
+pub mod metrics;
 pub mod nonce;
 pub mod stdio;
 pub mod store;

@@ -80,6 +80,9 @@ pub(crate) enum Handler {
 /// A registered tool.
 pub struct Tool {
     name: String,
+    /// The name, leaked once at registration: metrics label it without an
+    /// allocation per request (tools are registered once per process).
+    static_name: &'static str,
     description: String,
     schema: serde_json::Value,
     validate: Box<ValidateFn>,
@@ -90,6 +93,11 @@ impl Tool {
     /// The tool's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The tool's name with a static lifetime (metrics labels).
+    pub fn static_name(&self) -> &'static str {
+        self.static_name
     }
 
     /// The tool's description.
@@ -205,6 +213,7 @@ impl Registry {
     ) -> &mut Self {
         let tool = Tool {
             name: name.to_owned(),
+            static_name: Box::leak(name.to_owned().into_boxed_str()),
             description: description.to_owned(),
             schema: schema_of::<A>(),
             validate: Box::new(|args| decode::<A>(args).map(|_| ())),

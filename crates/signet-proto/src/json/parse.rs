@@ -15,6 +15,10 @@ pub struct ParseLimits {
     /// than 4300 digits (`sys.get_int_max_str_digits()`), so the default
     /// matches it.
     pub max_int_digits: usize,
+    /// Longest string (key or value), in bytes of UTF-8.
+    pub max_string_bytes: usize,
+    /// Most elements in one array or members in one object.
+    pub max_items: usize,
 }
 
 impl Default for ParseLimits {
@@ -22,6 +26,8 @@ impl Default for ParseLimits {
         ParseLimits {
             max_depth: 64,
             max_int_digits: 4300,
+            max_string_bytes: 256 * 1024,
+            max_items: 100_000,
         }
     }
 }
@@ -77,6 +83,12 @@ pub enum JsonErrorKind {
     /// Nesting deeper than [`ParseLimits::max_depth`].
     #[error("nesting deeper than {0} levels")]
     TooDeep(usize),
+    /// A string longer than [`ParseLimits::max_string_bytes`].
+    #[error("string longer than {0} bytes")]
+    StringTooLong(usize),
+    /// An array or object with more than [`ParseLimits::max_items`] entries.
+    #[error("more than {0} items in one array or object")]
+    TooManyItems(usize),
 }
 
 /// A JSON syntax error and the byte offset where it was found.
@@ -220,6 +232,9 @@ impl<'a> Parser<'a> {
             self.pos += 1;
             self.skip_ws();
             let value = self.value(depth + 1)?;
+            if map.len() >= self.limits.max_items {
+                return Err(self.err(JsonErrorKind::TooManyItems(self.limits.max_items)));
+            }
             match map.entry(key) {
                 std::collections::btree_map::Entry::Occupied(e) => {
                     return Err(JsonError {
@@ -256,6 +271,9 @@ impl<'a> Parser<'a> {
             return Ok(Value::Array(items));
         }
         loop {
+            if items.len() >= self.limits.max_items {
+                return Err(self.err(JsonErrorKind::TooManyItems(self.limits.max_items)));
+            }
             items.push(self.value(depth + 1)?);
             self.skip_ws();
             match self.peek() {
@@ -306,6 +324,11 @@ impl<'a> Parser<'a> {
             match self.peek() {
                 None => return Err(self.err(JsonErrorKind::UnexpectedEnd)),
                 Some(b'"') => {
+                    if out.len() + run.len() > self.limits.max_string_bytes {
+                        return Err(
+                            self.err(JsonErrorKind::StringTooLong(self.limits.max_string_bytes))
+                        );
+                    }
                     self.pos += 1;
                     if out.is_empty() {
                         // The common case, a string without escapes: one
@@ -316,6 +339,11 @@ impl<'a> Parser<'a> {
                     return Ok(out);
                 }
                 Some(b'\\') => {
+                    if out.len() + run.len() > self.limits.max_string_bytes {
+                        return Err(
+                            self.err(JsonErrorKind::StringTooLong(self.limits.max_string_bytes))
+                        );
+                    }
                     out.push_str(run);
                     self.pos += 1;
                     let esc = self
@@ -483,6 +511,29 @@ mod tests {
         assert_eq!(p(&deep), Err(JsonErrorKind::TooDeep(64)));
         let long = "9".repeat(4301);
         assert_eq!(p(&long), Err(JsonErrorKind::IntegerTooLong));
+    }
+
+    #[test]
+    fn size_limits() {
+        let limits = ParseLimits {
+            max_string_bytes: 8,
+            max_items: 3,
+            ..ParseLimits::default()
+        };
+        let q = |s: &str| parse(s.as_bytes(), limits).map_err(|e| e.kind);
+        assert!(q(r#""12345678""#).is_ok());
+        assert_eq!(q(r#""123456789""#), Err(JsonErrorKind::StringTooLong(8)));
+        assert_eq!(q(r#""1234\n56789""#), Err(JsonErrorKind::StringTooLong(8)));
+        assert_eq!(
+            q(r#"{"123456789":1}"#),
+            Err(JsonErrorKind::StringTooLong(8))
+        );
+        assert!(q("[1,2,3]").is_ok());
+        assert_eq!(q("[1,2,3,4]"), Err(JsonErrorKind::TooManyItems(3)));
+        assert_eq!(
+            q(r#"{"a":1,"b":2,"c":3,"d":4}"#),
+            Err(JsonErrorKind::TooManyItems(3))
+        );
     }
 
     #[test]

@@ -337,6 +337,19 @@ impl JobStore for MemoryJobStore {
         })
     }
 
+    async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        let st = self.lock();
+        let mut counts: Vec<(JobState, u64)> = Vec::new();
+        for e in st.jobs.values() {
+            match counts.iter_mut().find(|(s, _)| *s == e.job.state) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((e.job.state, 1)),
+            }
+        }
+        counts.sort_by_key(|(s, _)| s.as_str());
+        Ok(counts)
+    }
+
     fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }

@@ -222,6 +222,8 @@ pub trait JobStore: Send + Sync + 'static {
     /// Removes finished jobs older than `retention_ms` and expired
     /// idempotency records.
     async fn prune(&self, now_ms: i64, retention_ms: i64) -> Result<PruneStats, StoreError>;
+    /// How many jobs are in each state (metrics).
+    async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError>;
     /// A counter that moves whenever any job changes (wake-ups for workers
     /// and long polls; spurious wake-ups are allowed).
     fn changes(&self) -> watch::Receiver<u64>;

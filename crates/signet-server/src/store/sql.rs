@@ -732,6 +732,23 @@ impl JobStore for SqlStore {
         Ok(stats)
     }
 
+    async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM signet_jobs GROUP BY state ORDER BY state",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state").map_err(|_| corrupt("state"))?;
+                let n: i64 = r.try_get("n").map_err(|_| corrupt("count"))?;
+                let state = JobState::parse(&state).ok_or_else(|| corrupt("unknown job state"))?;
+                Ok((state, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+
     fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
