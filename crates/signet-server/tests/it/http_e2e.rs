@@ -680,3 +680,99 @@ async fn restricted_clients_cannot_probe_for_tools() {
     assert_eq!(s.send(&e).await.0, 200);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn slow_clients_are_disconnected_and_others_still_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start().await; // header and body timeouts: 600 ms
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    // Slowloris: headers trickled one byte at a time, never finished.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = Instant::now();
+    let closed = async {
+        for b in b"POST /mcp HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter().cycle() {
+            if slow.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut buf = [0u8; 1];
+            if let Ok(Ok(0)) =
+                tokio::time::timeout(Duration::from_millis(1), slow.read(&mut buf)).await
+            {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("the slow client was never disconnected");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "closed too early: {:?}",
+        started.elapsed()
+    );
+    // A connection that sends headers and then trickles its body gets a
+    // signed refusal instead of holding the server.
+    let mut body_slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    body_slow
+        .write_all(b"POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), body_slow.read_to_end(&mut reply))
+        .await
+        .expect("no reply to a slow body")
+        .ok();
+    let text = String::from_utf8_lossy(&reply);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let resp = check_signed(body.as_bytes());
+    assert_eq!(
+        ErrorCode::split_error_text(resp.error.as_deref().unwrap()).0,
+        ErrorCode::BadEnvelope
+    );
+    // The server still answers.
+    assert_eq!(s.call("batch_sum", json!({"numbers": [1]})).await.0, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_tool_and_outcome() {
+    let s = TestServer::start().await;
+    assert_eq!(s.call("batch_sum", json!({"numbers": [1]})).await.0, 200);
+    let e = envelope(
+        "client-001",
+        b"wrong-secret",
+        "batch_sum",
+        json!({"numbers": [1]}),
+    );
+    assert_eq!(s.send(&e).await.0, 401);
+    let _ = s.call("start_long_task", json!({"seconds": 1})).await;
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"signet_requests_total{tool="batch_sum",outcome="ok"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"signet_requests_total{tool="-",outcome="bad_signature"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"signet_verification_failures_total{reason="bad_signature"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"signet_request_duration_seconds_count 3"#),
+        "{text}"
+    );
+    assert!(text.contains("signet_jobs{state="), "{text}");
+    assert!(text.contains("signet_nonces 2"), "{text}");
+    s.stop().await;
+}

@@ -77,10 +77,16 @@ impl TestServer {
             .await
             .unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(signet_server::http::serve(
+        let config = signet_server::http::HttpConfig {
+            body_limit: 64 * 1024,
+            header_timeout: Duration::from_millis(600),
+            body_timeout: Duration::from_millis(600),
+            ..signet_server::http::HttpConfig::default()
+        };
+        tokio::spawn(signet_server::http::serve_with(
             listener,
             server.clone(),
-            64 * 1024,
+            config,
             async {
                 let _ = rx.await;
             },
