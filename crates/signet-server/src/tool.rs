@@ -126,8 +126,7 @@ impl Tool {
 
 /// Decodes and validates arguments into their type.
 pub(crate) fn decode<A: ToolArgs>(args: &Map) -> Result<A, String> {
-    let json = Value::Object(args.clone()).to_serde();
-    let parsed: A = serde_json::from_value(json).map_err(|e| e.to_string())?;
+    let parsed: A = signet_proto::json::de::from_map(args).map_err(|e| e.to_string())?;
     parsed.validate()?;
     Ok(parsed)
 }

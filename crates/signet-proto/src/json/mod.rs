@@ -10,6 +10,7 @@
 
 mod canonical;
 mod convert;
+pub mod de;
 mod parse;
 
 use std::collections::BTreeMap;
