@@ -195,7 +195,7 @@ impl Envelope {
             "signature",
         ];
         let (mut map, unknown) = Fields::collect(map, FIELDS);
-        check_version(optional_string(&mut map, "v")?)?;
+        check_version(map.remove("v"))?;
         if let Some(unknown) = unknown {
             return Err(EnvelopeError::UnknownField(unknown));
         }
@@ -285,7 +285,7 @@ impl Response {
             "signature",
         ];
         let (mut map, unknown) = Fields::collect(map, FIELDS);
-        check_version(optional_string(&mut map, "v")?)?;
+        check_version(map.remove("v"))?;
         if let Some(unknown) = unknown {
             return Err(EnvelopeError::UnknownField(unknown));
         }
@@ -367,11 +367,17 @@ impl Fields {
     }
 }
 
-fn check_version(version: Option<String>) -> Result<(), EnvelopeError> {
+/// `v` absent takes the default; anything but the string `"mcp/0.1"`
+/// (another string, a number, `null`...) is a version this core does not
+/// speak.
+fn check_version(version: Option<Value>) -> Result<(), EnvelopeError> {
     match version {
         None => Ok(()),
-        Some(v) if v == VERSION => Ok(()),
-        Some(v) => Err(EnvelopeError::UnsupportedVersion(v)),
+        Some(Value::String(v)) if v == VERSION => Ok(()),
+        Some(Value::String(v)) => Err(EnvelopeError::UnsupportedVersion(v)),
+        Some(other) => Err(EnvelopeError::UnsupportedVersion(
+            String::from_utf8_lossy(&json::canonical(&other)).into_owned(),
+        )),
     }
 }
 

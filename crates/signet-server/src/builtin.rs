@@ -49,7 +49,8 @@ pub struct StartLongTaskIn {
     #[schemars(range(min = 1, max = 20))]
     pub seconds: u64,
     /// Returned as the job's result, unchanged.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_only")]
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub payload: serde_json::Map<String, serde_json::Value>,
 }
 impl ToolArgs for StartLongTaskIn {
@@ -61,6 +62,26 @@ impl ToolArgs for StartLongTaskIn {
             ));
         }
         Ok(())
+    }
+}
+
+/// Accepts a JSON object only (`null` is not an empty object).
+fn object_only<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<serde_json::Map<String, serde_json::Value>, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Object(m) => Ok(m),
+        other => Err(serde::de::Error::custom(format!(
+            "payload: must be an object, got {}",
+            match other {
+                serde_json::Value::Null => "null",
+                serde_json::Value::Bool(_) => "a boolean",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::Object(_) => "an object",
+            }
+        ))),
     }
 }
 

@@ -84,6 +84,17 @@ impl ToolFilter {
     }
 }
 
+/// Longest error message sent to a peer, in characters.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 512;
+
+fn truncate_message(mut message: String, max_chars: usize) -> String {
+    if let Some((cut, _)) = message.char_indices().nth(max_chars) {
+        message.truncate(cut);
+        message.push_str("...");
+    }
+    message
+}
+
 /// Who a request came from, for the request log and the metrics.
 struct Caller {
     client_id: String,
@@ -352,12 +363,13 @@ impl Server {
     /// dispatcher (too large, overloaded, rate limited...).
     pub fn error_reply(&self, request_id: &str, err: &CallError) -> Reply {
         let code = err.code();
-        let response = self.inner.signer.error(
-            request_id,
-            self.inner.clock.now_ms(),
-            &code,
-            &err.public_message(),
-        );
+        // Messages may quote what the caller sent (a bad argument): keep the
+        // reply small, whatever the request was.
+        let message = truncate_message(err.public_message(), MAX_ERROR_MESSAGE_CHARS);
+        let response =
+            self.inner
+                .signer
+                .error(request_id, self.inner.clock.now_ms(), &code, &message);
         Reply {
             http_status: http_status(&code),
             response,

@@ -38,6 +38,15 @@ impl TestServer {
     pub async fn start_with(
         customize: impl FnOnce(signet_server::ServerBuilder) -> signet_server::ServerBuilder,
     ) -> TestServer {
+        Self::start_with_http(customize, |_| {}).await
+    }
+
+    /// Like [`TestServer::start_with`], and lets the caller change the HTTP
+    /// limits (body limit 64 KiB, header and body timeouts 600 ms by default).
+    pub async fn start_with_http(
+        customize: impl FnOnce(signet_server::ServerBuilder) -> signet_server::ServerBuilder,
+        http: impl FnOnce(&mut signet_server::http::HttpConfig),
+    ) -> TestServer {
         let builder = Server::builder(SERVER_ID, SigningKey::hmac(SERVER_SECRET).unwrap())
             .client(
                 "client-001",
@@ -77,12 +86,13 @@ impl TestServer {
             .await
             .unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let config = signet_server::http::HttpConfig {
+        let mut config = signet_server::http::HttpConfig {
             body_limit: 64 * 1024,
             header_timeout: Duration::from_millis(600),
             body_timeout: Duration::from_millis(600),
             ..signet_server::http::HttpConfig::default()
         };
+        http(&mut config);
         tokio::spawn(signet_server::http::serve_with(
             listener,
             server.clone(),
