@@ -4,8 +4,8 @@
 #   FUZZ_SECONDS=60 bash fuzz/run.sh [TARGET...]
 #
 # Coverage-guided fuzzing with cargo-fuzz (libFuzzer) on the stable toolchain:
-# no sanitizer (`-s none`; AddressSanitizer needs nightly, and signet-proto is
-# `forbid(unsafe_code)`, so panics, failed assertions, overflow checks, hangs
+# no sanitizer (`-s none`; AddressSanitizer needs nightly, and the code under
+# test forbids `unsafe`, so panics, failed assertions, overflow checks, hangs
 # and runaway memory are what there is to find). Each target starts from a
 # copy of its committed seeds (fuzz/corpus/<target>/seed-*) in a temporary
 # directory, so a run adds nothing to the repository. Exits non-zero if any
@@ -13,7 +13,7 @@
 # fuzz/artifacts/<target>/.
 #
 # Environment:
-#   FUZZ_SECONDS     seconds per target (default 60)
+#   FUZZ_SECONDS     seconds per target (default 60); 0 only replays the seeds
 #   FUZZ_TARGET_DIR  cargo target directory for the instrumented build
 #                    (default /root/.cache/signet-fuzz-target). CARGO_TARGET_DIR
 #                    is deliberately not used: .ci/run exports it for the main
@@ -50,6 +50,13 @@ bin_dir="$target_dir/$host/release"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
+# libFuzzer reads -max_total_time=0 as "no limit".
+if [ "$seconds" -gt 0 ]; then
+  run_limit=(-max_total_time="$seconds")
+else
+  run_limit=(-runs=0)
+fi
+
 failed=()
 summary=()
 for t in "${targets[@]}"; do
@@ -63,7 +70,7 @@ for t in "${targets[@]}"; do
   start_ns=$(date +%s%N)
   status=0
   "$bin_dir/$t" "$corpus" \
-    -max_total_time="$seconds" -max_len="$max_len" -timeout=10 \
+    "${run_limit[@]}" -max_len="$max_len" -timeout=10 \
     -dict=fuzz/signet.dict -print_final_stats=1 \
     -artifact_prefix="$artifacts/" >"$log" 2>&1 || status=$?
   elapsed_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))

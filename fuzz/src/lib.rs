@@ -6,9 +6,9 @@
 //! failed assertion here, is a finding.
 
 use signet_proto::{
-    canonical, parse, verify_request, verify_response, Envelope, FixedClock, Keyring, NonceError,
-    NonceStore, ParseLimits, Response, SigningKey, Status, Value, VerifyConfig, VerifyError,
-    VerifyingKey, DEFAULT_MAX_SKEW_MS, MAX_ID_CHARS,
+    canonical, parse, verify_request, verify_response, Envelope, FixedClock, JsonErrorKind,
+    Keyring, NonceError, NonceStore, Number, ParseLimits, Response, SigningKey, Status, Value,
+    VerifyConfig, VerifyError, VerifyingKey, DEFAULT_MAX_SKEW_MS, MAX_ID_CHARS,
 };
 use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex, PoisonError};
@@ -54,16 +54,22 @@ fn check_wire_bytes(json: &[u8], signed: &[u8]) {
     let Value::Object(mut fields) = whole else {
         panic!("to_json is not an object");
     };
-    assert!(fields.remove("signature").is_some(), "to_json lacks signature");
+    assert!(
+        fields.remove("signature").is_some(),
+        "to_json lacks signature"
+    );
     let signed = parse(signed, limits).unwrap_or_else(|e| panic!("signed bytes not JSON: {e}"));
     assert_eq!(canonical(&signed), canonical(&Value::Object(fields)));
 }
 
 /// `canonical(parse(canonical(x))) == canonical(x)` and the value survives
-/// the trip; the canonical form is ASCII (`ensure_ascii=True`).
+/// the trip; the canonical form is ASCII (`ensure_ascii=True`); and the
+/// parser agrees with serde_json on what is JSON and what its strings say.
 pub fn canonical_roundtrip(data: &[u8]) {
     let limits = ParseLimits::default();
-    let Ok(v) = parse(data, limits) else {
+    let ours = parse(data, limits);
+    agrees_with_serde_json(data, ours.as_ref().map_err(|e| &e.kind));
+    let Ok(v) = ours else {
         return;
     };
     let c1 = canonical(&v);
@@ -71,6 +77,73 @@ pub fn canonical_roundtrip(data: &[u8]) {
     let v2 = parse(&c1, limits).unwrap_or_else(|e| panic!("canonical output does not parse: {e}"));
     assert_eq!(canonical(&v2), c1, "canonical form is not a fixed point");
     assert_eq!(v2, v, "value changed in a canonical round trip");
+}
+
+/// serde_json is a strict RFC 8259 parser. The two may differ only where
+/// signet is stricter on purpose (duplicate keys, the size limits) or
+/// keeps what serde_json cannot hold (integers beyond the float range), and
+/// where both accept, they read the same value.
+fn agrees_with_serde_json(data: &[u8], ours: Result<&Value, &JsonErrorKind>) {
+    let theirs = serde_json::from_slice::<serde_json::Value>(data);
+    match (ours, theirs) {
+        (Ok(v), Ok(t)) => assert!(
+            same_value(v, &t),
+            "signet and serde_json read different values: {v:?} vs {t:?}"
+        ),
+        (Ok(v), Err(e)) => assert!(
+            has_int_beyond_f64(v),
+            "signet accepts what serde_json rejects ({e})"
+        ),
+        (Err(kind), Ok(_)) => assert!(
+            matches!(
+                kind,
+                JsonErrorKind::DuplicateKey(_)
+                    | JsonErrorKind::TooDeep(_)
+                    | JsonErrorKind::IntegerTooLong
+                    | JsonErrorKind::StringTooLong(_)
+                    | JsonErrorKind::TooManyItems(_)
+            ),
+            "signet rejects ({kind}) what serde_json accepts"
+        ),
+        (Err(_), Err(_)) => {}
+    }
+}
+
+/// The same value. Integers beyond 64 bits are only checked to be numbers
+/// (serde_json holds them as floats).
+fn same_value(v: &Value, t: &serde_json::Value) -> bool {
+    use serde_json::Value as J;
+    match (v, t) {
+        (Value::Null, J::Null) => true,
+        (Value::Bool(a), J::Bool(b)) => a == b,
+        (Value::Number(Number::Int(a)), J::Number(b)) => {
+            // serde_json reads `-0` as the float -0.0.
+            b.as_i64() == Some(*a) || (*a == 0 && b.as_f64() == Some(0.0))
+        }
+        (Value::Number(Number::Float(a)), J::Number(b)) => {
+            b.is_f64() && b.as_f64().map(f64::to_bits) == Some(a.to_bits())
+        }
+        (Value::Number(Number::BigInt(_)), J::Number(_)) => true,
+        (Value::String(a), J::String(b)) => a == b,
+        (Value::Array(a), J::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_value(x, y))
+        }
+        (Value::Object(a), J::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(k, x)| b.get(k).is_some_and(|y| same_value(x, y)))
+        }
+        _ => false,
+    }
+}
+
+fn has_int_beyond_f64(v: &Value) -> bool {
+    match v {
+        Value::Number(Number::BigInt(s)) => s.parse::<f64>().map_or(true, |f| f.is_infinite()),
+        Value::Array(items) => items.iter().any(has_int_beyond_f64),
+        Value::Object(map) => map.values().any(has_int_beyond_f64),
+        _ => false,
+    }
 }
 
 /// What `verify_pipeline` verifies against, built once.
@@ -107,12 +180,21 @@ struct MemNonces(Mutex<HashSet<(String, String)>>);
 
 impl MemNonces {
     fn is_empty(&self) -> bool {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
     }
 }
 
 impl NonceStore for MemNonces {
-    fn check_and_record(&self, client: &str, nonce: &str, _: i64, _: i64) -> Result<(), NonceError> {
+    fn check_and_record(
+        &self,
+        client: &str,
+        nonce: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<(), NonceError> {
         let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if seen.insert((client.to_owned(), nonce.to_owned())) {
             Ok(())
@@ -217,7 +299,8 @@ mod tests {
         let mut responses = 0;
         for data in seeds("verify_pipeline") {
             let nonces = MemNonces::default();
-            if let Ok(v) = verify_request(&data, &f.config, &f.keyring, &FixedClock(NOW_MS), &nonces)
+            if let Ok(v) =
+                verify_request(&data, &f.config, &f.keyring, &FixedClock(NOW_MS), &nonces)
             {
                 accepted.insert(v.client_id.clone());
             }
@@ -229,7 +312,10 @@ mod tests {
             }
         }
         assert!(accepted.contains(HMAC_CLIENT.0), "no accepted HMAC request");
-        assert!(accepted.contains(ED25519_CLIENT.0), "no accepted Ed25519 request");
+        assert!(
+            accepted.contains(ED25519_CLIENT.0),
+            "no accepted Ed25519 request"
+        );
         assert!(responses > 0, "no accepted response");
     }
 }
