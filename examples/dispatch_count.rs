@@ -50,6 +50,7 @@ fn main() {
         })
         .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     let mut ok = 0;
