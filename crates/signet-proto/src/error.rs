@@ -181,6 +181,15 @@ macro_rules! error_codes {
                 }
             }
 
+            /// The wire text of a code this version defines (`None` for
+            /// [`ErrorCode::Other`]), with a static lifetime.
+            pub fn known_str(&self) -> Option<&'static str> {
+                match self {
+                    $(ErrorCode::$variant => Some($text),)*
+                    ErrorCode::Other(_) => None,
+                }
+            }
+
             /// Reads a code from its wire text.
             pub fn parse(s: &str) -> ErrorCode {
                 match s {

@@ -386,14 +386,19 @@ impl Server {
         let started = std::time::Instant::now();
         let mut who = Caller::default();
         let reply = self.handle_inner(body, &mut who).await;
-        let outcome = match reply.response.error.as_deref() {
-            Some(e) => ErrorCode::split_error_text(e).0.as_str().to_owned(),
-            None => reply.response.status.as_str().to_owned(),
+        // Outcome labels are static (a status or a known code), so the
+        // metrics need no allocation and their label set stays bounded.
+        let outcome: &'static str = match reply.response.error.as_deref() {
+            Some(e) => ErrorCode::split_error_text(e)
+                .0
+                .known_str()
+                .unwrap_or("other"),
+            None => reply.response.status.as_str(),
         };
         let latency = started.elapsed();
-        self.inner.metrics.record(who.tool, &outcome, latency);
+        self.inner.metrics.record(who.tool, outcome, latency);
         if who.tool == "-" && reply.response.error.is_some() {
-            self.inner.metrics.record_verification_failure(&outcome);
+            self.inner.metrics.record_verification_failure(outcome);
         }
         // One line per request. Never the signature, the arguments or keys.
         tracing::info!(

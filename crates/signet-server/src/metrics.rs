@@ -19,8 +19,8 @@ const BUCKETS: [f64; 12] = [
 /// Counters and a latency histogram, updated on every request.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String), u64>>,
-    verification_failures: Mutex<BTreeMap<String, u64>>,
+    requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    verification_failures: Mutex<BTreeMap<&'static str, u64>>,
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
@@ -35,9 +35,9 @@ fn escape(label: &str) -> String {
 
 impl Metrics {
     /// Records one request.
-    pub fn record(&self, tool: &str, outcome: &str, latency: Duration) {
+    pub fn record(&self, tool: &'static str, outcome: &'static str, latency: Duration) {
         if let Ok(mut m) = self.requests.lock() {
-            *m.entry((tool.to_owned(), outcome.to_owned())).or_insert(0) += 1;
+            *m.entry((tool, outcome)).or_insert(0) += 1;
         }
         let secs = latency.as_secs_f64();
         for (bucket, le) in self.buckets.iter().zip(BUCKETS) {
@@ -53,9 +53,9 @@ impl Metrics {
     }
 
     /// Records a request refused by the verification pipeline.
-    pub fn record_verification_failure(&self, reason: &str) {
+    pub fn record_verification_failure(&self, reason: &'static str) {
         if let Ok(mut m) = self.verification_failures.lock() {
-            *m.entry(reason.to_owned()).or_insert(0) += 1;
+            *m.entry(reason).or_insert(0) += 1;
         }
     }
 

@@ -137,7 +137,7 @@ fn encode<O: Serialize + 'static>(out: &O) -> Result<Map, ToolError> {
     if let Some(map) = (out as &dyn std::any::Any).downcast_ref::<Map>() {
         return Ok(map.clone());
     }
-    match Value::from_serialize(out) {
+    match signet_proto::json::ser::to_value(out) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(other) => Err(ToolError::failed(format!(
             "tool result must be a json object, got {}",

@@ -68,9 +68,11 @@ impl Value {
         }
     }
 
-    /// Serializes any serde value into a [`Value`].
-    pub fn from_serialize<T: serde::Serialize>(value: &T) -> Result<Value, serde_json::Error> {
-        serde_json::to_value(value).map(Value::from_serde)
+    /// Serializes any serde value into a [`Value`] (see [`super::ser::to_value`]).
+    pub fn from_serialize<T: serde::Serialize + ?Sized>(
+        value: &T,
+    ) -> Result<Value, super::de::DeError> {
+        super::ser::to_value(value)
     }
 }
 

@@ -12,6 +12,7 @@ mod canonical;
 mod convert;
 pub mod de;
 mod parse;
+pub mod ser;
 
 use std::collections::BTreeMap;
 
