@@ -344,6 +344,17 @@ impl ResponseSigner {
         status: Status,
         result: Option<Map>,
     ) -> Response {
+        self.success_json(request_id, now_ms, status, result).0
+    }
+
+    /// A signed success and its wire form, serialized once.
+    pub fn success_json(
+        &self,
+        request_id: &str,
+        now_ms: i64,
+        status: Status,
+        result: Option<Map>,
+    ) -> (Response, Vec<u8>) {
         self.build(
             request_id,
             now_ms,
@@ -362,6 +373,17 @@ impl ResponseSigner {
         code: &crate::ErrorCode,
         message: &str,
     ) -> Response {
+        self.error_json(request_id, now_ms, code, message).0
+    }
+
+    /// A signed error and its wire form, serialized once.
+    pub fn error_json(
+        &self,
+        request_id: &str,
+        now_ms: i64,
+        code: &crate::ErrorCode,
+        message: &str,
+    ) -> (Response, Vec<u8>) {
         let text = if message.is_empty() {
             code.as_str().to_owned()
         } else {
@@ -378,7 +400,7 @@ impl ResponseSigner {
         status: Status,
         result: Option<Map>,
         error: Option<String>,
-    ) -> Response {
+    ) -> (Response, Vec<u8>) {
         let mut r = Response {
             request_id: request_id.to_owned(),
             ts_ms: now_ms,
@@ -389,8 +411,8 @@ impl ResponseSigner {
             error,
             signature: String::new(),
         };
-        r.sign(&self.key);
-        r
+        let wire = r.sign_to_json(&self.key);
+        (r, wire)
     }
 }
 

@@ -94,6 +94,16 @@ pub struct Response {
     pub signature: String,
 }
 
+/// The wire form from the signed bytes: `signature` goes at `split`, where
+/// key order puts it (`server_id` < `signature` < `status` / `tool`).
+fn insert_signature(signed: &[u8], split: usize, signature: &str, out: &mut Vec<u8>) {
+    let (head, tail) = signed.split_at(split.min(signed.len()));
+    out.extend_from_slice(head);
+    out.extend_from_slice(b",\"signature\":");
+    write_string(signature, out);
+    out.extend_from_slice(tail);
+}
+
 /// Writes `{"k":v,...}` with keys given in sorted order.
 struct ObjectWriter<'a> {
     out: &'a mut Vec<u8>,
@@ -147,19 +157,30 @@ impl Envelope {
     }
 
     fn write(&self, out: &mut Vec<u8>, with_signature: bool) {
+        if with_signature {
+            let mut signed = Vec::with_capacity(256);
+            let split = self.write_unsigned(&mut signed);
+            insert_signature(&signed, split, &self.signature, out);
+        } else {
+            self.write_unsigned(out);
+        }
+    }
+
+    /// Writes the signed bytes; returns the offset where the `signature`
+    /// member goes in the wire form (after `server_id`, in key order).
+    fn write_unsigned(&self, out: &mut Vec<u8>) -> usize {
         let mut w = ObjectWriter::new(out);
         canonical_map_into(&self.args, w.key("args"));
         w.str("client_id", &self.client_id);
         w.str("nonce", &self.nonce);
         w.str("request_id", &self.request_id);
         w.str("server_id", &self.server_id);
-        if with_signature {
-            w.str("signature", &self.signature);
-        }
+        let split = w.out.len();
         w.str("tool", &self.tool);
         w.int("ts_ms", self.ts_ms);
         w.str("v", VERSION);
         w.finish();
+        split
     }
 
     /// Signs the envelope in place with `key`.
@@ -235,6 +256,18 @@ impl Response {
     }
 
     fn write(&self, out: &mut Vec<u8>, with_signature: bool) {
+        if with_signature {
+            let mut signed = Vec::with_capacity(256);
+            let split = self.write_unsigned(&mut signed);
+            insert_signature(&signed, split, &self.signature, out);
+        } else {
+            self.write_unsigned(out);
+        }
+    }
+
+    /// Writes the signed bytes; returns the offset where the `signature`
+    /// member goes in the wire form (after `server_id`, in key order).
+    fn write_unsigned(&self, out: &mut Vec<u8>) -> usize {
         let mut w = ObjectWriter::new(out);
         match &self.error {
             Some(e) => w.str("error", e),
@@ -248,18 +281,28 @@ impl Response {
             None => w.key("result").extend_from_slice(b"null"),
         }
         w.str("server_id", &self.server_id);
-        if with_signature {
-            w.str("signature", &self.signature);
-        }
+        let split = w.out.len();
         w.str("status", self.status.as_str());
         w.int("ts_ms", self.ts_ms);
         w.str("v", VERSION);
         w.finish();
+        split
     }
 
     /// Signs the response in place with `key`.
     pub fn sign(&mut self, key: &SigningKey) {
         self.signature = key.sign_hex(&self.signing_bytes());
+    }
+
+    /// Signs the response in place and returns its wire form, serializing
+    /// it once (what [`Response::sign`] then [`Response::to_json`] give).
+    pub fn sign_to_json(&mut self, key: &SigningKey) -> Vec<u8> {
+        let mut signed = Vec::with_capacity(256);
+        let split = self.write_unsigned(&mut signed);
+        self.signature = key.sign_hex(&signed);
+        let mut out = Vec::with_capacity(signed.len() + self.signature.len() + 16);
+        insert_signature(&signed, split, &self.signature, &mut out);
+        out
     }
 
     /// Parses and checks a response from JSON bytes.
@@ -508,6 +551,27 @@ mod tests {
             Err(EnvelopeError::WrongType { field: "args", .. })
         ));
         assert_eq!(parse("[]"), Err(EnvelopeError::NotAnObject("array")));
+    }
+
+    #[test]
+    fn sign_to_json_equals_sign_then_to_json() {
+        let key = SigningKey::hmac(b"k").unwrap();
+        let mut a = Response {
+            request_id: "r1".into(),
+            ts_ms: 5,
+            ok: true,
+            server_id: "s".into(),
+            status: Status::Done,
+            result: Some(Map::new()),
+            error: None,
+            signature: String::new(),
+        };
+        let mut b = a.clone();
+        let wire = a.sign_to_json(&key);
+        b.sign(&key);
+        assert_eq!(wire, b.to_json());
+        assert_eq!(a, b);
+        assert_eq!(Response::parse(&wire, ParseLimits::default()).unwrap(), b);
     }
 
     #[test]

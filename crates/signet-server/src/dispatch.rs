@@ -119,6 +119,8 @@ pub struct Reply {
     pub response: Response,
     /// For `rate_limited`: when to retry (sent as HTTP `Retry-After`).
     pub retry_after_ms: Option<u64>,
+    /// The response's wire form (serialized once, when it was signed).
+    wire: Vec<u8>,
 }
 
 /// Builds a [`Server`].
@@ -366,10 +368,10 @@ impl Server {
         // Messages may quote what the caller sent (a bad argument): keep the
         // reply small, whatever the request was.
         let message = truncate_message(err.public_message(), MAX_ERROR_MESSAGE_CHARS);
-        let response =
+        let (response, wire) =
             self.inner
                 .signer
-                .error(request_id, self.inner.clock.now_ms(), &code, &message);
+                .error_json(request_id, self.inner.clock.now_ms(), &code, &message);
         Reply {
             http_status: http_status(&code),
             response,
@@ -377,6 +379,7 @@ impl Server {
                 CallError::RateLimited { retry_after_ms } => Some(*retry_after_ms),
                 _ => None,
             },
+            wire,
         }
     }
 
@@ -462,13 +465,18 @@ impl Server {
         let outcome = self.dispatch(&verified).await;
         let now = inner.clock.now_ms();
         match outcome {
-            Ok((status, result)) => Reply {
-                http_status: if status == Status::Accepted { 202 } else { 200 },
-                response: inner
-                    .signer
-                    .success(&verified.request_id, now, status, Some(result)),
-                retry_after_ms: None,
-            },
+            Ok((status, result)) => {
+                let (response, wire) =
+                    inner
+                        .signer
+                        .success_json(&verified.request_id, now, status, Some(result));
+                Reply {
+                    http_status: if status == Status::Accepted { 202 } else { 200 },
+                    response,
+                    retry_after_ms: None,
+                    wire,
+                }
+            }
             Err(err) => {
                 if let CallError::Store(e) = &err {
                     tracing::warn!(error = %e, request_id = %verified.request_id, "store failure");
@@ -725,7 +733,12 @@ fn job_reply(job: JobRecord) -> Outcome {
 impl Reply {
     /// The reply's bytes on the wire.
     pub fn to_json(&self) -> Vec<u8> {
-        self.response.to_json()
+        self.wire.clone()
+    }
+
+    /// The reply's bytes on the wire, without a copy.
+    pub fn into_json(self) -> Vec<u8> {
+        self.wire
     }
 }
 

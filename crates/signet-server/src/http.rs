@@ -66,8 +66,9 @@ fn json_response(status: u16, body: Vec<u8>) -> Response {
 }
 
 fn reply_response(reply: Reply) -> Response {
-    let mut resp = json_response(reply.http_status, reply.to_json());
-    if let Some(ms) = reply.retry_after_ms {
+    let retry_after_ms = reply.retry_after_ms;
+    let mut resp = json_response(reply.http_status, reply.into_json());
+    if let Some(ms) = retry_after_ms {
         // Retry-After is in whole seconds; round up so a retry is not early.
         let secs = ms.div_ceil(1000).max(1);
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

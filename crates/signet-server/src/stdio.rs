@@ -35,7 +35,7 @@ where
             Line::Eof => break,
             Line::TooLong => {
                 let reply = server.error_reply("", &CallError::TooLarge(line_limit));
-                let _ = tx.send(reply.to_json()).await;
+                let _ = tx.send(reply.into_json()).await;
             }
             Line::Data(line) => {
                 if line.iter().all(u8::is_ascii_whitespace) {
@@ -45,7 +45,7 @@ where
                 let tx = tx.clone();
                 tasks.spawn(async move {
                     let reply = server.handle(&line).await;
-                    let _ = tx.send(reply.to_json()).await;
+                    let _ = tx.send(reply.into_json()).await;
                 });
             }
         }
