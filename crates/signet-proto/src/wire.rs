@@ -94,6 +94,23 @@ pub struct Response {
     pub signature: String,
 }
 
+/// Writes a message: its signed bytes, or its wire form (the signed bytes
+/// with the `signature` member added where key order puts it).
+fn write_message(
+    out: &mut Vec<u8>,
+    with_signature: bool,
+    signature: &str,
+    write_unsigned: impl FnOnce(&mut Vec<u8>) -> usize,
+) {
+    if with_signature {
+        let mut signed = Vec::with_capacity(256);
+        let split = write_unsigned(&mut signed);
+        insert_signature(&signed, split, signature, out);
+    } else {
+        write_unsigned(out);
+    }
+}
+
 /// The wire form from the signed bytes: `signature` goes at `split`, where
 /// key order puts it (`server_id` < `signature` < `status` / `tool`).
 fn insert_signature(signed: &[u8], split: usize, signature: &str, out: &mut Vec<u8>) {
@@ -157,13 +174,9 @@ impl Envelope {
     }
 
     fn write(&self, out: &mut Vec<u8>, with_signature: bool) {
-        if with_signature {
-            let mut signed = Vec::with_capacity(256);
-            let split = self.write_unsigned(&mut signed);
-            insert_signature(&signed, split, &self.signature, out);
-        } else {
-            self.write_unsigned(out);
-        }
+        write_message(out, with_signature, &self.signature, |o| {
+            self.write_unsigned(o)
+        });
     }
 
     /// Writes the signed bytes; returns the offset where the `signature`
@@ -256,13 +269,9 @@ impl Response {
     }
 
     fn write(&self, out: &mut Vec<u8>, with_signature: bool) {
-        if with_signature {
-            let mut signed = Vec::with_capacity(256);
-            let split = self.write_unsigned(&mut signed);
-            insert_signature(&signed, split, &self.signature, out);
-        } else {
-            self.write_unsigned(out);
-        }
+        write_message(out, with_signature, &self.signature, |o| {
+            self.write_unsigned(o)
+        });
     }
 
     /// Writes the signed bytes; returns the offset where the `signature`
