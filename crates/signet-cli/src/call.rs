@@ -243,3 +243,40 @@ pub async fn tools(args: &ClientArgs, as_json: bool) -> Result<ExitCode> {
         Err(e) => Ok(report(&e)),
     }
 }
+
+/// `signet jobs --store URL`: every client's jobs, read from the store.
+pub async fn jobs_in_store(url: &str, state: Option<&str>, limit: Option<u64>) -> Result<ExitCode> {
+    let state = match state {
+        None => None,
+        Some(s) => match signet_server::JobState::parse(s) {
+            Some(st) => Some(st),
+            None => {
+                eprintln!("error: --state must be queued, running, done, failed or cancelled");
+                return Ok(ExitCode::Usage);
+            }
+        },
+    };
+    let stores = crate::serve::open_store(url).await?;
+    let limit = usize::try_from(limit.unwrap_or(100)).unwrap_or(100);
+    let jobs = stores.jobs.list_all(state, limit).await?;
+    println!(
+        "{:<38} {:<16} {:<18} {:<10} {:>8} {:>7}",
+        "JOB", "CLIENT", "TOOL", "STATE", "PROGRESS", "ATTEMPT"
+    );
+    for j in jobs {
+        let progress = j
+            .progress
+            .map(|p| format!("{:.0}%", p * 100.0))
+            .unwrap_or_default();
+        println!(
+            "{:<38} {:<16} {:<18} {:<10} {:>8} {:>7}",
+            j.id,
+            j.client_id,
+            j.tool,
+            j.state.as_str(),
+            progress,
+            j.attempt
+        );
+    }
+    Ok(ExitCode::Ok)
+}

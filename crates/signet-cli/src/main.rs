@@ -99,6 +99,10 @@ enum Command {
         /// At most this many.
         #[arg(long)]
         limit: Option<u64>,
+        /// Operators: list every client's jobs straight from a store
+        /// (sqlite://PATH or postgres://...) instead of asking a server.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
         #[command(flatten)]
         client: profile::ClientArgs,
     },
@@ -180,7 +184,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jobs {
             state,
             limit,
+            store: Some(url),
+            ..
+        } => call::jobs_in_store(&url, state.as_deref(), limit).await,
+        Command::Jobs {
+            state,
+            limit,
             client,
+            ..
         } => call::jobs(&client, state.as_deref(), limit).await,
         Command::Tools { json, client } => call::tools(&client, json).await,
         Command::Keygen {

@@ -77,6 +77,21 @@ fn sqlite_job_survives_sigkill_and_restart() {
     assert!(started.elapsed() < Duration::from_secs(20));
     let list = s.signet(&["jobs"]);
     assert!(list.stdout.contains(&job), "{list:?}");
+    // Operators can read every client's jobs straight from the store.
+    let store = format!("sqlite://{}", s.file("signet.db"));
+    let admin = Cmd::signet(&["jobs", "--store", &store, "--state", "done"]).run();
+    admin.expect_code(0, "jobs --store");
+    let row = admin
+        .stdout
+        .lines()
+        .find(|l| l.contains(&job))
+        .unwrap_or_default();
+    assert!(
+        row.contains("client-001") && row.contains("done"),
+        "{admin:?}"
+    );
+    // The job ran twice: once before the kill, once after.
+    assert!(row.trim_end().ends_with('2'), "attempt column: {row}");
 }
 
 #[test]

@@ -337,6 +337,27 @@ impl JobStore for MemoryJobStore {
         })
     }
 
+    async fn list_all(
+        &self,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let st = self.lock();
+        let mut jobs: Vec<JobRecord> = st
+            .jobs
+            .values()
+            .filter(|e| state.is_none_or(|s| e.job.state == s))
+            .map(|e| e.job.clone())
+            .collect();
+        jobs.sort_by(|a, b| {
+            b.created_ms
+                .cmp(&a.created_ms)
+                .then_with(|| b.id.cmp(&a.id))
+        });
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
     async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
         let st = self.lock();
         let mut counts: Vec<(JobState, u64)> = Vec::new();

@@ -222,6 +222,12 @@ pub trait JobStore: Send + Sync + 'static {
     /// Removes finished jobs older than `retention_ms` and expired
     /// idempotency records.
     async fn prune(&self, now_ms: i64, retention_ms: i64) -> Result<PruneStats, StoreError>;
+    /// Every client's jobs, newest first (operators: `signet jobs --store`).
+    async fn list_all(
+        &self,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError>;
     /// How many jobs are in each state (metrics).
     async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError>;
     /// A counter that moves whenever any job changes (wake-ups for workers

@@ -732,6 +732,33 @@ impl JobStore for SqlStore {
         Ok(stats)
     }
 
+    async fn list_all(
+        &self,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match state {
+            Some(s) => {
+                sqlx::query(
+                    "SELECT * FROM signet_jobs WHERE state = $1 ORDER BY created_ms DESC, id DESC LIMIT $2",
+                )
+                .bind(s.as_str().to_owned())
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+            }
+            None => {
+                sqlx::query("SELECT * FROM signet_jobs ORDER BY created_ms DESC, id DESC LIMIT $1")
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(unavailable)?;
+        rows.iter().map(job_from_row).collect()
+    }
+
     async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT state, COUNT(*) AS n FROM signet_jobs GROUP BY state ORDER BY state",
