@@ -505,7 +505,8 @@ impl Server {
                     client_id: env.client_id.clone(),
                     request_id: env.request_id.clone(),
                 };
-                match tokio::time::timeout(self.inner.tool_timeout, f(env.args.clone(), ctx)).await
+                match crate::limits::timeout_lazy(self.inner.tool_timeout, f(env.args.clone(), ctx))
+                    .await
                 {
                     Ok(Ok(result)) => Ok((Status::Ok, result)),
                     Ok(Err(ToolError::InvalidArgs(m))) => Err(CallError::InvalidArgs(m)),

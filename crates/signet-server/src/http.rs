@@ -83,7 +83,8 @@ async fn mcp(State(app): State<AppState>, body: Body) -> Response {
     // `too_large` reply instead of a bare 413.
     let limit = app.config.body_limit;
     let read =
-        tokio::time::timeout(app.config.body_timeout, axum::body::to_bytes(body, limit)).await;
+        crate::limits::timeout_lazy(app.config.body_timeout, axum::body::to_bytes(body, limit))
+            .await;
     let Ok(read) = read else {
         // A client trickling its body must not hold the connection forever.
         let err = CallError::Rejected(VerifyError::Malformed(EnvelopeError::Unreadable));
@@ -104,7 +105,7 @@ async fn mcp(State(app): State<AppState>, body: Body) -> Response {
             return reply_response(app.server.error_reply("", &err));
         }
     };
-    match tokio::time::timeout(app.config.request_timeout, app.server.handle(&bytes)).await {
+    match crate::limits::timeout_lazy(app.config.request_timeout, app.server.handle(&bytes)).await {
         Ok(reply) => reply_response(reply),
         Err(_) => reply_response(app.server.error_reply("", &CallError::Overloaded)),
     }

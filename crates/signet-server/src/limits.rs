@@ -62,9 +62,43 @@ impl RateLimiter {
     }
 }
 
+/// Runs `fut` with a time limit, arming the timer only if the future does
+/// not finish on its first poll: most requests are answered without ever
+/// waiting, and a timer per request (three per HTTP request) costs more
+/// than the work of a small tool.
+pub async fn timeout_lazy<F: std::future::Future>(
+    limit: std::time::Duration,
+    fut: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        std::task::Poll::Ready(out) => Ok(out),
+        std::task::Poll::Pending => tokio::time::timeout(limit, fut).await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn lazy_timeouts_still_time_out() {
+        let quick = timeout_lazy(std::time::Duration::from_millis(10), async { 7 }).await;
+        assert_eq!(quick.ok(), Some(7));
+        let slow = timeout_lazy(
+            std::time::Duration::from_millis(20),
+            tokio::time::sleep(std::time::Duration::from_secs(5)),
+        )
+        .await;
+        assert!(slow.is_err());
+        let pending_then_ready = timeout_lazy(std::time::Duration::from_secs(5), async {
+            tokio::task::yield_now().await;
+            3
+        })
+        .await;
+        assert_eq!(pending_then_ready.ok(), Some(3));
+    }
 
     #[test]
     fn bucket_refills_at_the_rate() {
