@@ -240,6 +240,38 @@ impl JobStatus {
     }
 }
 
+/// Largest reply the client reads (a hostile peer must not exhaust memory).
+pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
+
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, ClientError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?
+    {
+        if out.len() + chunk.len() > cap {
+            return Err(ClientError::Transport(format!(
+                "reply larger than {cap} bytes"
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// A signed refusal the server sends before it could read the request's
+/// `request_id` (it answers with `""`): overloaded, too large, unreadable.
+fn unaddressed_refusal(raw: &[u8]) -> Option<signet_proto::Response> {
+    let r = signet_proto::Response::parse(raw, signet_proto::ParseLimits::default()).ok()?;
+    let code = ErrorCode::split_error_text(r.error.as_deref()?).0;
+    let refusal = matches!(
+        code,
+        ErrorCode::Overloaded | ErrorCode::TooLarge | ErrorCode::BadEnvelope
+    );
+    (r.request_id.is_empty() && r.status == Status::Error && refusal).then_some(r)
+}
+
 fn wrong_server_error(raw: &[u8]) -> bool {
     signet_proto::Response::parse(raw, signet_proto::ParseLimits::default()).is_ok_and(|r| {
         r.status == Status::Error
@@ -326,21 +358,17 @@ impl Client {
             .url
             .join("/.well-known/signet.json")
             .map_err(|e| ClientError::Usage(e.to_string()))?;
-        let doc: serde_json::Value = self
+        let resp = self
             .inner
             .http
             .get(url)
             .timeout(self.inner.call_timeout)
             .send()
             .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))
-            .and_then(|b| {
-                serde_json::from_slice(&b)
-                    .map_err(|e| ClientError::Trust(format!("bad /.well-known/signet.json: {e}")))
-            })?;
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let body = read_capped(resp, 64 * 1024).await?;
+        let doc: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Trust(format!("bad /.well-known/signet.json: {e}")))?;
         let published = doc.get("server_id").and_then(serde_json::Value::as_str);
         if published != Some(self.inner.server_id.as_str()) {
             return Err(ClientError::Trust(format!(
@@ -450,11 +478,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         let http_status = resp.status();
-        let raw = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?
-            .to_vec();
+        let raw = read_capped(resp, MAX_REPLY_BYTES).await?;
         let verified =
             match verify_response(&raw, server_key, &env.request_id, &self.inner.server_id) {
                 Ok(v) => v,
@@ -479,6 +503,21 @@ impl Client {
                     return Err(ClientError::Server {
                         code: ErrorCode::WrongServer,
                         message,
+                        response: Box::new(response),
+                    });
+                }
+                // The signature held (it is checked before the request_id):
+                // the server refused before it could read the request.
+                Err(signet_proto::ResponseError::RequestIdMismatch { .. })
+                    if unaddressed_refusal(&raw).is_some() =>
+                {
+                    let response = unaddressed_refusal(&raw)
+                        .ok_or_else(|| ClientError::Decode("refusal vanished".to_owned()))?;
+                    let text = response.error.clone().unwrap_or_default();
+                    let (code, message) = ErrorCode::split_error_text(&text);
+                    return Err(ClientError::Server {
+                        code,
+                        message: message.to_owned(),
                         response: Box::new(response),
                     });
                 }

@@ -179,6 +179,7 @@ pub struct Rejected {
 pub struct Authenticated {
     envelope: Envelope,
     nonce_expires_at_ms: i64,
+    now_ms: i64,
 }
 
 impl Authenticated {
@@ -190,6 +191,13 @@ impl Authenticated {
     /// When the nonce may be forgotten: `ts_ms` + window.
     pub fn nonce_expires_at_ms(&self) -> i64 {
         self.nonce_expires_at_ms
+    }
+
+    /// The time the timestamp was checked against. The nonce check must use
+    /// this same instant: with a later one, a replay at the window's very
+    /// edge could find its earlier record already expired.
+    pub fn checked_at_ms(&self) -> i64 {
+        self.now_ms
     }
 
     /// Completes verification with the nonce store's answer.
@@ -289,6 +297,7 @@ pub fn authenticate<K: KeyLookup + ?Sized, C: Clock + ?Sized>(
     Ok(Authenticated {
         envelope: env,
         nonce_expires_at_ms,
+        now_ms: now,
     })
 }
 
@@ -305,7 +314,7 @@ pub fn verify_request<K: KeyLookup + ?Sized, C: Clock + ?Sized, N: NonceStore + 
         &auth.envelope.client_id,
         &auth.envelope.nonce,
         auth.nonce_expires_at_ms,
-        clock.now_ms(),
+        auth.now_ms,
     );
     auth.finish(outcome)
 }
@@ -556,6 +565,47 @@ mod tests {
             run(text.as_bytes()),
             Some(crate::ErrorCode::UnsupportedVersion)
         );
+    }
+
+    /// A clock that moves 1 ms at every read.
+    struct Ticking(std::sync::atomic::AtomicI64);
+    impl Clock for Ticking {
+        fn now_ms(&self) -> i64 {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    /// Nonces with expiry, like the real stores: a record counts while
+    /// `expires_at >= now`.
+    #[derive(Default)]
+    struct ExpiringNonces(Mutex<std::collections::HashMap<String, i64>>);
+    impl NonceStore for ExpiringNonces {
+        fn check_and_record(&self, c: &str, n: &str, exp: i64, now: i64) -> Result<(), NonceError> {
+            let mut m = self.0.lock().unwrap();
+            let k = format!("{c}\n{n}");
+            if m.get(&k).is_some_and(|e| *e >= now) {
+                return Err(NonceError::Replayed);
+            }
+            m.insert(k, exp);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_replay_at_the_window_edge_is_refused_even_as_the_clock_moves() {
+        let (cfg, ring, key) = setup();
+        let w = DEFAULT_MAX_SKEW_MS as i64;
+        let nonces = ExpiringNonces::default();
+        // Signed exactly one window before the first check: accepted, and
+        // its nonce expires at that very instant.
+        let bytes = envelope(&key, NOW - w, "edge").to_json();
+        let clock = Ticking(std::sync::atomic::AtomicI64::new(NOW));
+        assert!(verify_request(&bytes, &cfg, &ring, &clock, &nonces).is_ok());
+        // The replay's timestamp check happens one tick later, outside the
+        // window; start over at the edge instead to hit the race.
+        clock.0.store(NOW, std::sync::atomic::Ordering::SeqCst);
+        let again = verify_request(&bytes, &cfg, &ring, &clock, &nonces);
+        assert_eq!(code(again), Some(crate::ErrorCode::ReplayedNonce));
     }
 
     #[test]

@@ -84,6 +84,9 @@ impl ToolFilter {
     }
 }
 
+/// Job counts by state and when they were read (metrics).
+type CachedCounts = (std::time::Instant, Vec<(JobState, u64)>);
+
 /// Longest error message sent to a peer, in characters.
 pub const MAX_ERROR_MESSAGE_CHARS: usize = 512;
 
@@ -243,6 +246,7 @@ impl ServerBuilder {
                 rates: RateLimiter::new(self.rates),
                 in_flight: Arc::new(tokio::sync::Semaphore::new(self.max_in_flight)),
                 metrics: crate::metrics::Metrics::default(),
+                job_counts: std::sync::Mutex::new(None),
                 tool_timeout: self.tool_timeout,
             }),
         }
@@ -264,6 +268,7 @@ struct Inner {
     in_flight: Arc<tokio::sync::Semaphore>,
     metrics: crate::metrics::Metrics,
     tool_timeout: Duration,
+    job_counts: std::sync::Mutex<Option<CachedCounts>>,
 }
 
 /// A protocol server: cheap to clone, shared by every transport.
@@ -400,7 +405,17 @@ impl Server {
         };
         let latency = started.elapsed();
         self.inner.metrics.record(who.tool, outcome, latency);
-        if who.tool == "-" && reply.response.error.is_some() {
+        const VERIFICATION_CODES: [&str; 8] = [
+            "bad_envelope",
+            "unsupported_version",
+            "wrong_server",
+            "unknown_client",
+            "bad_signature",
+            "stale_timestamp",
+            "replayed_nonce",
+            "store_unavailable",
+        ];
+        if who.tool == "-" && VERIFICATION_CODES.contains(&outcome) {
             self.inner.metrics.record_verification_failure(outcome);
         }
         // One line per request. Never the signature, the arguments or keys.
@@ -418,7 +433,23 @@ impl Server {
 
     /// The metrics page (`GET /metrics`), in the Prometheus text format.
     pub async fn metrics_text(&self) -> String {
-        let jobs = self.inner.jobs.count_by_state().await.unwrap_or_default();
+        // Counting jobs is a query on a SQL store: do it at most every 5 s,
+        // however often (and by whom) /metrics is fetched.
+        let cached = self.inner.job_counts.lock().ok().and_then(|c| {
+            c.as_ref()
+                .filter(|(at, _)| at.elapsed() < Duration::from_secs(5))
+                .map(|(_, v)| v.clone())
+        });
+        let jobs = match cached {
+            Some(v) => v,
+            None => {
+                let fresh = self.inner.jobs.count_by_state().await.unwrap_or_default();
+                if let Ok(mut c) = self.inner.job_counts.lock() {
+                    *c = Some((std::time::Instant::now(), fresh.clone()));
+                }
+                fresh
+            }
+        };
         let jobs: Vec<(&str, u64)> = jobs.iter().map(|(s, n)| (s.as_str(), *n)).collect();
         self.inner.metrics.render(&jobs, self.inner.nonces.len())
     }
@@ -443,7 +474,7 @@ impl Server {
                 &env.client_id,
                 &env.nonce,
                 auth.nonce_expires_at_ms(),
-                inner.clock.now_ms(),
+                auth.checked_at_ms(),
             )
             .await;
         let verified = match auth.finish(nonce) {

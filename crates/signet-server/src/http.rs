@@ -107,7 +107,15 @@ async fn mcp(State(app): State<AppState>, body: Body) -> Response {
     };
     match crate::limits::timeout_lazy(app.config.request_timeout, app.server.handle(&bytes)).await {
         Ok(reply) => reply_response(reply),
-        Err(_) => reply_response(app.server.error_reply("", &CallError::Overloaded)),
+        Err(_) => {
+            // The handler was dropped before its own log line: say it here.
+            tracing::warn!(
+                target: "signet::request",
+                timeout_ms = app.config.request_timeout.as_millis() as u64,
+                "request timed out"
+            );
+            reply_response(app.server.error_reply("", &CallError::Overloaded))
+        }
     }
 }
 

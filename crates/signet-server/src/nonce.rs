@@ -256,7 +256,10 @@ async fn commit_loop(
             tokio::task::yield_now().await;
         }
         tracing::trace!(size = batch.len(), "nonce batch");
-        let now = batch.iter().map(|p| p.now_ms).max().unwrap_or(0);
+        // The earliest `now` of the batch: a record counts as expired only
+        // if it had expired for every request in the batch (never later
+        // than the instant each request's timestamp was checked at).
+        let now = batch.iter().map(|p| p.now_ms).min().unwrap_or(0);
         let items: Vec<(String, String, i64)> = batch
             .iter()
             .map(|p| (p.client_id.clone(), p.nonce.clone(), p.expires_at_ms))

@@ -31,6 +31,9 @@ where
     });
     let mut tasks = tokio::task::JoinSet::new();
     loop {
+        // Collect finished requests as we go, so a long-lived pipe does not
+        // accumulate one finished task per line.
+        while tasks.try_join_next().is_some() {}
         match read_line(&mut input, line_limit).await? {
             Line::Eof => break,
             Line::TooLong => {

@@ -168,6 +168,7 @@ async fn run_job(shared: &Shared, claim: Claim, shutdown: &mut watch::Receiver<b
         tokio::time::interval(Duration::from_millis(shared.config.heartbeat_ms.max(10)));
     heartbeat.tick().await;
     let mut draining = false;
+    let mut progress_open = true;
     loop {
         let mut progress = None;
         tokio::select! {
@@ -190,9 +191,15 @@ async fn run_job(shared: &Shared, claim: Claim, shutdown: &mut watch::Receiver<b
                 }
                 return;
             }
-            changed = progress_rx.changed() => {
-                if changed.is_ok() {
-                    progress = progress_rx.borrow_and_update().clone();
+            changed = progress_rx.changed(), if progress_open => {
+                match changed {
+                    Ok(()) => progress = progress_rx.borrow_and_update().clone(),
+                    // The handler dropped its context: no more progress will
+                    // come (and `changed` would now return at once, forever).
+                    Err(_) => {
+                        progress_open = false;
+                        continue;
+                    }
                 }
             }
             _ = heartbeat.tick() => {}

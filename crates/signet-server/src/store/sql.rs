@@ -722,13 +722,12 @@ impl JobStore for SqlStore {
                 }
             }
         }
-        if let Ok(n) = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM signet_nonces")
-            .fetch_one(&self.pool)
-            .await
-        {
-            self.nonce_count
-                .store(usize::try_from(n).unwrap_or(0), Ordering::Relaxed);
-        }
+        self.nonce_count.fetch_sub(
+            usize::try_from(stats.nonces)
+                .unwrap_or(0)
+                .min(self.nonce_count.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
         Ok(stats)
     }
 

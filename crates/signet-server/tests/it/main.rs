@@ -9,3 +9,4 @@ mod http_e2e;
 mod stdio;
 mod store_contract;
 mod support;
+mod worker;

@@ -279,6 +279,33 @@ async fn contract(stores: Stores) {
     }
 }
 
+/// A nonce recorded through one store object is refused through another on
+/// the same database: the refusal comes from the database itself, not from
+/// the in-memory front set of the first.
+async fn replays_are_refused_by_the_database(url: &str) {
+    let a = store::open(url).await.unwrap();
+    let b = store::open(url).await.unwrap();
+    assert_eq!(
+        a.nonces
+            .check_and_record("c9", "shared", 50_000, 1_000)
+            .await,
+        Ok(())
+    );
+    assert_eq!(
+        b.nonces
+            .check_and_record("c9", "shared", 50_000, 2_000)
+            .await,
+        Err(NonceError::Replayed)
+    );
+    // Expired records may be reused, through the database too.
+    assert_eq!(
+        b.nonces
+            .check_and_record("c9", "shared", 90_000, 60_000)
+            .await,
+        Ok(())
+    );
+}
+
 #[tokio::test]
 async fn memory_store_keeps_the_contract() {
     contract(store::open("memory").await.unwrap()).await;
@@ -294,6 +321,7 @@ async fn sqlite_store_keeps_the_contract() {
         again.jobs.get("job-e").await.unwrap().unwrap().state,
         JobState::Queued
     );
+    replays_are_refused_by_the_database(&url).await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -303,6 +331,7 @@ async fn postgres_store_keeps_the_contract() {
         return;
     };
     contract(store::open(&url).await.unwrap()).await;
+    replays_are_refused_by_the_database(&url).await;
     drop_schema(&url).await;
 }
 
