@@ -130,3 +130,57 @@ async fn an_unsigned_error_is_rejected() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_signed_refusal_before_reading_the_request_is_a_server_error() {
+    let key = SigningKey::hmac(SERVER_SECRET).unwrap();
+    let url = fake_server(move |_| {
+        ResponseSigner::new(SERVER_ID, key.clone())
+            .error(
+                "",
+                0,
+                &signet_proto::ErrorCode::Overloaded,
+                "server overloaded, retry later",
+            )
+            .to_json()
+    })
+    .await;
+    let err = client(&url)
+        .call("batch_sum", serde_json::json!({"numbers": [1]}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ClientError::Server {
+                code: signet_proto::ErrorCode::Overloaded,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unaddressed_reply_of_another_kind_is_still_rejected() {
+    // Only refusals the server sends before it can read a request may carry
+    // an empty request_id; anything else must answer the request sent.
+    let key = SigningKey::hmac(SERVER_SECRET).unwrap();
+    let url = fake_server(move |_| {
+        ResponseSigner::new(SERVER_ID, key.clone())
+            .error("", 0, &signet_proto::ErrorCode::UnknownJob, "no")
+            .to_json()
+    })
+    .await;
+    let err = client(&url)
+        .call("batch_sum", serde_json::json!({"numbers": [1]}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Verification(ResponseError::RequestIdMismatch { .. })
+        ),
+        "{err:?}"
+    );
+}
