@@ -94,23 +94,6 @@ pub struct Response {
     pub signature: String,
 }
 
-/// Writes a message: its signed bytes, or its wire form (the signed bytes
-/// with the `signature` member added where key order puts it).
-fn write_message(
-    out: &mut Vec<u8>,
-    with_signature: bool,
-    signature: &str,
-    write_unsigned: impl FnOnce(&mut Vec<u8>) -> usize,
-) {
-    if with_signature {
-        let mut signed = Vec::with_capacity(256);
-        let split = write_unsigned(&mut signed);
-        insert_signature(&signed, split, signature, out);
-    } else {
-        write_unsigned(out);
-    }
-}
-
 /// The wire form from the signed bytes: `signature` goes at `split`, where
 /// key order puts it (`server_id` < `signature` < `status` / `tool`).
 fn insert_signature(signed: &[u8], split: usize, signature: &str, out: &mut Vec<u8>) {
@@ -152,32 +135,37 @@ impl<'a> ObjectWriter<'a> {
     }
 }
 
+/// The byte forms every message has, from its `write_unsigned`.
+macro_rules! message_bytes {
+    ($signed_doc:expr) => {
+        #[doc = $signed_doc]
+        pub fn signing_bytes_into(&self, out: &mut Vec<u8>) {
+            self.write_unsigned(out);
+        }
+
+        /// The signed bytes (see `signing_bytes_into`).
+        pub fn signing_bytes(&self) -> Vec<u8> {
+            let mut out = Vec::with_capacity(256);
+            self.write_unsigned(&mut out);
+            out
+        }
+
+        /// The whole message as canonical JSON, signature included.
+        pub fn to_json(&self) -> Vec<u8> {
+            let mut signed = Vec::with_capacity(256);
+            let split = self.write_unsigned(&mut signed);
+            let mut out = Vec::with_capacity(signed.len() + self.signature.len() + 16);
+            insert_signature(&signed, split, &self.signature, &mut out);
+            out
+        }
+    };
+}
+
 impl Envelope {
-    /// Appends the signed bytes: the canonical JSON of every field but
-    /// `signature` (what the seed's `model_dump()` minus `signature` gives).
-    pub fn signing_bytes_into(&self, out: &mut Vec<u8>) {
-        self.write(out, false);
-    }
-
-    /// The signed bytes (see [`Envelope::signing_bytes_into`]).
-    pub fn signing_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
-        self.write(&mut out, false);
-        out
-    }
-
-    /// The whole message as canonical JSON, signature included.
-    pub fn to_json(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(320);
-        self.write(&mut out, true);
-        out
-    }
-
-    fn write(&self, out: &mut Vec<u8>, with_signature: bool) {
-        write_message(out, with_signature, &self.signature, |o| {
-            self.write_unsigned(o)
-        });
-    }
+    message_bytes!(
+        "Appends the signed bytes: the canonical JSON of every field but \
+         `signature` (what the seed's `model_dump()` minus `signature` gives)."
+    );
 
     /// Writes the signed bytes; returns the offset where the `signature`
     /// member goes in the wire form (after `server_id`, in key order).
@@ -248,31 +236,10 @@ impl Envelope {
 }
 
 impl Response {
-    /// Appends the signed bytes: canonical JSON of every field but
-    /// `signature`; `result` and `error` are always present (`null` when absent).
-    pub fn signing_bytes_into(&self, out: &mut Vec<u8>) {
-        self.write(out, false);
-    }
-
-    /// The signed bytes (see [`Response::signing_bytes_into`]).
-    pub fn signing_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
-        self.write(&mut out, false);
-        out
-    }
-
-    /// The whole message as canonical JSON, signature included.
-    pub fn to_json(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(320);
-        self.write(&mut out, true);
-        out
-    }
-
-    fn write(&self, out: &mut Vec<u8>, with_signature: bool) {
-        write_message(out, with_signature, &self.signature, |o| {
-            self.write_unsigned(o)
-        });
-    }
+    message_bytes!(
+        "Appends the signed bytes: canonical JSON of every field but \
+         `signature`; `result` and `error` are always present (`null` when absent)."
+    );
 
     /// Writes the signed bytes; returns the offset where the `signature`
     /// member goes in the wire form (after `server_id`, in key order).

@@ -61,6 +61,25 @@ impl MemoryJobStore {
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
+    /// The jobs `keep` selects, newest first, at most `limit`.
+    fn newest_first(&self, keep: impl Fn(&JobRecord) -> bool, limit: usize) -> Vec<JobRecord> {
+        let st = self.lock();
+        let mut jobs: Vec<JobRecord> = st
+            .jobs
+            .values()
+            .map(|e| &e.job)
+            .filter(|j| keep(j))
+            .cloned()
+            .collect();
+        jobs.sort_by(|a, b| {
+            b.created_ms
+                .cmp(&a.created_ms)
+                .then_with(|| b.id.cmp(&a.id))
+        });
+        jobs.truncate(limit);
+        jobs
+    }
+
     /// Number of jobs held (all states).
     pub fn len(&self) -> usize {
         self.lock().jobs.len()
@@ -150,20 +169,10 @@ impl JobStore for MemoryJobStore {
         state: Option<JobState>,
         limit: usize,
     ) -> Result<Vec<JobRecord>, StoreError> {
-        let st = self.lock();
-        let mut jobs: Vec<JobRecord> = st
-            .jobs
-            .values()
-            .filter(|e| e.job.client_id == client_id && state.is_none_or(|s| e.job.state == s))
-            .map(|e| e.job.clone())
-            .collect();
-        jobs.sort_by(|a, b| {
-            b.created_ms
-                .cmp(&a.created_ms)
-                .then_with(|| b.id.cmp(&a.id))
-        });
-        jobs.truncate(limit);
-        Ok(jobs)
+        Ok(self.newest_first(
+            |j| j.client_id == client_id && state.is_none_or(|s| j.state == s),
+            limit,
+        ))
     }
 
     async fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<Claim>, StoreError> {
@@ -342,20 +351,7 @@ impl JobStore for MemoryJobStore {
         state: Option<JobState>,
         limit: usize,
     ) -> Result<Vec<JobRecord>, StoreError> {
-        let st = self.lock();
-        let mut jobs: Vec<JobRecord> = st
-            .jobs
-            .values()
-            .filter(|e| state.is_none_or(|s| e.job.state == s))
-            .map(|e| e.job.clone())
-            .collect();
-        jobs.sort_by(|a, b| {
-            b.created_ms
-                .cmp(&a.created_ms)
-                .then_with(|| b.id.cmp(&a.id))
-        });
-        jobs.truncate(limit);
-        Ok(jobs)
+        Ok(self.newest_first(|j| state.is_none_or(|s| j.state == s), limit))
     }
 
     async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {

@@ -344,6 +344,44 @@ impl SqlStore {
         .map_err(unavailable)
     }
 
+    /// Jobs, newest first, optionally of one client and in one state.
+    async fn newest_first(
+        &self,
+        client_id: Option<&str>,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let mut sql = String::from("SELECT * FROM signet_jobs WHERE 1 = 1");
+        let mut n = 0;
+        let mut param = |sql: &mut String, column: &str| {
+            n += 1;
+            sql.push_str(&format!(" AND {column} = ${n}"));
+        };
+        if client_id.is_some() {
+            param(&mut sql, "client_id");
+        }
+        if state.is_some() {
+            param(&mut sql, "state");
+        }
+        sql.push_str(&format!(
+            " ORDER BY created_ms DESC, id DESC LIMIT ${}",
+            n + 1
+        ));
+        let mut q = sqlx::query(&sql);
+        if let Some(c) = client_id {
+            q = q.bind(c.to_owned());
+        }
+        if let Some(s) = state {
+            q = q.bind(s.as_str().to_owned());
+        }
+        let rows = q
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(job_from_row).collect()
+    }
+
     async fn fetch_job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
         let row = sqlx::query("SELECT * FROM signet_jobs WHERE id = $1")
             .bind(id.to_owned())
@@ -499,29 +537,7 @@ impl JobStore for SqlStore {
         state: Option<JobState>,
         limit: usize,
     ) -> Result<Vec<JobRecord>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = match state {
-            Some(s) => {
-                sqlx::query(
-                    "SELECT * FROM signet_jobs WHERE client_id = $1 AND state = $2
-                     ORDER BY created_ms DESC, id DESC LIMIT $3",
-                )
-                .bind(client_id.to_owned())
-                .bind(s.as_str().to_owned())
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await
-            }
-            None => {
-                sqlx::query("SELECT * FROM signet_jobs WHERE client_id = $1 ORDER BY created_ms DESC, id DESC LIMIT $2")
-                    .bind(client_id.to_owned())
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await
-            }
-        }
-        .map_err(unavailable)?;
-        rows.iter().map(job_from_row).collect()
+        self.newest_first(Some(client_id), state, limit).await
     }
 
     async fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<Claim>, StoreError> {
@@ -736,26 +752,7 @@ impl JobStore for SqlStore {
         state: Option<JobState>,
         limit: usize,
     ) -> Result<Vec<JobRecord>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = match state {
-            Some(s) => {
-                sqlx::query(
-                    "SELECT * FROM signet_jobs WHERE state = $1 ORDER BY created_ms DESC, id DESC LIMIT $2",
-                )
-                .bind(s.as_str().to_owned())
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await
-            }
-            None => {
-                sqlx::query("SELECT * FROM signet_jobs ORDER BY created_ms DESC, id DESC LIMIT $1")
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await
-            }
-        }
-        .map_err(unavailable)?;
-        rows.iter().map(job_from_row).collect()
+        self.newest_first(None, state, limit).await
     }
 
     async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
