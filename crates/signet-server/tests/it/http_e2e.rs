@@ -157,8 +157,18 @@ async fn long_poll_times_out_with_running() {
     let s = TestServer::start().await;
     let (_, resp) = s.call("start_long_task", json!({"seconds": 5})).await;
     let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
-    // Let it start and report its first progress, then wait less than a second's tick.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait until it runs and has reported its first progress (0 of 5
+    // seconds); the next report is a second later, so a 400 ms long poll
+    // started now sees no change and must hold for its whole wait.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, r) = s.call("poll_job", json!({"job_id": job_id})).await;
+        if result_json(&r)["message"] == "0/5 seconds" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let t = Instant::now();
     let (http, resp) = s
         .call("poll_job", json!({"job_id": job_id, "wait_ms": 400}))
