@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark, one command: each server pinned to core 0, the load
-# generator (`signet bench`) pinned to core 1, the same load for all.
+# generator (`lacre bench`) pinned to core 1, the same load for all.
 #
 #   bash bench/compare.sh            # N=100000 requests max, C=32, D=5 s each
 #   N=50000 C=64 D=10 bash bench/compare.sh
@@ -8,13 +8,13 @@
 # Prints a table and the ratios; raw reports land in $OUT (default bench/out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/signet-target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/lacre-target}"
 N="${N:-100000}"; C="${C:-32}"; D="${D:-5}"
 OUT="${OUT:-bench/out}"
 mkdir -p "$OUT"
 
-cargo build --release -q -p signet-cli
-cargo build --release -q -p signet-server --example upper_bound
+cargo build --release -q -p lacre-cli
+cargo build --release -q -p lacre-server --example upper_bound
 BIN="$CARGO_TARGET_DIR/release"
 python3 -c "import pydantic, aiohttp" 2>/dev/null || python3 -m pip install -q -r testdata/requirements.txt
 
@@ -52,7 +52,7 @@ run() { # $1 = name, $2 = port, $3.. = extra bench flags
   wait_port "$port"
   local pid="${pids[-1]}"
   local idle; idle="$(rss_kb "$pid")"
-  taskset -c 1 "$BIN/signet" bench --url "http://127.0.0.1:$port/mcp" --secret-file "$work/c.secret" \
+  taskset -c 1 "$BIN/lacre" bench --url "http://127.0.0.1:$port/mcp" --secret-file "$work/c.secret" \
     -n "$N" -d "$D" -c "$C" --json "$@" > "$OUT/$name.json" &
   local bench=$!
   sleep "$(awk "BEGIN {print $D / 2}")"
@@ -71,15 +71,15 @@ echo "== upper bound: axum, fixed reply (no parsing, no crypto)"
 taskset -c 0 "$BIN/examples/upper_bound" 18801 > /dev/null & pids+=($!)
 run upper_bound 18801
 
-echo "== signet serve, memory store"
+echo "== lacre serve, memory store"
 config memory > "$work/mem.toml"
-taskset -c 0 "$BIN/signet" serve --config "$work/mem.toml" --listen 127.0.0.1:18802 2> "$work/mem.log" & pids+=($!)
-run signet_memory 18802 --server-secret-file "$work/s.secret"
+taskset -c 0 "$BIN/lacre" serve --config "$work/mem.toml" --listen 127.0.0.1:18802 2> "$work/mem.log" & pids+=($!)
+run lacre_memory 18802 --server-secret-file "$work/s.secret"
 
-echo "== signet serve, SQLite store (the default)"
+echo "== lacre serve, SQLite store (the default)"
 config "sqlite://$work/bench.db" > "$work/sqlite.toml"
-taskset -c 0 "$BIN/signet" serve --config "$work/sqlite.toml" --listen 127.0.0.1:18803 2> "$work/sqlite.log" & pids+=($!)
-run signet_sqlite 18803 --server-secret-file "$work/s.secret"
+taskset -c 0 "$BIN/lacre" serve --config "$work/sqlite.toml" --listen 127.0.0.1:18803 2> "$work/sqlite.log" & pids+=($!)
+run lacre_sqlite 18803 --server-secret-file "$work/s.secret"
 
 echo "== the seed's Python server (aiohttp)"
 taskset -c 0 python3 interop/seed_server.py --port 18804 --server-id mcp-server-001 \
@@ -89,7 +89,7 @@ run seed_python 18804 --server-secret-file "$work/s.secret"
 python3 - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]
-rows = ["upper_bound", "signet_memory", "signet_sqlite", "seed_python"]
+rows = ["upper_bound", "lacre_memory", "lacre_sqlite", "seed_python"]
 r = {n: json.load(open(os.path.join(out, n + ".json"))) for n in rows}
 print()
 print(f"{'server':<15} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7} {'not ok':>7} {'sig bad':>8} {'RSS idle':>9} {'RSS load':>9}")
@@ -100,7 +100,7 @@ for n in rows:
           f"{x['rss_idle_kb']/1024:>7.1f}MB {x['rss_loaded_kb']/1024:>7.1f}MB")
 ub, seed = r["upper_bound"]["rps"], r["seed_python"]["rps"]
 print()
-for n in ["signet_memory", "signet_sqlite"]:
+for n in ["lacre_memory", "lacre_sqlite"]:
     x = r[n]["rps"]
     print(f"{n}: {x/ub:.2f} x upper bound, {x/seed:.1f} x seed python")
 PY

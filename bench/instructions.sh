@@ -8,13 +8,13 @@
 #   bash bench/instructions.sh          # prints the figure, checks the bound
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/signet-target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/lacre-target}"
 BOUND="${BOUND:-250000}"
 if ! command -v valgrind >/dev/null 2>&1; then
   if [ -n "${CI:-}" ]; then echo "valgrind is required in CI" >&2; exit 1; fi
   echo "SKIPPED instruction count: valgrind not installed"; exit 0
 fi
-cargo build --release -q -p signet-server --example dispatch_count
+cargo build --release -q -p lacre-server --example dispatch_count
 bin="$CARGO_TARGET_DIR/release/examples/dispatch_count"
 count() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" 2>&1 | awk '/Collected/ {print $4}'; }
 short=$(count 500)

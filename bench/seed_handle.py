@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Times the seed's own MCPServer.handle() in process, for comparison with
-signet's in-process dispatch benchmark (cargo bench -p signet-server --bench
+lacre's in-process dispatch benchmark (cargo bench -p lacre-server --bench
 dispatch). Same work: validate, verify the HMAC signature, run batch_sum on 8
 numbers, sign the reply. The seed's handle() takes an already-parsed dict,
-so JSON parsing is not timed here (signet's figure includes it).
+so JSON parsing is not timed here (lacre's figure includes it).
 
 Run: python3 bench/seed_handle.py [N]
 """

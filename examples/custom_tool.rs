@@ -1,13 +1,13 @@
 //! Registering your own tools: one immediate, one long-running with
 //! progress and cancellation; then calling them over HTTP with the client.
 //!
-//! Run: `cargo run -p signet-server --example custom_tool`
+//! Run: `cargo run -p lacre-server --example custom_tool`
 
+use lacre_client::{Client, ServerTrust};
+use lacre_proto::SigningKey;
+use lacre_server::{Server, ToolArgs, ToolError, ToolFilter, WorkerConfig};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use signet_client::{Client, ServerTrust};
-use signet_proto::SigningKey;
-use signet_server::{Server, ToolArgs, ToolError, ToolFilter, WorkerConfig};
 use std::time::Duration;
 
 /// Arguments of `word_count`.
@@ -88,8 +88,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .build();
     let _workers = server.start_workers(WorkerConfig::default());
-    let (listener, addr) = signet_server::http::bind("127.0.0.1:0".parse()?).await?;
-    tokio::spawn(signet_server::http::serve(
+    let (listener, addr) = lacre_server::http::bind("127.0.0.1:0".parse()?).await?;
+    tokio::spawn(lacre_server::http::serve(
         listener,
         server,
         1 << 20,
@@ -121,7 +121,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     println!(
         "countdown: {}",
-        signet_proto::Value::Object(result).to_serde()
+        lacre_proto::Value::Object(result).to_serde()
     );
     Ok(())
 }

@@ -2,10 +2,10 @@
 //! verify + dispatch `batch_sum` + sign + serialize, in process, N times.
 //! `.ci/run` divides the instruction count by N and fails on a regression.
 //!
-//! Run: `cargo run --release -p signet-server --example dispatch_count -- 1000`
+//! Run: `cargo run --release -p lacre-server --example dispatch_count -- 1000`
 
-use signet_proto::{Envelope, FixedClock, Map, SigningKey, Value};
-use signet_server::{Server, ToolFilter};
+use lacre_proto::{Envelope, FixedClock, Map, SigningKey, Value};
+use lacre_server::{Server, ToolFilter};
 use std::sync::Arc;
 
 fn main() {

@@ -1,15 +1,15 @@
 //! The upper bound for `bench/compare.sh`: a minimal axum endpoint that
 //! reads the request body and returns a fixed JSON reply of the size of
-//! signet's `batch_sum` reply. No parsing, no crypto, no state.
+//! lacre's `batch_sum` reply. No parsing, no crypto, no state.
 //!
-//! Run: `cargo run --release -p signet-server --example upper_bound -- 18801`
+//! Run: `cargo run --release -p lacre-server --example upper_bound -- 18801`
 
 use axum::body::Bytes;
 use axum::http::header;
 use axum::routing::post;
 use axum::Router;
 
-/// A reply of the same shape and size as signet's signed `batch_sum` reply.
+/// A reply of the same shape and size as lacre's signed `batch_sum` reply.
 const REPLY: &str = r#"{"error":null,"ok":true,"request_id":"00000000-0000-4000-8000-000000000000","result":{"count":3,"total":60.0},"server_id":"mcp-server-001","signature":"0000000000000000000000000000000000000000000000000000000000000000","status":"ok","ts_ms":1700000000000,"v":"mcp/0.1"}"#;
 
 async fn mcp(body: Bytes) -> ([(header::HeaderName, &'static str); 1], &'static str) {

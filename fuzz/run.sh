@@ -15,14 +15,14 @@
 # Environment:
 #   FUZZ_SECONDS     seconds per target (default 60); 0 only replays the seeds
 #   FUZZ_TARGET_DIR  cargo target directory for the instrumented build
-#                    (default /root/.cache/signet-fuzz-target). CARGO_TARGET_DIR
+#                    (default /root/.cache/lacre-fuzz-target). CARGO_TARGET_DIR
 #                    is deliberately not used: .ci/run exports it for the main
 #                    build, and instrumented artifacts would evict those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${FUZZ_SECONDS:-60}"
-target_dir="${FUZZ_TARGET_DIR:-/root/.cache/signet-fuzz-target}"
+target_dir="${FUZZ_TARGET_DIR:-/root/.cache/lacre-fuzz-target}"
 cargo_fuzz_version="0.13.2"
 max_len=65536
 all_targets=(envelope_parse canonical_roundtrip verify_pipeline)
@@ -71,7 +71,7 @@ for t in "${targets[@]}"; do
   status=0
   "$bin_dir/$t" "$corpus" \
     "${run_limit[@]}" -max_len="$max_len" -timeout=10 \
-    -dict=fuzz/signet.dict -print_final_stats=1 \
+    -dict=fuzz/lacre.dict -print_final_stats=1 \
     -artifact_prefix="$artifacts/" >"$log" 2>&1 || status=$?
   elapsed_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
   elapsed="$(( elapsed_ms / 1000 )).$(( elapsed_ms % 1000 / 100 ))"

@@ -4,9 +4,9 @@ Stateless, Secure Protocols"), kept as close to its text as possible.
 Everything below is copied from the article except the lines marked
 ``# added: ...``, which fill in what the article elides
 ("# ... (implementation for server_identity)" and the like) in the obvious
-way.  signet's Rust integration tests use this module (through
+way.  lacre's Rust integration tests use this module (through
 seed_server.py and seed_client.py) as the reference implementation of the
-wire format: do not "fix" the seed here, fix signet instead.
+wire format: do not "fix" the seed here, fix lacre instead.
 
 Run it directly for the article's in-process demo:  python3 interop/seed.py
 """

@@ -19,7 +19,7 @@ stdout: one JSON line per reply (lines starting with "{"), possibly "note:"
 lines, and as last line "seed demo: all N responses verified"; exit 0.
 On any failure: "seed_client: FAIL: <reason>" on stderr, exit 1.
 
---check-replay (for servers that claim replay protection, i.e. signet, not
+--check-replay (for servers that claim replay protection, i.e. lacre, not
 the seed): after the demo, send one fresh signed envelope twice (same nonce),
 the second reply must be ok=false with error "replayed_nonce..."; then send
 an envelope with a wrong signature, the reply must be ok=false with error

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden test vectors for signet, computed by CPython.
+"""Golden test vectors for lacre, computed by CPython.
 
 Regenerate (from the repository root, with python3 >= 3.11, ``pydantic`` v2
 and ``cryptography`` installed, see testdata/requirements.txt)::
@@ -20,7 +20,7 @@ a SHA-256 counter stream), so re-running it gives byte-identical files.
   pydantic models, signed exactly as the seed signs (``model_dump()``, drop
   ``signature``, canonical JSON), with HMAC-SHA256 and Ed25519.
 
-The Rust side is crates/signet-proto/tests/it/vectors.rs.
+The Rust side is crates/lacre-proto/tests/it/vectors.rs.
 """
 
 from __future__ import annotations

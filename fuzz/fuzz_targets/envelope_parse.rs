@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| signet_fuzz::envelope_parse(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lacre_fuzz::envelope_parse(data));

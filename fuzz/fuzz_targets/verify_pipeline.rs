@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| signet_fuzz::verify_pipeline(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lacre_fuzz::verify_pipeline(data));

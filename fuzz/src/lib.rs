@@ -5,7 +5,7 @@
 //! Every function must return normally for any input: a panic, including a
 //! failed assertion here, is a finding.
 
-use signet_proto::{
+use lacre_proto::{
     canonical, parse, verify_request, verify_response, Envelope, FixedClock, JsonErrorKind,
     Keyring, NonceError, NonceStore, Number, ParseLimits, Response, SigningKey, Status, Value,
     VerifyConfig, VerifyError, VerifyingKey, DEFAULT_MAX_SKEW_MS, MAX_ID_CHARS,
@@ -80,7 +80,7 @@ pub fn canonical_roundtrip(data: &[u8]) {
 }
 
 /// serde_json is a strict RFC 8259 parser. The two may differ only where
-/// signet is stricter on purpose (duplicate keys, the size limits) or
+/// lacre is stricter on purpose (duplicate keys, the size limits) or
 /// keeps what serde_json cannot hold (integers beyond the float range), and
 /// where both accept, they read the same value.
 fn agrees_with_serde_json(data: &[u8], ours: Result<&Value, &JsonErrorKind>) {
@@ -88,11 +88,11 @@ fn agrees_with_serde_json(data: &[u8], ours: Result<&Value, &JsonErrorKind>) {
     match (ours, theirs) {
         (Ok(v), Ok(t)) => assert!(
             same_value(v, &t),
-            "signet and serde_json read different values: {v:?} vs {t:?}"
+            "lacre and serde_json read different values: {v:?} vs {t:?}"
         ),
         (Ok(v), Err(e)) => assert!(
             has_int_beyond_f64(v),
-            "signet accepts what serde_json rejects ({e})"
+            "lacre accepts what serde_json rejects ({e})"
         ),
         (Err(kind), Ok(_)) => assert!(
             matches!(
@@ -103,7 +103,7 @@ fn agrees_with_serde_json(data: &[u8], ours: Result<&Value, &JsonErrorKind>) {
                     | JsonErrorKind::StringTooLong(_)
                     | JsonErrorKind::TooManyItems(_)
             ),
-            "signet rejects ({kind}) what serde_json accepts"
+            "lacre rejects ({kind}) what serde_json accepts"
         ),
         (Err(_), Err(_)) => {}
     }

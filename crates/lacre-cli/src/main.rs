@@ -1,0 +1,248 @@
+//! The `lacre` command line: serve, call tools, wait for jobs, run the
+//! demo, and debug signatures.
+
+mod bench;
+mod call;
+mod debug;
+mod demo;
+mod keyfile;
+mod keygen;
+mod output;
+mod profile;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Exit codes, one per class of failure, so scripts can tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Success.
+    Ok = 0,
+    /// The input was rejected (not valid JSON, not a valid envelope) or
+    /// another local error happened.
+    Rejected = 1,
+    /// Usage error (bad flags or arguments; clap uses 2 as well).
+    Usage = 2,
+    /// The server could not be reached or the connection failed.
+    Transport = 3,
+    /// The server answered with a (verified) error.
+    Server = 4,
+    /// A signature or response check failed.
+    Verification = 5,
+    /// Interrupted by Ctrl-C.
+    Interrupted = 130,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lacre",
+    version,
+    about = "Stateless, signed, asynchronous tool calls"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Log level on stderr: error, warn, info (one line per request), debug.
+    /// Default: info for `serve`, warn for the other commands.
+    #[arg(long, global = true, value_parser = ["error", "warn", "info", "debug", "trace"])]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the seed article's demo against a fresh local server, over HTTP.
+    Demo,
+    /// Serve the protocol over HTTP (or stdio with --stdio).
+    Serve(serve::ServeArgs),
+    /// Load-test a server: pre-signed requests over keep-alive connections.
+    Bench(bench::BenchArgs),
+    /// Create or update a store's schema (`lacre serve` also does this on start).
+    Migrate {
+        /// Store URL: sqlite://PATH or postgres://USER@HOST/DB.
+        #[arg(long, value_name = "URL")]
+        store: String,
+    },
+    /// Call a tool and print its verified result.
+    Call {
+        /// The tool.
+        tool: String,
+        /// Its arguments, a JSON object.
+        args: Option<String>,
+        /// For a long-running tool: wait for the job and print its result.
+        #[arg(long)]
+        wait: bool,
+        /// Print the whole signed response instead of the result.
+        #[arg(long)]
+        raw: bool,
+        #[command(flatten)]
+        client: profile::ClientArgs,
+    },
+    /// Inspect, wait for or cancel one job.
+    Job {
+        /// status, wait or cancel.
+        #[arg(value_parser = ["status", "wait", "cancel"])]
+        action: String,
+        /// The job id.
+        job_id: String,
+        #[command(flatten)]
+        client: profile::ClientArgs,
+    },
+    /// List your jobs.
+    Jobs {
+        /// Only jobs in this state.
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Operators: list every client's jobs straight from a store
+        /// (sqlite://PATH or postgres://...) instead of asking a server.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+        #[command(flatten)]
+        client: profile::ClientArgs,
+    },
+    /// List the tools the server lets you call.
+    Tools {
+        /// Print the raw descriptions with their JSON Schemas.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: profile::ClientArgs,
+    },
+    /// Generate a key.
+    Keygen {
+        /// hmac-sha256 or ed25519.
+        #[arg(long, default_value = "hmac-sha256", value_parser = keyfile::parse_alg)]
+        alg: lacre_proto::Algorithm,
+        /// Where to write it (must not exist).
+        #[arg(long, default_value = "lacre.key")]
+        out: PathBuf,
+        /// Client id to use in the printed config snippet.
+        #[arg(long, default_value = "client-001")]
+        client_id: String,
+    },
+    /// Print the canonical JSON bytes of one JSON value (from FILE or stdin).
+    Canonical {
+        /// Input file; stdin when absent or `-`.
+        file: Option<PathBuf>,
+    },
+    /// Sign an envelope (from FILE or stdin), filling in missing v, request_id, ts_ms, nonce.
+    Sign {
+        /// Input file; stdin when absent or `-`.
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        key: keyfile::KeyArgs,
+    },
+    /// Check the signature of an envelope or response (from FILE or stdin).
+    Verify {
+        /// Input file; stdin when absent or `-`.
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        key: keyfile::KeyArgs,
+        /// An Ed25519 public key (64 hex digits) to verify with.
+        #[arg(long, value_name = "HEX")]
+        public_key: Option<String>,
+    },
+}
+
+fn init_logging(format: &str, level: tracing::Level) {
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_max_level(level);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo => demo::demo().await,
+        Command::Serve(args) => serve::serve(&args).await,
+        Command::Migrate { store } => serve::migrate(&store).await,
+        Command::Bench(args) => bench::bench(&args).await,
+        Command::Call {
+            tool,
+            args,
+            wait,
+            raw,
+            client,
+        } => call::call(&client, &tool, args.as_deref(), wait, raw).await,
+        Command::Job {
+            action,
+            job_id,
+            client,
+        } => call::job(&client, &action, &job_id).await,
+        Command::Jobs {
+            state,
+            limit,
+            store: Some(url),
+            ..
+        } => call::jobs_in_store(&url, state.as_deref(), limit).await,
+        Command::Jobs {
+            state,
+            limit,
+            client,
+            ..
+        } => call::jobs(&client, state.as_deref(), limit).await,
+        Command::Tools { json, client } => call::tools(&client, json).await,
+        Command::Keygen {
+            alg,
+            out,
+            client_id,
+        } => keygen::keygen(alg, &out, &client_id),
+        Command::Canonical { file } => debug::canonical(file.as_ref()),
+        Command::Sign { file, key } => debug::sign(file.as_ref(), &key),
+        Command::Verify {
+            file,
+            key,
+            public_key,
+        } => debug::verify(file.as_ref(), &key, public_key.as_deref()),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let level = match cli.log_level.as_deref().unwrap_or(default_level) {
+        "error" => tracing::Level::ERROR,
+        "warn" => tracing::Level::WARN,
+        "debug" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    init_logging(&cli.log_format, level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lacre: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(ExitCode::Rejected as u8);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => std::process::ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("lacre: {e:#}");
+            let code = match e.downcast_ref::<lacre_client::ClientError>() {
+                Some(ce) => output::report_code(ce),
+                None => ExitCode::Rejected,
+            };
+            std::process::ExitCode::from(code as u8)
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Printing results, errors and progress.
+
+use crate::ExitCode;
+use lacre_client::ClientError;
+use lacre_proto::{Map, Value};
+use std::io::IsTerminal;
+
+/// Prints a JSON object: pretty on a terminal, canonical (compact) otherwise.
+pub fn print_json(map: &Map) {
+    let value = Value::Object(map.clone());
+    if std::io::stdout().is_terminal() {
+        let pretty = serde_json::to_string_pretty(&value.to_serde()).unwrap_or_default();
+        println!("{pretty}");
+    } else {
+        println!("{}", String::from_utf8_lossy(&value.to_canonical()));
+    }
+}
+
+/// The exit code for a client error.
+pub fn report_code(err: &ClientError) -> ExitCode {
+    match err {
+        ClientError::Server { .. } => ExitCode::Server,
+        ClientError::Transport(_) | ClientError::Timeout => ExitCode::Transport,
+        ClientError::Verification(_) | ClientError::Trust(_) => ExitCode::Verification,
+        ClientError::Usage(_) => ExitCode::Usage,
+        _ => ExitCode::Rejected,
+    }
+}
+
+/// Reports a client error on stderr and returns its exit code.
+pub fn report(err: &ClientError) -> ExitCode {
+    eprintln!("error: {err}");
+    report_code(err)
+}
+
+/// Shows a job's progress: a bar on a terminal, nothing otherwise.
+pub struct ProgressView {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl ProgressView {
+    /// A view for `job_id`.
+    pub fn new(job_id: &str) -> ProgressView {
+        if !std::io::stderr().is_terminal() {
+            return ProgressView { bar: None };
+        }
+        let bar = indicatif::ProgressBar::new(1000);
+        let style = indicatif::ProgressStyle::with_template(
+            "{spinner} job {prefix} [{bar:30}] {percent:>3}% {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_prefix(job_id.chars().take(8).collect::<String>());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        ProgressView { bar: Some(bar) }
+    }
+
+    /// Shows a progress update.
+    pub fn update(&self, p: &lacre_client::Progress) {
+        if let Some(bar) = &self.bar {
+            if let Some(f) = p.fraction {
+                bar.set_position((f * 1000.0).round() as u64);
+            }
+            bar.set_message(p.message.clone().unwrap_or_else(|| p.state.clone()));
+        }
+    }
+
+    /// Whether a bar is shown (stderr is a terminal).
+    pub fn is_visible(&self) -> bool {
+        self.bar.is_some()
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

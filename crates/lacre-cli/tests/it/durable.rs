@@ -1,0 +1,304 @@
+//! Durable state across processes: a SQLite server killed mid-job, three
+//! replicas on one PostgreSQL database, and a database that goes away.
+
+use crate::support::*;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The default config with `store` and `lease_ms` as top-level keys.
+fn durable_config(store: &str) -> String {
+    format!("store = \"{store}\"\nlease_ms = 1000\n{}", default_config())
+}
+
+fn pg_available(name: &str) -> bool {
+    let ok = TcpStream::connect_timeout(&"127.0.0.1:5432".parse().unwrap(), Duration::from_secs(2))
+        .is_ok();
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name}: PostgreSQL is required in CI"
+        );
+        eprintln!("SKIPPED {name}: PostgreSQL not reachable on 127.0.0.1:5432");
+    }
+    ok
+}
+
+fn schema_name(name: &str) -> String {
+    format!(
+        "lacre_cli_{name}_{}_{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() % 1_000_000
+    )
+}
+
+fn drop_schema(schema: &str) {
+    let _ = Cmd::program(
+        "psql",
+        &[
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-q",
+            "-c",
+            &format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
+        ],
+    )
+    .run();
+}
+
+fn start_job(s: &ServeGuard, args: &str) -> String {
+    let out = s.lacre(&["call", "start_long_task", args]);
+    out.expect_code(0, "start_long_task");
+    job_id_of(&out.stdout)
+}
+
+#[test]
+fn sqlite_job_survives_sigkill_and_restart() {
+    let s = ServeGuard::start_with_config("sqlite-restart", &durable_config("sqlite://lacre.db"));
+    let job = start_job(&s, r#"{"seconds":2,"payload":{"survived":true}}"#);
+    // Let the job start running, then kill the server without warning.
+    std::thread::sleep(Duration::from_millis(700));
+    let status = s.lacre(&["job", "status", &job]);
+    assert!(status.stdout.contains("running"), "{status:?}");
+    let s = s.kill_and_restart();
+    // The accepted job is still there after the crash, and completes (re-run).
+    let started = Instant::now();
+    let out = s.lacre(&["job", "wait", &job]);
+    out.expect_code(0, "job wait after restart");
+    assert_eq!(out.stdout.trim(), r#"{"survived":true}"#);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let list = s.lacre(&["jobs"]);
+    assert!(list.stdout.contains(&job), "{list:?}");
+    // Operators can read every client's jobs straight from the store.
+    let store = format!("sqlite://{}", s.file("lacre.db"));
+    let admin = Cmd::lacre(&["jobs", "--store", &store, "--state", "done"]).run();
+    admin.expect_code(0, "jobs --store");
+    let row = admin
+        .stdout
+        .lines()
+        .find(|l| l.contains(&job))
+        .unwrap_or_default();
+    assert!(
+        row.contains("client-001") && row.contains("done"),
+        "{admin:?}"
+    );
+    // The job ran twice: once before the kill, once after.
+    assert!(row.trim_end().ends_with('2'), "attempt column: {row}");
+}
+
+#[test]
+fn sqlite_nonces_survive_a_restart() {
+    let s = ServeGuard::start_with_config("sqlite-replay", &durable_config("sqlite://lacre.db"));
+    let env = Cmd::lacre(&["sign", "--secret-file", &s.file("client-001.secret")])
+        .stdin(r#"{"client_id":"client-001","server_id":"mcp-server-001","tool":"batch_sum","args":{"numbers":[1]}}"#)
+        .run();
+    env.expect_code(0, "sign");
+    assert!(raw_post(&s.url, env.stdout.as_bytes()).contains(r#""ok":true"#));
+    let s = s.kill_and_restart();
+    let again = raw_post(&s.url, env.stdout.as_bytes());
+    assert!(again.contains("replayed_nonce"), "{again}");
+}
+
+fn pg_replicas(name: &str) -> Option<(String, Vec<ServeGuard>)> {
+    if !pg_available(name) {
+        return None;
+    }
+    let schema = schema_name(name);
+    let cfg = durable_config(&format!("{PG}?schema={schema}"));
+    let a = ServeGuard::start_with_config(&format!("{name}-a"), &cfg);
+    let b = ServeGuard::start_with_config(&format!("{name}-b"), &cfg);
+    let c = ServeGuard::start_with_config(&format!("{name}-c"), &cfg);
+    Some((schema, vec![a, b, c]))
+}
+
+#[test]
+fn postgres_replicas_are_interchangeable() {
+    let Some((schema, replicas)) = pg_replicas("pg_replicas") else {
+        return;
+    };
+    let [a, b, c] = <[ServeGuard; 3]>::try_from(replicas).ok().unwrap();
+
+    // Start on A, long-poll on B.
+    let job = start_job(&a, r#"{"seconds":1,"payload":{"from":"a"}}"#);
+    let out = b.lacre(&["job", "wait", &job]);
+    out.expect_code(0, "wait on B");
+    assert_eq!(out.stdout.trim(), r#"{"from":"a"}"#);
+
+    // Cancel on C a job started on A; B sees it cancelled.
+    let long = start_job(&a, r#"{"seconds":10}"#);
+    let out = c.lacre(&["job", "cancel", &long]);
+    out.expect_code(0, "cancel on C");
+    assert!(out.stdout.contains("cancelled"), "{out:?}");
+    let out = b.lacre(&["job", "status", &long]);
+    out.expect_code(4, "status of a cancelled job");
+    assert!(out.stderr.contains("job_cancelled"), "{out:?}");
+
+    // A nonce accepted by A is a replay on B.
+    let env = Cmd::lacre(&["sign", "--secret-file", &a.file("client-001.secret")])
+        .stdin(r#"{"client_id":"client-001","server_id":"mcp-server-001","tool":"batch_sum","args":{"numbers":[2]}}"#)
+        .run();
+    assert!(raw_post(&a.url, env.stdout.as_bytes()).contains(r#""ok":true"#));
+    let replay = raw_post(&b.url, env.stdout.as_bytes());
+    assert!(replay.contains("replayed_nonce"), "{replay}");
+
+    // An idempotent retry sent to another replica returns the same job.
+    let first = Cmd::lacre(&["sign", "--secret-file", &a.file("client-001.secret")])
+        .stdin(r#"{"request_id":"retry-me-1","client_id":"client-001","server_id":"mcp-server-001","tool":"start_long_task","args":{"seconds":1}}"#)
+        .run();
+    let retry = Cmd::lacre(&["sign", "--secret-file", &a.file("client-001.secret")])
+        .stdin(r#"{"request_id":"retry-me-1","client_id":"client-001","server_id":"mcp-server-001","tool":"start_long_task","args":{"seconds":1}}"#)
+        .run();
+    assert_ne!(first.stdout, retry.stdout, "fresh nonce and timestamp");
+    let r1 = json(&raw_post(&a.url, first.stdout.as_bytes()));
+    let r2 = json(&raw_post(&c.url, retry.stdout.as_bytes()));
+    assert_eq!(r1["status"], "accepted");
+    assert_eq!(r1["result"]["job_id"], r2["result"]["job_id"], "{r1} {r2}");
+    drop((a, b, c));
+    drop_schema(&schema);
+}
+
+#[test]
+fn postgres_takeover_after_a_replica_dies() {
+    if !pg_available("pg_takeover") {
+        return;
+    }
+    let schema = schema_name("takeover");
+    let cfg = durable_config(&format!("{PG}?schema={schema}"));
+    // A alone, so it is A that claims the job.
+    let mut a = ServeGuard::start_with_config("takeover-a", &cfg);
+    let job = start_job(&a, r#"{"seconds":2,"payload":{"finished_by":"someone"}}"#);
+    std::thread::sleep(Duration::from_millis(500));
+    let b = ServeGuard::start_with_config("takeover-b", &cfg);
+    a.kill();
+    let killed = Instant::now();
+    let out = b.lacre(&["job", "wait", &job]);
+    out.expect_code(0, "B finishes A's job");
+    assert_eq!(out.stdout.trim(), r#"{"finished_by":"someone"}"#);
+    // Lease 1 s, rescue every 0.5 s, re-queue backoff 1 s, then a 2 s run.
+    let took = killed.elapsed();
+    eprintln!("takeover and re-run took {took:?}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    drop(b);
+    drop_schema(&schema);
+}
+
+/// A TCP proxy to PostgreSQL that can be cut and restored on the same port.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start() -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let p = Proxy {
+            port,
+            up: Arc::new(AtomicBool::new(true)),
+            conns: Arc::new(Mutex::new(Vec::new())),
+        };
+        p.serve(listener);
+        p
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let up = self.up.clone();
+        let conns = self.conns.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !up.load(Ordering::SeqCst) {
+                    return; // drops the listener: the port is closed
+                }
+                let Ok(server) = TcpStream::connect("127.0.0.1:5432") else {
+                    continue;
+                };
+                conns
+                    .lock()
+                    .unwrap()
+                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+    }
+
+    /// Closes the port and every open connection.
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port)); // wake the accept loop
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    /// Opens the same port again.
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).unwrap();
+        self.serve(listener);
+    }
+}
+
+fn sum(s: &ServeGuard) -> Output {
+    s.lacre(&["call", "batch_sum", r#"{"numbers":[1,2]}"#])
+}
+
+#[test]
+fn a_database_that_goes_away_gives_store_unavailable_then_recovers() {
+    if !pg_available("pg_goes_away") {
+        return;
+    }
+    let proxy = Proxy::start();
+    let schema = schema_name("away");
+    let cfg = durable_config(&format!(
+        "postgres://postgres@127.0.0.1:{}/postgres?schema={schema}",
+        proxy.port
+    ));
+    let s = ServeGuard::start_with_config("pg-away", &cfg);
+    sum(&s).expect_code(0, "with the database up");
+    proxy.cut();
+    let out = sum(&s);
+    out.expect_code(4, "with the database gone");
+    assert!(out.stderr.contains("store_unavailable"), "{out:?}");
+    proxy.restore();
+    // The pool reconnects; allow a few attempts while dead connections drain.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = sum(&s);
+        if out.code == 0 {
+            assert_eq!(out.stdout.trim(), r#"{"count":2,"total":3.0}"#);
+            break;
+        }
+        assert!(out.stderr.contains("store_unavailable"), "{out:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the server did not recover: {out:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    drop(s);
+    drop_schema(&schema);
+}

@@ -1,0 +1,617 @@
+//! # lacre-client
+//!
+//! Calls tools on a lacre server over HTTP. Every request is signed; every
+//! reply is verified (signature, `request_id`, `server_id`) before anything
+//! is returned, so a forged or misrouted reply is an error, never a result.
+//! Retries after a transport failure re-send the same `request_id` with a
+//! fresh nonce and timestamp, so the server's idempotency returns the same
+//! job instead of starting a second one.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), lacre_client::ClientError> {
+//! use lacre_client::{Client, ServerTrust};
+//! use lacre_proto::SigningKey;
+//!
+//! let client = Client::builder("http://127.0.0.1:8790/mcp", "client-001", "mcp-server-001")
+//!     .key(SigningKey::hmac(b"client_secret_key_456").unwrap())
+//!     .trust(ServerTrust::Key(SigningKey::hmac(b"server_secret_key_123").unwrap().verifying_key()))
+//!     .build()?;
+//! let sum = client.call("batch_sum", serde_json::json!({"numbers": [10, 20, 30]})).await?;
+//! assert_eq!(sum.result_json()["total"], 60.0);
+//! let job = client.start("start_long_task", serde_json::json!({"seconds": 2})).await?;
+//! let result = client.wait(&job, |p| println!("{:?} {:?}", p.fraction, p.message)).await?;
+//! # Ok(()) }
+//! ```
+
+mod error;
+
+pub use error::ClientError;
+
+use lacre_proto::{
+    verify_response, Clock, Envelope, ErrorCode, Map, Response, SigningKey, Status, Value,
+    VerifyingKey,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// How the client decides to trust the server's replies.
+#[derive(Debug, Clone)]
+pub enum ServerTrust {
+    /// The server's verifying key (its HMAC secret, or its Ed25519 public key).
+    Key(VerifyingKey),
+    /// The server's fingerprint: on first contact the client fetches
+    /// `/.well-known/lacre.json`, checks that the published Ed25519 key has
+    /// this fingerprint, and then trusts that key.
+    Fingerprint(String),
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    }
+}
+
+/// Builds a [`Client`].
+pub struct ClientBuilder {
+    url: String,
+    client_id: String,
+    server_id: String,
+    key: Option<SigningKey>,
+    trust: Option<ServerTrust>,
+    call_timeout: Duration,
+    total_timeout: Duration,
+    retries: u32,
+    clock: Arc<dyn Clock>,
+}
+
+impl ClientBuilder {
+    /// The client's signing key (HMAC secret or Ed25519 private key).
+    pub fn key(mut self, key: SigningKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// How to trust the server.
+    pub fn trust(mut self, trust: ServerTrust) -> Self {
+        self.trust = Some(trust);
+        self
+    }
+
+    /// Timeout of one HTTP attempt (default 30 s; long polls add their wait).
+    pub fn call_timeout(mut self, t: Duration) -> Self {
+        self.call_timeout = t;
+        self
+    }
+
+    /// Timeout of a whole call, retries included (default 120 s).
+    pub fn total_timeout(mut self, t: Duration) -> Self {
+        self.total_timeout = t;
+        self
+    }
+
+    /// Retries after a transport failure (default 3).
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = n;
+        self
+    }
+
+    /// Uses another clock (tests).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Result<Client, ClientError> {
+        let key = self
+            .key
+            .ok_or_else(|| ClientError::Usage("no client key configured".to_owned()))?;
+        let trust = self.trust.ok_or_else(|| {
+            ClientError::Usage("no way to trust the server configured".to_owned())
+        })?;
+        let url = reqwest::Url::parse(&self.url)
+            .map_err(|e| ClientError::Usage(format!("bad url {:?}: {e}", self.url)))?;
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let server_key = match &trust {
+            ServerTrust::Key(k) => Some(k.clone()),
+            ServerTrust::Fingerprint(_) => None,
+        };
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                url,
+                client_id: self.client_id,
+                server_id: self.server_id,
+                key,
+                trust,
+                server_key: RwLock::new(server_key),
+                call_timeout: self.call_timeout,
+                total_timeout: self.total_timeout,
+                retries: self.retries,
+                clock: self.clock,
+            }),
+        })
+    }
+}
+
+struct Inner {
+    http: reqwest::Client,
+    url: reqwest::Url,
+    client_id: String,
+    server_id: String,
+    key: SigningKey,
+    trust: ServerTrust,
+    server_key: RwLock<Option<VerifyingKey>>,
+    call_timeout: Duration,
+    total_timeout: Duration,
+    retries: u32,
+    clock: Arc<dyn Clock>,
+}
+
+/// A lacre client: cheap to clone, safe to share.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// A verified reply of a successful call (status `ok`, `accepted`, `running` or `done`).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The whole signed response.
+    pub response: Response,
+    /// The response exactly as received.
+    pub raw: Vec<u8>,
+}
+
+impl Reply {
+    /// The `result` object (empty when the server sent `null`).
+    pub fn result(&self) -> Map {
+        self.response.result.clone().unwrap_or_default()
+    }
+
+    /// The `result` as a `serde_json::Value`.
+    pub fn result_json(&self) -> serde_json::Value {
+        Value::Object(self.result()).to_serde()
+    }
+}
+
+/// A job started by [`Client::start`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobHandle {
+    /// The job id.
+    pub id: String,
+}
+
+/// Progress of a running job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// `queued` or `running`.
+    pub state: String,
+    /// Fraction done, if reported.
+    pub fraction: Option<f64>,
+    /// Message, if reported.
+    pub message: Option<String>,
+}
+
+/// Where a polled job is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobStatus {
+    /// Still queued or running.
+    Running(Progress),
+    /// Finished; its result.
+    Done(Map),
+}
+
+impl JobStatus {
+    /// Reads a verified `poll_job` reply.
+    pub fn from_reply(reply: &Reply) -> JobStatus {
+        let result = reply.result();
+        if reply.response.status == Status::Done {
+            return JobStatus::Done(result);
+        }
+        JobStatus::Running(Progress {
+            state: result
+                .get("state")
+                .and_then(Value::as_str)
+                .unwrap_or("running")
+                .to_owned(),
+            fraction: match result.get("progress") {
+                Some(Value::Number(lacre_proto::Number::Float(f))) => Some(*f),
+                Some(Value::Number(lacre_proto::Number::Int(i))) => Some(*i as f64),
+                _ => None,
+            },
+            message: result
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        })
+    }
+}
+
+/// Largest reply the client reads (a hostile peer must not exhaust memory).
+pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
+
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, ClientError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?
+    {
+        if out.len() + chunk.len() > cap {
+            return Err(ClientError::Transport(format!(
+                "reply larger than {cap} bytes"
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// A signed refusal the server sends before it could read the request's
+/// `request_id` (it answers with `""`): overloaded, too large, unreadable.
+fn unaddressed_refusal(raw: &[u8]) -> Option<lacre_proto::Response> {
+    let r = lacre_proto::Response::parse(raw, lacre_proto::ParseLimits::default()).ok()?;
+    let code = ErrorCode::split_error_text(r.error.as_deref()?).0;
+    let refusal = matches!(
+        code,
+        ErrorCode::Overloaded | ErrorCode::TooLarge | ErrorCode::BadEnvelope
+    );
+    (r.request_id.is_empty() && r.status == Status::Error && refusal).then_some(r)
+}
+
+fn wrong_server_error(raw: &[u8]) -> bool {
+    lacre_proto::Response::parse(raw, lacre_proto::ParseLimits::default()).is_ok_and(|r| {
+        r.status == Status::Error
+            && r.error
+                .as_deref()
+                .is_some_and(|e| ErrorCode::split_error_text(e).0 == ErrorCode::WrongServer)
+    })
+}
+
+fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::getrandom(&mut b).is_err() {
+        tracing::error!("operating system random generator failed");
+    }
+    lacre_proto::uuid_v4(b)
+}
+
+fn to_args<A: Serialize>(args: &A) -> Result<Map, ClientError> {
+    match Value::from_serialize(args) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(Value::Null) => Ok(Map::new()),
+        Ok(other) => Err(ClientError::Usage(format!(
+            "args must be a json object, got {}",
+            other.type_name()
+        ))),
+        Err(e) => Err(ClientError::Usage(format!(
+            "args cannot be serialized: {e}"
+        ))),
+    }
+}
+
+impl Client {
+    /// Starts building a client for the server at `url` (e.g.
+    /// `http://127.0.0.1:8790/mcp`).
+    pub fn builder(url: &str, client_id: &str, server_id: &str) -> ClientBuilder {
+        ClientBuilder {
+            url: url.to_owned(),
+            client_id: client_id.to_owned(),
+            server_id: server_id.to_owned(),
+            key: None,
+            trust: None,
+            call_timeout: Duration::from_secs(30),
+            total_timeout: Duration::from_secs(120),
+            retries: 3,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The `client_id`.
+    pub fn client_id(&self) -> &str {
+        &self.inner.client_id
+    }
+
+    /// The `server_id`.
+    pub fn server_id(&self) -> &str {
+        &self.inner.server_id
+    }
+
+    /// A signed envelope for `tool` with a fresh nonce and timestamp.
+    pub fn envelope(&self, request_id: &str, tool: &str, args: Map) -> Envelope {
+        let mut env = Envelope {
+            request_id: request_id.to_owned(),
+            ts_ms: self.inner.clock.now_ms(),
+            client_id: self.inner.client_id.clone(),
+            server_id: self.inner.server_id.clone(),
+            tool: tool.to_owned(),
+            args,
+            nonce: random_uuid(),
+            signature: String::new(),
+        };
+        env.sign(&self.inner.key);
+        env
+    }
+
+    async fn server_key(&self) -> Result<VerifyingKey, ClientError> {
+        if let Some(k) = self.inner.server_key.read().ok().and_then(|g| g.clone()) {
+            return Ok(k);
+        }
+        let ServerTrust::Fingerprint(expected) = &self.inner.trust else {
+            return Err(ClientError::Trust("no server key".to_owned()));
+        };
+        let url = self
+            .inner
+            .url
+            .join("/.well-known/lacre.json")
+            .map_err(|e| ClientError::Usage(e.to_string()))?;
+        let resp = self
+            .inner
+            .http
+            .get(url)
+            .timeout(self.inner.call_timeout)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let body = read_capped(resp, 64 * 1024).await?;
+        let doc: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Trust(format!("bad /.well-known/lacre.json: {e}")))?;
+        let published = doc.get("server_id").and_then(serde_json::Value::as_str);
+        if published != Some(self.inner.server_id.as_str()) {
+            return Err(ClientError::Trust(format!(
+                "server publishes server_id {published:?}, expected {:?}",
+                self.inner.server_id
+            )));
+        }
+        let pk_hex = doc
+            .get("public_key_hex")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| {
+                ClientError::Trust(
+                    "server has no Ed25519 key; configure its HMAC secret instead of a fingerprint"
+                        .to_owned(),
+                )
+            })?;
+        let key = lacre_proto::from_hex(pk_hex)
+            .ok()
+            .and_then(|b| VerifyingKey::ed25519(&b).ok())
+            .ok_or_else(|| {
+                ClientError::Trust("server publishes an invalid public key".to_owned())
+            })?;
+        if &key.fingerprint() != expected {
+            return Err(ClientError::Trust(format!(
+                "server key fingerprint {} does not match the expected {expected}",
+                key.fingerprint()
+            )));
+        }
+        if let Ok(mut g) = self.inner.server_key.write() {
+            *g = Some(key.clone());
+        }
+        Ok(key)
+    }
+
+    /// Calls `tool` and returns the verified reply. A verified error reply
+    /// becomes [`ClientError::Server`] with the server's code.
+    pub async fn call<A: Serialize>(&self, tool: &str, args: A) -> Result<Reply, ClientError> {
+        self.call_map(tool, to_args(&args)?, Duration::ZERO).await
+    }
+
+    /// Calls `tool` with typed arguments and decodes the result.
+    pub async fn call_typed<A: Serialize, O: DeserializeOwned>(
+        &self,
+        tool: &str,
+        args: &A,
+    ) -> Result<O, ClientError> {
+        let reply = self.call_map(tool, to_args(args)?, Duration::ZERO).await?;
+        serde_json::from_value(reply.result_json()).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Calls with an argument map; `extra_wait` lengthens the per-attempt
+    /// timeout (long polls).
+    pub async fn call_map(
+        &self,
+        tool: &str,
+        args: Map,
+        extra_wait: Duration,
+    ) -> Result<Reply, ClientError> {
+        let request_id = random_uuid();
+        let attempt = self.call_with_retries(&request_id, tool, args, extra_wait);
+        match tokio::time::timeout(self.inner.total_timeout + extra_wait, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Timeout),
+        }
+    }
+
+    async fn call_with_retries(
+        &self,
+        request_id: &str,
+        tool: &str,
+        args: Map,
+        extra_wait: Duration,
+    ) -> Result<Reply, ClientError> {
+        let server_key = self.server_key().await?;
+        let mut backoff = Duration::from_millis(100);
+        let mut attempt = 0;
+        loop {
+            // Same request_id every attempt; fresh nonce and timestamp.
+            let env = self.envelope(request_id, tool, args.clone());
+            match self.send_once(&env, &server_key, extra_wait).await {
+                Err(ClientError::Transport(e)) if attempt < self.inner.retries => {
+                    tracing::debug!(error = %e, attempt, "transport failure, retrying");
+                    attempt += 1;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Sends one signed envelope and verifies the reply.
+    pub async fn send_once(
+        &self,
+        env: &Envelope,
+        server_key: &VerifyingKey,
+        extra_wait: Duration,
+    ) -> Result<Reply, ClientError> {
+        let resp = self
+            .inner
+            .http
+            .post(self.inner.url.clone())
+            .header("content-type", "application/json")
+            .body(env.to_json())
+            .timeout(self.inner.call_timeout + extra_wait)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let http_status = resp.status();
+        let raw = read_capped(resp, MAX_REPLY_BYTES).await?;
+        let verified =
+            match verify_response(&raw, server_key, &env.request_id, &self.inner.server_id) {
+                Ok(v) => v,
+                Err(lacre_proto::ResponseError::Malformed(e)) if http_status.is_server_error() => {
+                    return Err(ClientError::Transport(format!(
+                        "HTTP {http_status} without a signed reply: {e}"
+                    )))
+                }
+                // The signature and request_id held (they are checked
+                // first): a signed `wrong_server` error from the server we
+                // trust is a configuration mistake, not tampering.
+                Err(lacre_proto::ResponseError::ServerIdMismatch { .. })
+                    if wrong_server_error(&raw) =>
+                {
+                    let response =
+                        lacre_proto::Response::parse(&raw, lacre_proto::ParseLimits::default())
+                            .map_err(|e| {
+                                ClientError::Verification(lacre_proto::ResponseError::Malformed(e))
+                            })?;
+                    let text = response.error.clone().unwrap_or_default();
+                    let message = ErrorCode::split_error_text(&text).1.to_owned();
+                    return Err(ClientError::Server {
+                        code: ErrorCode::WrongServer,
+                        message,
+                        response: Box::new(response),
+                    });
+                }
+                // The signature held (it is checked before the request_id):
+                // the server refused before it could read the request.
+                Err(lacre_proto::ResponseError::RequestIdMismatch { .. })
+                    if unaddressed_refusal(&raw).is_some() =>
+                {
+                    let response = unaddressed_refusal(&raw)
+                        .ok_or_else(|| ClientError::Decode("refusal vanished".to_owned()))?;
+                    let text = response.error.clone().unwrap_or_default();
+                    let (code, message) = ErrorCode::split_error_text(&text);
+                    return Err(ClientError::Server {
+                        code,
+                        message: message.to_owned(),
+                        response: Box::new(response),
+                    });
+                }
+                Err(e) => return Err(ClientError::Verification(e)),
+            };
+        let response = verified.into_inner();
+        if response.status == Status::Error || !response.ok {
+            let text = response.error.clone().unwrap_or_default();
+            let (code, message) = ErrorCode::split_error_text(&text);
+            return Err(ClientError::Server {
+                code,
+                message: message.to_owned(),
+                response: Box::new(response),
+            });
+        }
+        Ok(Reply { response, raw })
+    }
+
+    /// Starts a long-running tool; returns its job.
+    pub async fn start<A: Serialize>(&self, tool: &str, args: A) -> Result<JobHandle, ClientError> {
+        let reply = self.call(tool, args).await?;
+        let id = reply
+            .response
+            .result
+            .as_ref()
+            .and_then(|r| r.get("job_id"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                ClientError::Decode(format!("tool {tool:?} did not answer with a job_id"))
+            })?;
+        Ok(JobHandle { id: id.to_owned() })
+    }
+
+    /// Polls a job once; with `wait`, the server holds the reply until the
+    /// job changes (long poll).
+    pub async fn poll(
+        &self,
+        job: &JobHandle,
+        wait: Option<Duration>,
+    ) -> Result<JobStatus, ClientError> {
+        let mut args = Map::new();
+        args.insert("job_id".into(), Value::from(job.id.as_str()));
+        let extra = wait.unwrap_or(Duration::ZERO);
+        if let Some(w) = wait {
+            let ms = i64::try_from(w.as_millis()).unwrap_or(30_000);
+            args.insert("wait_ms".into(), Value::from(ms));
+        }
+        let reply = self.call_map("poll_job", args, extra).await?;
+        Ok(JobStatus::from_reply(&reply))
+    }
+
+    /// Waits for a job to finish, reporting progress; returns its result.
+    /// Uses long polling, and falls back to polling with backoff against
+    /// servers that do not support `wait_ms` (such as the seed's).
+    pub async fn wait(
+        &self,
+        job: &JobHandle,
+        mut on_progress: impl FnMut(&Progress),
+    ) -> Result<Map, ClientError> {
+        let mut long_poll = true;
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let wait = long_poll.then_some(Duration::from_secs(25));
+            match self.poll(job, wait).await {
+                Ok(JobStatus::Done(result)) => return Ok(result),
+                Ok(JobStatus::Running(p)) => {
+                    on_progress(&p);
+                    if !long_poll {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay.mul_f64(1.5)).min(Duration::from_secs(2));
+                    }
+                }
+                Err(ClientError::Server {
+                    code: ErrorCode::InvalidArgs,
+                    ..
+                }) if long_poll => {
+                    tracing::debug!("server refuses wait_ms; falling back to polling");
+                    long_poll = false;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Cancels a job; returns its state afterwards.
+    pub async fn cancel(&self, job: &JobHandle) -> Result<String, ClientError> {
+        let reply = self
+            .call("cancel_job", serde_json::json!({"job_id": job.id}))
+            .await?;
+        Ok(reply
+            .result()
+            .get("state")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned())
+    }
+}

@@ -1,0 +1,278 @@
+//! Golden vectors computed by CPython (`python3 testdata/gen_vectors.py`):
+//! canonical JSON, parser rejections and signatures must match the seed's
+//! Python implementation byte for byte.
+
+use lacre_proto::{
+    canonical, from_hex, parse, Envelope, ParseLimits, Response, SigningKey, Value, VerifyingKey,
+};
+use serde::Deserialize;
+
+const CANONICAL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../testdata/vectors/canonical.json"
+);
+const REJECTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../testdata/vectors/rejects.json"
+);
+const SIGNATURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../testdata/vectors/signatures.json"
+);
+
+fn load<T: serde::de::DeserializeOwned>(path: &str) -> T {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!("cannot read {path}: {e} (regenerate with `python3 testdata/gen_vectors.py`)")
+    });
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not a vector file: {e}"))
+}
+
+/// Shortens long values (4300-digit integers, 10000-deep nesting) in reports.
+fn short(s: &str) -> String {
+    const MAX: usize = 160;
+    if s.chars().count() <= MAX {
+        s.to_owned()
+    } else {
+        let head: String = s.chars().take(MAX).collect();
+        format!("{head}... ({} bytes)", s.len())
+    }
+}
+
+/// Both texts, cut to a window around their first difference when long.
+fn diff(expected: &str, got: &str) -> String {
+    const CONTEXT: usize = 60;
+    let (e, g): (Vec<char>, Vec<char>) = (expected.chars().collect(), got.chars().collect());
+    if e.len().max(g.len()) <= 2 * CONTEXT {
+        return format!("expected {expected}\n    got      {got}");
+    }
+    let at = e.iter().zip(&g).take_while(|(a, b)| a == b).count();
+    let window = |v: &[char]| -> String {
+        let start = at.saturating_sub(CONTEXT);
+        let end = (at + CONTEXT).min(v.len());
+        let text: String = v.get(start..end).unwrap_or_default().iter().collect();
+        format!("...{text}... ({} chars)", v.len())
+    };
+    format!(
+        "first difference at char {at}:\n    expected {}\n    got      {}",
+        window(&e),
+        window(&g)
+    )
+}
+
+fn report(what: &str, total: usize, failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} of {total} {what} vectors failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[derive(Deserialize)]
+struct CanonicalFile {
+    cases: Vec<CanonicalCase>,
+}
+
+#[derive(Deserialize)]
+struct CanonicalCase {
+    name: String,
+    input: String,
+    canonical: String,
+}
+
+#[test]
+fn canonical_matches_cpython() {
+    let file: CanonicalFile = load(CANONICAL);
+    assert!(file.cases.len() >= 300, "only {} cases", file.cases.len());
+    let mut failures = Vec::new();
+    for case in &file.cases {
+        match parse(case.input.as_bytes(), ParseLimits::default()) {
+            Ok(value) => {
+                let got = canonical(&value);
+                if got != case.canonical.as_bytes() {
+                    failures.push(format!(
+                        "{}: {}",
+                        case.name,
+                        diff(&case.canonical, &String::from_utf8_lossy(&got))
+                    ));
+                }
+            }
+            Err(e) => failures.push(format!(
+                "{}: rejected ({e}); input {}",
+                case.name,
+                short(&case.input)
+            )),
+        }
+    }
+    report("canonical", file.cases.len(), &failures);
+}
+
+#[derive(Deserialize)]
+struct RejectsFile {
+    cases: Vec<RejectCase>,
+}
+
+#[derive(Deserialize)]
+struct RejectCase {
+    name: String,
+    input_hex: String,
+    kind: String,
+    cpython: String,
+}
+
+#[test]
+fn rejects_match_expected_kind() {
+    let file: RejectsFile = load(REJECTS);
+    assert!(file.cases.len() >= 40, "only {} cases", file.cases.len());
+    let mut failures = Vec::new();
+    for case in &file.cases {
+        assert!(
+            case.cpython == "accepts" || case.cpython == "rejects",
+            "{}: bad cpython field {:?}",
+            case.name,
+            case.cpython
+        );
+        let input = from_hex(&case.input_hex)
+            .unwrap_or_else(|e| panic!("{}: bad input_hex: {e}", case.name));
+        match parse(&input, ParseLimits::default()) {
+            Ok(value) => failures.push(format!(
+                "{}: accepted as {}, expected {}",
+                case.name,
+                short(&String::from_utf8_lossy(&canonical(&value))),
+                case.kind
+            )),
+            Err(e) => {
+                let debug = format!("{:?}", e.kind);
+                let variant = debug.split('(').next().unwrap_or_default();
+                if variant != case.kind {
+                    failures.push(format!(
+                        "{}: expected {}, got {} ({e}); input {}",
+                        case.name,
+                        case.kind,
+                        short(&debug),
+                        short(&String::from_utf8_lossy(&input))
+                    ));
+                }
+            }
+        }
+    }
+    report("reject", file.cases.len(), &failures);
+}
+
+#[derive(Deserialize)]
+struct SignaturesFile {
+    keys: Keys,
+    cases: Vec<SignatureCase>,
+}
+
+#[derive(Deserialize)]
+struct Keys {
+    hmac_client_secret: String,
+    hmac_server_secret: String,
+    ed25519_seed_hex: String,
+    ed25519_public_hex: String,
+}
+
+#[derive(Deserialize)]
+struct SignatureCase {
+    name: String,
+    kind: String,
+    message: String,
+    signed_bytes: String,
+    hmac_key: String,
+    hmac_sha256: String,
+    ed25519: String,
+}
+
+/// Parses the wire message as the server would, with an empty signature
+/// inserted, and returns the bytes it signs.
+fn signing_bytes(case: &SignatureCase) -> Result<Vec<u8>, String> {
+    let value = parse(case.message.as_bytes(), ParseLimits::default())
+        .map_err(|e| format!("message rejected: {e}"))?;
+    let Value::Object(mut map) = value else {
+        return Err("message is not an object".into());
+    };
+    if map
+        .insert("signature".into(), Value::String(String::new()))
+        .is_some()
+    {
+        return Err("message already has a signature field".into());
+    }
+    match case.kind.as_str() {
+        "envelope" => Envelope::from_value(Value::Object(map))
+            .map(|e| e.signing_bytes())
+            .map_err(|e| format!("envelope rejected: {e}")),
+        "response" => Response::from_value(Value::Object(map))
+            .map(|r| r.signing_bytes())
+            .map_err(|e| format!("response rejected: {e}")),
+        other => Err(format!("unknown kind {other:?}")),
+    }
+}
+
+#[test]
+fn signatures_match_cpython() {
+    let file: SignaturesFile = load(SIGNATURES);
+    assert!(file.cases.len() >= 40, "only {} cases", file.cases.len());
+    let client = SigningKey::hmac(file.keys.hmac_client_secret.as_bytes()).unwrap();
+    let server = SigningKey::hmac(file.keys.hmac_server_secret.as_bytes()).unwrap();
+    let ed =
+        SigningKey::ed25519_from_seed(&from_hex(&file.keys.ed25519_seed_hex).unwrap()).unwrap();
+    let ed_public = from_hex(&file.keys.ed25519_public_hex).unwrap();
+    assert_eq!(
+        ed.verifying_key().ed25519_public_bytes().map(Vec::from),
+        Some(ed_public.clone()),
+        "Ed25519 public key derived from the seed differs from the file's"
+    );
+    let ed_verifier = VerifyingKey::ed25519(&ed_public).unwrap();
+
+    let mut failures = Vec::new();
+    for case in &file.cases {
+        let hmac = match case.hmac_key.as_str() {
+            "client" => &client,
+            "server" => &server,
+            other => panic!("{}: unknown hmac_key {other:?}", case.name),
+        };
+        let mut problems = Vec::new();
+        match signing_bytes(case) {
+            Ok(bytes) if bytes != case.signed_bytes.as_bytes() => problems.push(format!(
+                "signed bytes differ, {}",
+                diff(&case.signed_bytes, &String::from_utf8_lossy(&bytes))
+            )),
+            Ok(_) => {}
+            Err(e) => problems.push(e),
+        }
+        // The signatures themselves, over CPython's bytes.
+        let msg = case.signed_bytes.as_bytes();
+        let hmac_sig = hmac.sign_hex(msg);
+        if hmac_sig != case.hmac_sha256 {
+            problems.push(format!("hmac {hmac_sig} != {}", case.hmac_sha256));
+        }
+        let ed_sig = ed.sign_hex(msg);
+        if ed_sig != case.ed25519 {
+            problems.push(format!("ed25519 {ed_sig} != {}", case.ed25519));
+        }
+        if let Err(e) = hmac.verifying_key().verify_hex(msg, &case.hmac_sha256) {
+            problems.push(format!("hmac verification failed: {e}"));
+        }
+        if let Err(e) = ed_verifier.verify_hex(msg, &case.ed25519) {
+            problems.push(format!("ed25519 verification failed: {e}"));
+        }
+        // The other HMAC key must not verify it.
+        let other = if std::ptr::eq(hmac, &client) {
+            &server
+        } else {
+            &client
+        };
+        if other
+            .verifying_key()
+            .verify_hex(msg, &case.hmac_sha256)
+            .is_ok()
+        {
+            problems.push("hmac verified with the wrong key".into());
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{}: {}", case.name, problems.join("; ")));
+        }
+    }
+    report("signature", file.cases.len(), &failures);
+}

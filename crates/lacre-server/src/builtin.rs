@@ -1,0 +1,227 @@
+//! The seed's tools (`server_identity`, `batch_sum`, `start_long_task`,
+//! `poll_job`) and what a real deployment adds (`cancel_job`, `list_jobs`).
+//! `batch_sum` and `start_long_task` are ordinary registered tools; the job
+//! tools and `server_identity` need the server's state, so the dispatcher
+//! answers them, and only their argument types are registered here.
+
+use crate::tool::{Registry, ToolArgs, ToolError};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// `server_identity` takes no arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerIdentityIn {}
+impl ToolArgs for ServerIdentityIn {}
+
+/// `batch_sum` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSumIn {
+    /// At least one number; integers are read as floats.
+    #[schemars(length(min = 1))]
+    pub numbers: Vec<f64>,
+}
+impl ToolArgs for BatchSumIn {
+    fn validate(&self) -> Result<(), String> {
+        if self.numbers.is_empty() {
+            return Err("numbers: list should have at least 1 item".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// `batch_sum` result.
+#[derive(Debug, Serialize)]
+pub struct BatchSumOut {
+    /// How many numbers.
+    pub count: u64,
+    /// Their sum (a float: `[10,20,30]` gives `60.0`).
+    pub total: f64,
+}
+
+/// `start_long_task` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartLongTaskIn {
+    /// How long the task runs, 1 to 20 seconds.
+    #[schemars(range(min = 1, max = 20))]
+    pub seconds: u64,
+    /// Returned as the job's result, unchanged.
+    #[serde(default, deserialize_with = "object_only")]
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    pub payload: serde_json::Map<String, serde_json::Value>,
+}
+impl ToolArgs for StartLongTaskIn {
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=20).contains(&self.seconds) {
+            return Err(format!(
+                "seconds: must be between 1 and 20, got {}",
+                self.seconds
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Accepts a JSON object only (`null` is not an empty object).
+fn object_only<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<serde_json::Map<String, serde_json::Value>, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Object(m) => Ok(m),
+        other => Err(serde::de::Error::custom(format!(
+            "payload: must be an object, got {}",
+            match other {
+                serde_json::Value::Null => "null",
+                serde_json::Value::Bool(_) => "a boolean",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::Object(_) => "an object",
+            }
+        ))),
+    }
+}
+
+/// Longest long poll.
+pub const MAX_WAIT_MS: u64 = 30_000;
+
+/// `poll_job` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PollJobIn {
+    /// The job id from the `accepted` reply.
+    pub job_id: String,
+    /// Hold the reply until the job changes or this many ms pass (0 to 30000).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 30000))]
+    pub wait_ms: Option<u64>,
+}
+impl ToolArgs for PollJobIn {
+    fn validate(&self) -> Result<(), String> {
+        match self.wait_ms {
+            Some(w) if w > MAX_WAIT_MS => Err(format!(
+                "wait_ms: must be between 0 and {MAX_WAIT_MS}, got {w}"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `cancel_job` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelJobIn {
+    /// The job to cancel.
+    pub job_id: String,
+}
+impl ToolArgs for CancelJobIn {}
+
+/// Most jobs `list_jobs` returns.
+pub const MAX_LIST_LIMIT: u64 = 1000;
+
+/// `list_jobs` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListJobsIn {
+    /// Only jobs in this state: queued, running, done, failed, cancelled.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// At most this many (1 to 1000, default 100), newest first.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<u64>,
+}
+impl ToolArgs for ListJobsIn {
+    fn validate(&self) -> Result<(), String> {
+        if let Some(s) = &self.state {
+            if crate::jobs::JobState::parse(s).is_none() {
+                return Err(format!(
+                    "state: must be one of queued, running, done, failed, cancelled, got {s:?}"
+                ));
+            }
+        }
+        match self.limit {
+            Some(l) if !(1..=MAX_LIST_LIMIT).contains(&l) => Err(format!(
+                "limit: must be between 1 and {MAX_LIST_LIMIT}, got {l}"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Registers every built-in tool.
+pub fn register(reg: &mut Registry) {
+    reg.system::<ServerIdentityIn>(
+        "server_identity",
+        "Who this server is: id, key fingerprint, protocol version, algorithms and the tools you may call.",
+    );
+    reg.immediate(
+        "batch_sum",
+        "Adds a list of numbers; returns their count and total (a float).",
+        |args: BatchSumIn, _ctx| async move {
+            // Left to right from +0.0, as CPython 3.11's `sum()` does
+            // (`iter().sum()` starts from -0.0).
+            let total = args.numbers.iter().fold(0.0, |acc, x| acc + x);
+            if !total.is_finite() {
+                return Err(ToolError::InvalidArgs(
+                    "numbers: the total overflows a float".to_owned(),
+                ));
+            }
+            Ok(BatchSumOut {
+                count: args.numbers.len() as u64,
+                total,
+            })
+        },
+    );
+    reg.long_running(
+        "start_long_task",
+        "Sleeps for `seconds` (1-20), reporting progress each second, then returns `payload`.",
+        |args: StartLongTaskIn, ctx| async move {
+            for done in 0..args.seconds {
+                ctx.progress(
+                    done as f64 / args.seconds as f64,
+                    format!("{done}/{} seconds", args.seconds),
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            ctx.progress(1.0, format!("{0}/{0} seconds", args.seconds));
+            // The payload comes back byte for byte, big integers included.
+            let payload = match ctx.raw_args().get("payload") {
+                Some(lacre_proto::Value::Object(m)) => m.clone(),
+                _ => lacre_proto::Map::new(),
+            };
+            Ok(payload)
+        },
+    );
+    reg.system::<PollJobIn>(
+        "poll_job",
+        "State of one of your jobs; its result once done. With wait_ms, waits for a change (long poll).",
+    );
+    reg.system::<CancelJobIn>("cancel_job", "Cancels one of your queued or running jobs.");
+    reg.system::<ListJobsIn>(
+        "list_jobs",
+        "Your jobs, newest first, optionally only those in one state.",
+    );
+}
+
+/// `noop_job` arguments: anything, returned as the result.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct NoopJobIn {
+    /// Any members; the job returns them.
+    #[serde(flatten)]
+    pub echo: serde_json::Map<String, serde_json::Value>,
+}
+impl ToolArgs for NoopJobIn {}
+
+/// Registers `noop_job`, a long-running tool that finishes at once: for
+/// measuring the job machinery itself (`lacre serve --bench-tools`).
+pub fn register_bench_tools(reg: &mut Registry) {
+    reg.long_running(
+        "noop_job",
+        "A job that completes at once and returns its arguments (benchmarks).",
+        |_args: NoopJobIn, ctx| async move { Ok(ctx.raw_args().clone()) },
+    );
+}

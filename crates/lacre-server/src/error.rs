@@ -1,0 +1,122 @@
+//! The server's typed errors and their single mapping to wire codes and
+//! HTTP statuses.
+
+use lacre_proto::{ErrorCode, VerifyError};
+
+/// A store (jobs, nonces, idempotency records) could not do its work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backing database cannot be reached or failed; retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be decoded.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// Why a call failed. Each variant maps to exactly one wire code.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The verification pipeline refused the envelope.
+    #[error("{0}")]
+    Rejected(VerifyError),
+    /// No tool of that name.
+    #[error("no tool named {0:?}")]
+    UnknownTool(String),
+    /// The client may not call this tool.
+    #[error("client may not call tool {0:?}")]
+    ForbiddenTool(String),
+    /// The arguments do not match the tool's schema.
+    #[error("{0}")]
+    InvalidArgs(String),
+    /// No such job for this client (also when it belongs to another client).
+    #[error("no job {0:?} for this client")]
+    UnknownJob(String),
+    /// The job failed.
+    #[error("{0}")]
+    JobFailed(String),
+    /// The job was cancelled.
+    #[error("job was cancelled")]
+    JobCancelled,
+    /// The `request_id` was used before with other arguments.
+    #[error("request_id {0:?} was already used with different arguments")]
+    IdempotencyConflict(String),
+    /// The request body exceeds the limit.
+    #[error("request body exceeds {0} bytes")]
+    TooLarge(usize),
+    /// The client exceeded its rate.
+    #[error("rate limit exceeded, retry after {retry_after_ms} ms")]
+    RateLimited {
+        /// When a retry may succeed.
+        retry_after_ms: u64,
+    },
+    /// The server is at its concurrency limit.
+    #[error("server overloaded, retry later")]
+    Overloaded,
+    /// A store failed.
+    #[error("state store unavailable, retry later")]
+    Store(StoreError),
+    /// A tool failed in a way the caller cannot fix.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl CallError {
+    /// The wire code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CallError::Rejected(e) => e.code(),
+            CallError::UnknownTool(_) => ErrorCode::UnknownTool,
+            CallError::ForbiddenTool(_) => ErrorCode::ForbiddenTool,
+            CallError::InvalidArgs(_) => ErrorCode::InvalidArgs,
+            CallError::UnknownJob(_) => ErrorCode::UnknownJob,
+            CallError::JobFailed(_) => ErrorCode::JobFailed,
+            CallError::JobCancelled => ErrorCode::JobCancelled,
+            CallError::IdempotencyConflict(_) => ErrorCode::IdempotencyConflict,
+            CallError::TooLarge(_) => ErrorCode::TooLarge,
+            CallError::RateLimited { .. } => ErrorCode::RateLimited,
+            CallError::Overloaded => ErrorCode::Overloaded,
+            CallError::Store(_) => ErrorCode::StoreUnavailable,
+            CallError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The message the peer is told. Store details stay in the log.
+    pub fn public_message(&self) -> String {
+        match self {
+            CallError::Store(_) => "state store unavailable, retry later".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for CallError {
+    fn from(e: StoreError) -> Self {
+        CallError::Store(e)
+    }
+}
+
+/// The HTTP status that carries a reply with this error code (or 200/202
+/// for successes, see [`crate::dispatch::Reply`]).
+pub fn http_status(code: &ErrorCode) -> u16 {
+    match code {
+        ErrorCode::BadEnvelope | ErrorCode::UnsupportedVersion => 400,
+        ErrorCode::WrongServer
+        | ErrorCode::UnknownClient
+        | ErrorCode::BadSignature
+        | ErrorCode::StaleTimestamp
+        | ErrorCode::ReplayedNonce => 401,
+        ErrorCode::ForbiddenTool => 403,
+        ErrorCode::UnknownTool | ErrorCode::UnknownJob => 404,
+        ErrorCode::IdempotencyConflict => 409,
+        ErrorCode::TooLarge => 413,
+        ErrorCode::InvalidArgs => 422,
+        ErrorCode::RateLimited => 429,
+        ErrorCode::Overloaded | ErrorCode::StoreUnavailable => 503,
+        // The poll itself succeeded: the signed body says the job failed.
+        ErrorCode::JobFailed | ErrorCode::JobCancelled => 200,
+        _ => 500,
+    }
+}

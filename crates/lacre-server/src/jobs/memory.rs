@@ -1,0 +1,373 @@
+//! The in-memory job store: for tests, `lacre demo`, and single-process
+//! deployments that accept losing jobs on restart.
+
+use super::{
+    Claim, CreateOutcome, JobOutcome, JobRecord, JobState, JobStore, LeaseStatus, NewJob,
+    PruneStats,
+};
+use crate::error::StoreError;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+use tokio::sync::watch;
+
+struct Entry {
+    job: JobRecord,
+    fence: u64,
+    lease_until_ms: i64,
+    available_at_ms: i64,
+}
+
+struct IdemRecord {
+    request_hash: String,
+    job_id: String,
+    expires_at_ms: i64,
+}
+
+#[derive(Default)]
+struct State {
+    jobs: HashMap<String, Entry>,
+    queue: VecDeque<String>,
+    idempotency: HashMap<(String, String), IdemRecord>,
+}
+
+/// Jobs in a `HashMap` behind a mutex.
+pub struct MemoryJobStore {
+    state: Mutex<State>,
+    changes: watch::Sender<u64>,
+}
+
+impl Default for MemoryJobStore {
+    fn default() -> Self {
+        MemoryJobStore {
+            state: Mutex::new(State::default()),
+            changes: watch::channel(0).0,
+        }
+    }
+}
+
+impl MemoryJobStore {
+    /// An empty store.
+    pub fn new() -> MemoryJobStore {
+        MemoryJobStore::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock only means a panic elsewhere; the map is still consistent
+        // because every mutation below is completed before the guard drops.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn bump(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// The jobs `keep` selects, newest first, at most `limit`.
+    fn newest_first(&self, keep: impl Fn(&JobRecord) -> bool, limit: usize) -> Vec<JobRecord> {
+        let st = self.lock();
+        let mut jobs: Vec<JobRecord> = st
+            .jobs
+            .values()
+            .map(|e| &e.job)
+            .filter(|j| keep(j))
+            .cloned()
+            .collect();
+        jobs.sort_by(|a, b| {
+            b.created_ms
+                .cmp(&a.created_ms)
+                .then_with(|| b.id.cmp(&a.id))
+        });
+        jobs.truncate(limit);
+        jobs
+    }
+
+    /// Number of jobs held (all states).
+    pub fn len(&self) -> usize {
+        self.lock().jobs.len()
+    }
+
+    /// Whether the store holds no job.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn touch(job: &mut JobRecord, now_ms: i64) {
+    job.updated_ms = now_ms;
+    job.version = job.version.wrapping_add(1);
+}
+
+fn backoff_ms(attempt: u32) -> i64 {
+    1000i64.saturating_mul(1i64 << attempt.min(6)).min(60_000)
+}
+
+#[async_trait::async_trait]
+impl JobStore for MemoryJobStore {
+    async fn create(&self, job: NewJob) -> Result<CreateOutcome, StoreError> {
+        let outcome = {
+            let mut st = self.lock();
+            let key = (job.client_id.clone(), job.request_id.clone());
+            if let Some(rec) = st
+                .idempotency
+                .get(&key)
+                .filter(|r| r.expires_at_ms > job.now_ms)
+            {
+                if rec.request_hash != job.request_hash {
+                    return Ok(CreateOutcome::Conflict);
+                }
+                if let Some(e) = st.jobs.get(&rec.job_id) {
+                    return Ok(CreateOutcome::Existing(e.job.clone()));
+                }
+            }
+            let record = JobRecord {
+                id: job.id.clone(),
+                client_id: job.client_id,
+                request_id: job.request_id,
+                tool: job.tool,
+                args: job.args,
+                state: JobState::Queued,
+                progress: None,
+                message: None,
+                result: None,
+                error: None,
+                attempt: 0,
+                created_ms: job.now_ms,
+                updated_ms: job.now_ms,
+                finished_ms: None,
+                version: 1,
+            };
+            st.idempotency.insert(
+                key,
+                IdemRecord {
+                    request_hash: job.request_hash,
+                    job_id: job.id.clone(),
+                    expires_at_ms: job.now_ms.saturating_add(job.idempotency_ttl_ms),
+                },
+            );
+            st.queue.push_back(job.id.clone());
+            st.jobs.insert(
+                job.id,
+                Entry {
+                    job: record.clone(),
+                    fence: 0,
+                    lease_until_ms: 0,
+                    available_at_ms: job.now_ms,
+                },
+            );
+            CreateOutcome::Created(record)
+        };
+        self.bump();
+        Ok(outcome)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        Ok(self.lock().jobs.get(id).map(|e| e.job.clone()))
+    }
+
+    async fn list(
+        &self,
+        client_id: &str,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        Ok(self.newest_first(
+            |j| j.client_id == client_id && state.is_none_or(|s| j.state == s),
+            limit,
+        ))
+    }
+
+    async fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<Claim>, StoreError> {
+        let claim = {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let mut found = None;
+            let mut i = 0;
+            while let Some(id) = st.queue.get(i) {
+                match st.jobs.get(id) {
+                    Some(e) if e.job.state == JobState::Queued && e.available_at_ms <= now_ms => {
+                        found = st.queue.remove(i);
+                        break;
+                    }
+                    Some(e) if e.job.state == JobState::Queued => i += 1,
+                    // Cancelled or gone: drop from the queue.
+                    _ => {
+                        st.queue.remove(i);
+                    }
+                }
+            }
+            let Some(id) = found else { return Ok(None) };
+            let Some(e) = st.jobs.get_mut(&id) else {
+                return Ok(None);
+            };
+            e.fence += 1;
+            e.lease_until_ms = now_ms.saturating_add(lease_ms);
+            e.job.state = JobState::Running;
+            e.job.attempt += 1;
+            touch(&mut e.job, now_ms);
+            Claim {
+                job: e.job.clone(),
+                fence: e.fence,
+            }
+        };
+        self.bump();
+        Ok(Some(claim))
+    }
+
+    async fn heartbeat(
+        &self,
+        id: &str,
+        fence: u64,
+        now_ms: i64,
+        lease_ms: i64,
+        progress: Option<(f64, Option<String>)>,
+    ) -> Result<LeaseStatus, StoreError> {
+        let status = {
+            let mut st = self.lock();
+            let Some(e) = st.jobs.get_mut(id) else {
+                return Ok(LeaseStatus::Lost);
+            };
+            if e.job.state == JobState::Cancelled {
+                return Ok(LeaseStatus::Cancelled);
+            }
+            if e.fence != fence || e.job.state != JobState::Running {
+                return Ok(LeaseStatus::Lost);
+            }
+            e.lease_until_ms = now_ms.saturating_add(lease_ms);
+            let Some((fraction, message)) = progress else {
+                // A bare lease renewal changes nothing anyone waits for.
+                return Ok(LeaseStatus::Held);
+            };
+            e.job.progress = Some(fraction);
+            e.job.message = message;
+            touch(&mut e.job, now_ms);
+            LeaseStatus::Held
+        };
+        self.bump();
+        Ok(status)
+    }
+
+    async fn finish(
+        &self,
+        id: &str,
+        fence: u64,
+        outcome: JobOutcome,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        {
+            let mut st = self.lock();
+            let Some(e) = st.jobs.get_mut(id) else {
+                return Ok(false);
+            };
+            if e.fence != fence || e.job.state != JobState::Running {
+                return Ok(false);
+            }
+            match outcome {
+                JobOutcome::Done(result) => {
+                    e.job.state = JobState::Done;
+                    e.job.progress = Some(1.0);
+                    e.job.result = Some(result);
+                }
+                JobOutcome::Failed(error) => {
+                    e.job.state = JobState::Failed;
+                    e.job.error = Some(error);
+                }
+            }
+            e.job.finished_ms = Some(now_ms);
+            touch(&mut e.job, now_ms);
+        }
+        self.bump();
+        Ok(true)
+    }
+
+    async fn cancel(
+        &self,
+        id: &str,
+        client_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let job = {
+            let mut st = self.lock();
+            let Some(e) = st.jobs.get_mut(id).filter(|e| e.job.client_id == client_id) else {
+                return Ok(None);
+            };
+            if e.job.state.is_terminal() {
+                return Ok(Some(e.job.clone()));
+            }
+            e.job.state = JobState::Cancelled;
+            e.job.finished_ms = Some(now_ms);
+            touch(&mut e.job, now_ms);
+            e.job.clone()
+        };
+        self.bump();
+        Ok(Some(job))
+    }
+
+    async fn rescue(&self, now_ms: i64, max_attempts: u32) -> Result<u64, StoreError> {
+        let mut touched = 0;
+        {
+            let mut st = self.lock();
+            let st = &mut *st;
+            for (id, e) in st.jobs.iter_mut() {
+                if e.job.state != JobState::Running || e.lease_until_ms >= now_ms {
+                    continue;
+                }
+                touched += 1;
+                if e.job.attempt >= max_attempts {
+                    e.job.state = JobState::Failed;
+                    e.job.error = Some(format!("worker lost after {} attempts", e.job.attempt));
+                    e.job.finished_ms = Some(now_ms);
+                } else {
+                    e.job.state = JobState::Queued;
+                    e.available_at_ms = now_ms.saturating_add(backoff_ms(e.job.attempt));
+                    st.queue.push_back(id.clone());
+                }
+                touch(&mut e.job, now_ms);
+            }
+        }
+        if touched > 0 {
+            self.bump();
+        }
+        Ok(touched)
+    }
+
+    async fn prune(&self, now_ms: i64, retention_ms: i64) -> Result<PruneStats, StoreError> {
+        let mut st = self.lock();
+        let before_jobs = st.jobs.len();
+        st.jobs.retain(|_, e| {
+            e.job
+                .finished_ms
+                .is_none_or(|f| f.saturating_add(retention_ms) > now_ms)
+        });
+        let before_idem = st.idempotency.len();
+        st.idempotency.retain(|_, r| r.expires_at_ms > now_ms);
+        Ok(PruneStats {
+            jobs: (before_jobs - st.jobs.len()) as u64,
+            idempotency: (before_idem - st.idempotency.len()) as u64,
+            nonces: 0,
+        })
+    }
+
+    async fn list_all(
+        &self,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        Ok(self.newest_first(|j| state.is_none_or(|s| j.state == s), limit))
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        let st = self.lock();
+        let mut counts: Vec<(JobState, u64)> = Vec::new();
+        for e in st.jobs.values() {
+            match counts.iter_mut().find(|(s, _)| *s == e.job.state) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((e.job.state, 1)),
+            }
+        }
+        counts.sort_by_key(|(s, _)| s.as_str());
+        Ok(counts)
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+}

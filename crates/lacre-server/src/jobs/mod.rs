@@ -1,0 +1,297 @@
+//! Jobs: their records, the store they live in, and the context a running
+//! handler sees.
+//!
+//! A job moves `queued → running → done | failed | cancelled`; a running job
+//! whose lease expires goes back to `queued` (at-least-once execution), and
+//! each claim increments a fencing token so that only the latest claimant
+//! can record the result (exactly-once result).
+
+mod memory;
+mod worker;
+
+pub use memory::MemoryJobStore;
+pub use worker::{WorkerConfig, Workers};
+
+use crate::error::StoreError;
+use lacre_proto::Map;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobState {
+    /// Waiting for a worker.
+    Queued,
+    /// A worker holds it.
+    Running,
+    /// Finished with a result.
+    Done,
+    /// Finished with an error.
+    Failed,
+    /// Cancelled by its client.
+    Cancelled,
+}
+
+impl JobState {
+    /// The wire name (`poll_job`'s `state`, `list_jobs`' filter).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Reads a wire name.
+    pub fn parse(s: &str) -> Option<JobState> {
+        Some(match s {
+            "queued" => JobState::Queued,
+            "running" => JobState::Running,
+            "done" => JobState::Done,
+            "failed" => JobState::Failed,
+            "cancelled" => JobState::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// Whether the job can change no more.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Done | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+/// Everything known about a job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    /// The job id (a UUID).
+    pub id: String,
+    /// The client that started it; no one else may see it.
+    pub client_id: String,
+    /// The request that started it.
+    pub request_id: String,
+    /// The tool.
+    pub tool: String,
+    /// The tool's arguments.
+    pub args: Map,
+    /// Where it is.
+    pub state: JobState,
+    /// Progress fraction in `[0, 1]`, if the handler reported one.
+    pub progress: Option<f64>,
+    /// Progress message, if any.
+    pub message: Option<String>,
+    /// The result, once done.
+    pub result: Option<Map>,
+    /// The error message, once failed.
+    pub error: Option<String>,
+    /// How many times it was claimed.
+    pub attempt: u32,
+    /// Creation time (ms since the epoch).
+    pub created_ms: i64,
+    /// Last change (ms since the epoch).
+    pub updated_ms: i64,
+    /// When it reached a terminal state.
+    pub finished_ms: Option<i64>,
+    /// Increments at every change; long polls wait for it to move.
+    pub version: u64,
+}
+
+/// A job to create.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Its id.
+    pub id: String,
+    /// The caller.
+    pub client_id: String,
+    /// The caller's request id (the idempotency key with `client_id`).
+    pub request_id: String,
+    /// Hash of the canonical request without nonce and timestamp; a retry
+    /// with another hash is an idempotency conflict.
+    pub request_hash: String,
+    /// The tool.
+    pub tool: String,
+    /// Its arguments (already validated).
+    pub args: Map,
+    /// Now.
+    pub now_ms: i64,
+    /// How long the idempotency record is kept.
+    pub idempotency_ttl_ms: i64,
+}
+
+/// What [`JobStore::create`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateOutcome {
+    /// A new job.
+    Created(JobRecord),
+    /// A retry of an earlier request: the job it created.
+    Existing(JobRecord),
+    /// The `request_id` was used with other arguments.
+    Conflict,
+}
+
+/// A job handed to a worker, with the fencing token of this claim.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The job (state `running`).
+    pub job: JobRecord,
+    /// Only this token may report on the job.
+    pub fence: u64,
+}
+
+/// What a heartbeat learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseStatus {
+    /// The lease is renewed.
+    Held,
+    /// The client cancelled the job: stop working on it.
+    Cancelled,
+    /// Another worker took the job over (or it finished): stop.
+    Lost,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobOutcome {
+    /// With a result.
+    Done(Map),
+    /// With an error message.
+    Failed(String),
+}
+
+/// Counts of what pruning removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneStats {
+    /// Finished jobs past retention.
+    pub jobs: u64,
+    /// Idempotency records past their expiry.
+    pub idempotency: u64,
+    /// Nonces past their expiry (stores that keep nonces with the jobs).
+    pub nonces: u64,
+}
+
+/// Durable (or in-memory) job state, shared by every replica.
+#[async_trait::async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// Creates a job, or returns the one an earlier request with the same
+    /// `(client_id, request_id)` created.
+    async fn create(&self, job: NewJob) -> Result<CreateOutcome, StoreError>;
+    /// The job with this id, whoever owns it.
+    async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
+    /// A client's jobs, newest first.
+    async fn list(
+        &self,
+        client_id: &str,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError>;
+    /// Claims the oldest queued job for `lease_ms`.
+    async fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<Claim>, StoreError>;
+    /// Renews a lease and records progress.
+    async fn heartbeat(
+        &self,
+        id: &str,
+        fence: u64,
+        now_ms: i64,
+        lease_ms: i64,
+        progress: Option<(f64, Option<String>)>,
+    ) -> Result<LeaseStatus, StoreError>;
+    /// Records the outcome; `false` when the fence is stale (someone else
+    /// holds the job now, or it was cancelled) and nothing was written.
+    async fn finish(
+        &self,
+        id: &str,
+        fence: u64,
+        outcome: JobOutcome,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Cancels a client's queued or running job; `None` when the client has
+    /// no such job. A finished job is returned unchanged.
+    async fn cancel(
+        &self,
+        id: &str,
+        client_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<JobRecord>, StoreError>;
+    /// Re-queues running jobs whose lease expired before `now_ms`, or fails
+    /// them after `max_attempts` claims. Returns how many it touched.
+    async fn rescue(&self, now_ms: i64, max_attempts: u32) -> Result<u64, StoreError>;
+    /// Removes finished jobs older than `retention_ms` and expired
+    /// idempotency records.
+    async fn prune(&self, now_ms: i64, retention_ms: i64) -> Result<PruneStats, StoreError>;
+    /// Every client's jobs, newest first (operators: `lacre jobs --store`).
+    async fn list_all(
+        &self,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError>;
+    /// How many jobs are in each state (metrics).
+    async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError>;
+    /// A counter that moves whenever any job changes (wake-ups for workers
+    /// and long polls; spurious wake-ups are allowed).
+    fn changes(&self) -> watch::Receiver<u64>;
+}
+
+/// A progress report: fraction done and an optional message.
+pub type ProgressReport = (f64, Option<String>);
+
+/// What a running handler sees: who it runs for, a way to report progress,
+/// and whether it was cancelled.
+#[derive(Clone)]
+pub struct JobContext {
+    pub(crate) job_id: String,
+    pub(crate) args: Arc<Map>,
+    pub(crate) attempt: u32,
+    pub(crate) progress: Arc<watch::Sender<Option<ProgressReport>>>,
+    pub(crate) cancelled: watch::Receiver<bool>,
+}
+
+impl JobContext {
+    /// The job's id.
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    /// The job's arguments exactly as the client sent them (the typed
+    /// arguments went through serde, which rounds integers beyond 64 bits).
+    pub fn raw_args(&self) -> &Map {
+        &self.args
+    }
+
+    /// Which claim this is (1 for the first run). A job whose worker died is
+    /// run again, so handlers with side effects should use
+    /// `(job_id, attempt)` to be idempotent.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Reports progress (`fraction` is clamped to `[0, 1]`); it is stored
+    /// with the next heartbeat and shown to pollers.
+    pub fn progress(&self, fraction: f64, message: impl Into<String>) {
+        let fraction = if fraction.is_finite() {
+            fraction.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self.progress
+            .send_replace(Some((fraction, Some(message.into()))));
+    }
+
+    /// Whether the client cancelled the job.
+    pub fn is_cancelled(&self) -> bool {
+        *self.cancelled.borrow()
+    }
+
+    /// Resolves when the job is cancelled (never, if it is not).
+    pub async fn cancelled(&self) {
+        let mut rx = self.cancelled.clone();
+        while !*rx.borrow_and_update() {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}

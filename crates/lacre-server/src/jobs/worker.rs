@@ -1,0 +1,248 @@
+//! The worker pool: claims queued jobs, runs their handlers, keeps their
+//! leases alive, and records the outcome under the claim's fencing token.
+
+use super::{Claim, JobContext, JobOutcome, JobStore, LeaseStatus};
+use crate::tool::{Handler, Registry};
+use lacre_proto::Clock;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Tuning of the worker pool.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Jobs run at once by this process.
+    pub concurrency: usize,
+    /// How long a claim lasts without a heartbeat.
+    pub lease_ms: i64,
+    /// How often a running job's lease is renewed.
+    pub heartbeat_ms: u64,
+    /// Fallback poll for new jobs when no wake-up arrives.
+    pub poll_interval_ms: u64,
+    /// Claims before a job whose workers keep dying is failed.
+    pub max_attempts: u32,
+    /// How long finished jobs (and idempotency records) are kept.
+    pub retention_ms: i64,
+    /// How often expired leases are rescued and old jobs pruned.
+    pub maintenance_interval_ms: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 16,
+            lease_ms: 30_000,
+            heartbeat_ms: 5_000,
+            poll_interval_ms: 1_000,
+            max_attempts: 3,
+            retention_ms: 24 * 3600 * 1000,
+            maintenance_interval_ms: 5_000,
+        }
+    }
+}
+
+/// A running pool of workers.
+pub struct Workers {
+    handles: Vec<JoinHandle<()>>,
+    shutdown: watch::Sender<bool>,
+}
+
+struct Shared {
+    config: WorkerConfig,
+    store: Arc<dyn JobStore>,
+    registry: Arc<Registry>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Workers {
+    /// Starts `config.concurrency` workers and one maintenance task.
+    pub fn spawn(
+        config: WorkerConfig,
+        store: Arc<dyn JobStore>,
+        registry: Arc<Registry>,
+        clock: Arc<dyn Clock>,
+    ) -> Workers {
+        let (shutdown, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            config,
+            store,
+            registry,
+            clock,
+        });
+        let mut handles = Vec::new();
+        for _ in 0..shared.config.concurrency.max(1) {
+            handles.push(tokio::spawn(worker_loop(
+                Arc::clone(&shared),
+                shutdown.subscribe(),
+            )));
+        }
+        handles.push(tokio::spawn(maintenance_loop(
+            Arc::clone(&shared),
+            shutdown.subscribe(),
+        )));
+        Workers { handles, shutdown }
+    }
+
+    /// Stops claiming jobs and waits up to `grace` for running ones to end.
+    /// Jobs still running then are abandoned; their leases expire and a
+    /// replica (or this process after a restart) runs them again.
+    pub async fn shutdown(self, grace: Duration) {
+        self.shutdown.send_replace(true);
+        let all = futures_join(self.handles);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("workers still busy after {grace:?}; abandoning their jobs");
+        }
+    }
+}
+
+async fn futures_join(handles: Vec<JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+async fn worker_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut changes = shared.store.changes();
+    let poll = Duration::from_millis(shared.config.poll_interval_ms.max(10));
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        changes.borrow_and_update();
+        match shared
+            .store
+            .claim(shared.clock.now_ms(), shared.config.lease_ms)
+            .await
+        {
+            Ok(Some(claim)) => {
+                run_job(&shared, claim, &mut shutdown).await;
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "job store claim failed");
+            }
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(poll) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+async fn run_job(shared: &Shared, claim: Claim, shutdown: &mut watch::Receiver<bool>) {
+    let Claim { job, fence } = claim;
+    let store = &shared.store;
+    let now = || shared.clock.now_ms();
+    let handler_fut = match shared.registry.get(&job.tool).map(|t| &t.handler) {
+        Some(Handler::Job(h)) => {
+            let (progress_tx, progress_rx) = watch::channel(None);
+            let (cancel_tx, cancel_rx) = watch::channel(false);
+            let ctx = JobContext {
+                job_id: job.id.clone(),
+                args: Arc::new(job.args.clone()),
+                attempt: job.attempt,
+                progress: Arc::new(progress_tx),
+                cancelled: cancel_rx,
+            };
+            Some((h(job.args.clone(), ctx), progress_rx, cancel_tx))
+        }
+        _ => None,
+    };
+    let Some((fut, mut progress_rx, cancel_tx)) = handler_fut else {
+        let msg = format!(
+            "tool {:?} is not a long-running tool on this server",
+            job.tool
+        );
+        let _ = store
+            .finish(&job.id, fence, JobOutcome::Failed(msg), now())
+            .await;
+        return;
+    };
+    // The handler runs in its own task so that a panic fails the job
+    // instead of killing the worker, and cancellation can abort it.
+    let mut task = tokio::spawn(fut);
+    let mut heartbeat =
+        tokio::time::interval(Duration::from_millis(shared.config.heartbeat_ms.max(10)));
+    heartbeat.tick().await;
+    let mut draining = false;
+    let mut progress_open = true;
+    loop {
+        let mut progress = None;
+        tokio::select! {
+            joined = &mut task => {
+                // Record the handler's last progress report before the outcome.
+                if progress_rx.has_changed().unwrap_or(false) {
+                    let last = progress_rx.borrow_and_update().clone();
+                    let _ = store.heartbeat(&job.id, fence, now(), shared.config.lease_ms, last).await;
+                }
+                let outcome = match joined {
+                    Ok(Ok(result)) => JobOutcome::Done(result),
+                    Ok(Err(e)) => JobOutcome::Failed(e.to_string()),
+                    Err(e) if e.is_panic() => JobOutcome::Failed("tool panicked".to_owned()),
+                    Err(_) => return,
+                };
+                match store.finish(&job.id, fence, outcome, now()).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::info!(job_id = %job.id, "job result discarded: claim superseded or cancelled"),
+                    Err(e) => tracing::warn!(job_id = %job.id, error = %e, "could not record job result"),
+                }
+                return;
+            }
+            changed = progress_rx.changed(), if progress_open => {
+                match changed {
+                    Ok(()) => progress = progress_rx.borrow_and_update().clone(),
+                    // The handler dropped its context: no more progress will
+                    // come (and `changed` would now return at once, forever).
+                    Err(_) => {
+                        progress_open = false;
+                        continue;
+                    }
+                }
+            }
+            _ = heartbeat.tick() => {}
+            _ = shutdown.changed(), if !draining => {
+                // Keep running the job to completion (or until the grace ends).
+                draining = true;
+                continue;
+            }
+        }
+        match store
+            .heartbeat(&job.id, fence, now(), shared.config.lease_ms, progress)
+            .await
+        {
+            Ok(LeaseStatus::Held) => {}
+            Ok(LeaseStatus::Cancelled) => {
+                cancel_tx.send_replace(true);
+                task.abort();
+                tracing::info!(job_id = %job.id, "job cancelled");
+                return;
+            }
+            Ok(LeaseStatus::Lost) => {
+                task.abort();
+                tracing::warn!(job_id = %job.id, "job lease lost to another worker");
+                return;
+            }
+            Err(e) => tracing::warn!(job_id = %job.id, error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+async fn maintenance_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let every = Duration::from_millis(shared.config.maintenance_interval_ms.max(10));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = shared.clock.now_ms();
+        if let Err(e) = shared.store.rescue(now, shared.config.max_attempts).await {
+            tracing::warn!(error = %e, "lease rescue failed");
+        }
+        if let Err(e) = shared.store.prune(now, shared.config.retention_ms).await {
+            tracing::warn!(error = %e, "pruning failed");
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Replay protection: where `(client_id, nonce)` pairs are remembered.
+
+use crate::error::StoreError;
+use lacre_proto::NonceError;
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+/// An asynchronous nonce store (a database-backed one must not block the
+/// runtime). Same contract as [`lacre_proto::NonceStore`].
+#[async_trait::async_trait]
+pub trait NonceBackend: Send + Sync + 'static {
+    /// Records the pair if new; [`NonceError::Replayed`] if seen and not
+    /// expired; [`NonceError::Unavailable`] if the store cannot answer.
+    async fn check_and_record(
+        &self,
+        client_id: &str,
+        nonce: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), NonceError>;
+
+    /// Number of remembered nonces (for metrics).
+    fn len(&self) -> usize;
+
+    /// Whether no nonce is remembered.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How often expired nonces are swept out.
+const SWEEP_EVERY_MS: i64 = 1_000;
+
+struct Inner {
+    /// 128-bit keyed digests of the pairs, to their expiry.
+    seen: HashMap<u128, i64>,
+    /// The same digests by expiry second, so a sweep touches only what
+    /// expired (a full scan of millions of entries would stall requests).
+    by_expiry: std::collections::BTreeMap<i64, Vec<u128>>,
+    next_sweep_ms: i64,
+}
+
+impl Inner {
+    fn sweep(&mut self, now_ms: i64) {
+        let current = now_ms.div_euclid(SWEEP_EVERY_MS);
+        while let Some(entry) = self.by_expiry.first_entry() {
+            if *entry.key() >= current {
+                break;
+            }
+            for k in entry.remove() {
+                // Re-used pairs carry a later expiry: keep those.
+                if self.seen.get(&k).is_some_and(|exp| *exp < now_ms) {
+                    self.seen.remove(&k);
+                }
+            }
+        }
+    }
+}
+
+/// Nonces in memory, forgotten once their envelope's timestamp has left the
+/// window (after that the envelope is refused as stale anyway).
+///
+/// A pair is remembered as a 128-bit digest made with two random SipHash
+/// keys (about 32 bytes an entry instead of the strings): an accidental
+/// collision between two of even billions of live nonces has a probability
+/// below 2^-60, and the keys are secret, so collisions cannot be aimed.
+pub struct MemoryNonceStore {
+    inner: Mutex<Inner>,
+    keys: (
+        std::collections::hash_map::RandomState,
+        std::collections::hash_map::RandomState,
+    ),
+}
+
+impl Default for MemoryNonceStore {
+    fn default() -> Self {
+        MemoryNonceStore {
+            inner: Mutex::new(Inner {
+                seen: HashMap::new(),
+                by_expiry: std::collections::BTreeMap::new(),
+                next_sweep_ms: i64::MIN,
+            }),
+            keys: (Default::default(), Default::default()),
+        }
+    }
+}
+
+impl MemoryNonceStore {
+    /// An empty store.
+    pub fn new() -> MemoryNonceStore {
+        MemoryNonceStore::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The pair's digest; the client id's length is hashed first, so the
+    /// pairs ("a", "bc") and ("ab", "c") differ.
+    fn key(&self, client_id: &str, nonce: &str) -> u128 {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let half = |state: &std::collections::hash_map::RandomState| {
+            let mut h = state.build_hasher();
+            client_id.len().hash(&mut h);
+            h.write(client_id.as_bytes());
+            h.write(nonce.as_bytes());
+            h.finish()
+        };
+        (u128::from(half(&self.keys.0)) << 64) | u128::from(half(&self.keys.1))
+    }
+
+    fn record(
+        &self,
+        client_id: &str,
+        nonce: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), NonceError> {
+        let k = self.key(client_id, nonce);
+        let mut inner = self.lock();
+        if now_ms >= inner.next_sweep_ms {
+            inner.sweep(now_ms);
+            inner.next_sweep_ms = now_ms.saturating_add(SWEEP_EVERY_MS);
+        }
+        match inner.seen.entry(k) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                if *e.get() >= now_ms {
+                    return Err(NonceError::Replayed);
+                }
+                e.insert(expires_at_ms);
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(expires_at_ms);
+            }
+        }
+        inner
+            .by_expiry
+            .entry(expires_at_ms.div_euclid(SWEEP_EVERY_MS))
+            .or_default()
+            .push(k);
+        Ok(())
+    }
+
+    /// Number of remembered nonces.
+    pub fn len(&self) -> usize {
+        self.lock().seen.len()
+    }
+
+    /// Forgets a pair (its durable recording failed).
+    fn forget(&self, client_id: &str, nonce: &str) {
+        let k = self.key(client_id, nonce);
+        self.lock().seen.remove(&k);
+    }
+
+    /// Whether no nonce is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl lacre_proto::NonceStore for MemoryNonceStore {
+    fn check_and_record(
+        &self,
+        client_id: &str,
+        nonce: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), NonceError> {
+        self.record(client_id, nonce, expires_at_ms, now_ms)
+    }
+}
+
+#[async_trait::async_trait]
+impl NonceBackend for MemoryNonceStore {
+    async fn check_and_record(
+        &self,
+        client_id: &str,
+        nonce: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), NonceError> {
+        self.record(client_id, nonce, expires_at_ms, now_ms)
+    }
+
+    fn len(&self) -> usize {
+        MemoryNonceStore::len(self)
+    }
+}
+
+/// A durable nonce table that can record many nonces in one transaction.
+#[async_trait::async_trait]
+pub trait NonceBatchSink: Send + Sync + 'static {
+    /// Records each `(client_id, nonce, expires_at_ms)` that is new (or whose
+    /// earlier record expired before `now_ms`); returns, in order, whether
+    /// each was recorded (`false`: a live record exists, a replay).
+    async fn record_batch(
+        &self,
+        items: &[(String, String, i64)],
+        now_ms: i64,
+    ) -> Result<Vec<bool>, StoreError>;
+}
+
+/// Most nonces committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+struct Pending {
+    client_id: String,
+    nonce: String,
+    expires_at_ms: i64,
+    now_ms: i64,
+    reply: tokio::sync::oneshot::Sender<Result<(), NonceError>>,
+}
+
+/// Replay protection on a durable store without a write per request on the
+/// critical path's throughput: an in-memory front set refuses local replays
+/// at once, and new nonces are group-committed (one transaction for all the
+/// nonces that arrived while the previous commit ran). A request waits for
+/// its nonce's commit before it is dispatched, so a replay is refused before
+/// and after a restart alike, and on every replica sharing the database.
+pub struct BatchedNonceStore {
+    front: MemoryNonceStore,
+    queue: tokio::sync::mpsc::UnboundedSender<Pending>,
+}
+
+impl BatchedNonceStore {
+    /// Starts the committer task over `sink`.
+    pub fn new(sink: std::sync::Arc<dyn NonceBatchSink>) -> BatchedNonceStore {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(commit_loop(sink, rx));
+        BatchedNonceStore {
+            front: MemoryNonceStore::new(),
+            queue: tx,
+        }
+    }
+}
+
+async fn commit_loop(
+    sink: std::sync::Arc<dyn NonceBatchSink>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Pending>,
+) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        // Let the requests already in flight reach this point too: a few
+        // yields cost microseconds and make batches (and commits) fewer.
+        for _ in 0..32 {
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            if batch.len() >= MAX_BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        tracing::trace!(size = batch.len(), "nonce batch");
+        // The earliest `now` of the batch: a record counts as expired only
+        // if it had expired for every request in the batch (never later
+        // than the instant each request's timestamp was checked at).
+        let now = batch.iter().map(|p| p.now_ms).min().unwrap_or(0);
+        let items: Vec<(String, String, i64)> = batch
+            .iter()
+            .map(|p| (p.client_id.clone(), p.nonce.clone(), p.expires_at_ms))
+            .collect();
+        let outcome = sink.record_batch(&items, now).await;
+        for (i, p) in batch.drain(..).enumerate() {
+            let r = match &outcome {
+                Ok(recorded) if recorded.get(i).copied().unwrap_or(false) => Ok(()),
+                Ok(_) => Err(NonceError::Replayed),
+                Err(e) => {
+                    tracing::warn!(error = %e, "nonce store unavailable");
+                    Err(NonceError::Unavailable)
+                }
+            };
+            let _ = p.reply.send(r);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl NonceBackend for BatchedNonceStore {
+    async fn check_and_record(
+        &self,
+        client_id: &str,
+        nonce: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), NonceError> {
+        // A replay of a nonce this process has seen is refused without I/O.
+        self.front.record(client_id, nonce, expires_at_ms, now_ms)?;
+        let (reply, wait) = tokio::sync::oneshot::channel();
+        let pending = Pending {
+            client_id: client_id.to_owned(),
+            nonce: nonce.to_owned(),
+            expires_at_ms,
+            now_ms,
+            reply,
+        };
+        let outcome = match self.queue.send(pending) {
+            Ok(()) => wait.await.unwrap_or(Err(NonceError::Unavailable)),
+            Err(_) => Err(NonceError::Unavailable),
+        };
+        if outcome == Err(NonceError::Unavailable) {
+            // Not recorded anywhere: do not let the front set claim otherwise.
+            self.front.forget(client_id, nonce);
+        }
+        outcome
+    }
+
+    fn len(&self) -> usize {
+        self.front.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replays_are_refused_until_expiry_then_swept() {
+        let s = MemoryNonceStore::new();
+        assert_eq!(s.record("c", "n", 100, 0), Ok(()));
+        assert_eq!(s.record("c", "n", 100, 50), Err(NonceError::Replayed));
+        assert_eq!(s.record("c2", "n", 100, 50), Ok(()));
+        // The pair ("1:c", "2n") must not collide with ("1:c2", "n").
+        assert_eq!(s.record("c", "2n", 100, 50), Ok(()));
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.record("x", "y", 5000, 2000), Ok(()));
+        assert_eq!(s.len(), 1, "expired nonces are swept");
+    }
+}

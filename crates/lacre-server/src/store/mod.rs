@@ -1,0 +1,111 @@
+//! Where jobs, nonces and idempotency records live: in memory (tests,
+//! `lacre demo`), in SQLite (one machine, the default of `lacre serve`),
+//! or in PostgreSQL (many stateless replicas on one database).
+
+mod sql;
+
+pub use sql::SqlStore;
+
+use crate::error::StoreError;
+use crate::jobs::{JobStore, MemoryJobStore};
+use crate::nonce::{BatchedNonceStore, MemoryNonceStore, NonceBackend};
+use std::sync::Arc;
+
+/// The kind of store a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// `memory`: nothing survives a restart; one process only.
+    Memory,
+    /// `sqlite://PATH`: one machine.
+    Sqlite,
+    /// `postgres://...`: many replicas.
+    Postgres,
+}
+
+impl StoreKind {
+    /// Which kind `url` names, or `None` if it names none.
+    pub fn of(url: &str) -> Option<StoreKind> {
+        if url == "memory" {
+            Some(StoreKind::Memory)
+        } else if url.starts_with("sqlite:") {
+            Some(StoreKind::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(StoreKind::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// The opened stores (one object may implement both traits).
+#[derive(Clone)]
+pub struct Stores {
+    /// What kind.
+    pub kind: StoreKind,
+    /// Jobs and idempotency records.
+    pub jobs: Arc<dyn JobStore>,
+    /// Nonces.
+    pub nonces: Arc<dyn NonceBackend>,
+}
+
+/// The URL with any password replaced, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = url.get(scheme_end + 3..at).unwrap_or_default();
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!(
+                    "{}{user}:***{}",
+                    url.get(..scheme_end + 3).unwrap_or_default(),
+                    url.get(at..).unwrap_or_default()
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Opens the store `url` names and brings its schema up to date.
+pub async fn open(url: &str) -> Result<Stores, StoreError> {
+    match StoreKind::of(url) {
+        Some(StoreKind::Memory) => Ok(Stores {
+            kind: StoreKind::Memory,
+            jobs: Arc::new(MemoryJobStore::new()),
+            nonces: Arc::new(MemoryNonceStore::new()),
+        }),
+        Some(kind) => {
+            let store = SqlStore::connect(url).await?;
+            Ok(Stores {
+                kind,
+                jobs: store.clone(),
+                nonces: Arc::new(BatchedNonceStore::new(store)),
+            })
+        }
+        None => Err(StoreError::Unavailable(format!(
+            "unsupported store {:?}: use memory, sqlite://PATH or postgres://...",
+            redact(url)
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_redaction() {
+        assert_eq!(StoreKind::of("memory"), Some(StoreKind::Memory));
+        assert_eq!(StoreKind::of("sqlite://x.db"), Some(StoreKind::Sqlite));
+        assert_eq!(
+            StoreKind::of("postgresql://h/db"),
+            Some(StoreKind::Postgres)
+        );
+        assert_eq!(StoreKind::of("mysql://h"), None);
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

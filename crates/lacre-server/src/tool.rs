@@ -1,0 +1,240 @@
+//! The tool registry: typed tools, erased behind one calling convention.
+//!
+//! A tool's arguments derive `serde::Deserialize` (with
+//! `deny_unknown_fields`, the seed's `extra="forbid"`) and
+//! `schemars::JsonSchema` (published in `server_identity`), and implement
+//! [`ToolArgs`] (usually with an empty `impl`, or a `validate` for rules a
+//! type cannot express). Results derive `serde::Serialize` and must
+//! serialize to a JSON object.
+
+use crate::jobs::JobContext;
+use lacre_proto::{Map, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Arguments of a tool.
+pub trait ToolArgs: DeserializeOwned + schemars::JsonSchema + Send + 'static {
+    /// Checks rules the type cannot express (ranges, lengths). The message
+    /// is sent to the caller with code `invalid_args`.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A tool's failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ToolError {
+    /// The arguments are well-typed but unacceptable (`invalid_args`).
+    #[error("{0}")]
+    InvalidArgs(String),
+    /// The tool failed (`internal` for immediate tools, `job_failed` for jobs).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ToolError {
+    /// A failure with a message for the caller.
+    pub fn failed(msg: impl Into<String>) -> ToolError {
+        ToolError::Failed(msg.into())
+    }
+}
+
+/// Facts about the call an immediate tool may use.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// The authenticated caller.
+    pub client_id: String,
+    /// The request being answered.
+    pub request_id: String,
+}
+
+/// Whether a tool answers at once or runs as a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolKind {
+    /// Answers with status `ok`.
+    Immediate,
+    /// Answers with status `accepted` and a job id; runs in the background.
+    LongRunning,
+}
+
+type ImmediateFn =
+    dyn Fn(Map, CallContext) -> BoxFuture<'static, Result<Map, ToolError>> + Send + Sync;
+type JobFn = dyn Fn(Map, JobContext) -> BoxFuture<'static, Result<Map, ToolError>> + Send + Sync;
+type ValidateFn = dyn Fn(&Map) -> Result<(), String> + Send + Sync;
+
+pub(crate) enum Handler {
+    Immediate(Box<ImmediateFn>),
+    Job(Box<JobFn>),
+    /// Answered by the dispatcher itself (it needs the server's state).
+    System,
+}
+
+/// A registered tool.
+pub struct Tool {
+    name: String,
+    /// The name, leaked once at registration: metrics label it without an
+    /// allocation per request (tools are registered once per process).
+    static_name: &'static str,
+    description: String,
+    schema: serde_json::Value,
+    validate: Box<ValidateFn>,
+    pub(crate) handler: Handler,
+}
+
+impl Tool {
+    /// The tool's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The tool's name with a static lifetime (metrics labels).
+    pub fn static_name(&self) -> &'static str {
+        self.static_name
+    }
+
+    /// The tool's description.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// JSON Schema of the arguments.
+    pub fn schema(&self) -> &serde_json::Value {
+        &self.schema
+    }
+
+    /// Immediate or long-running.
+    pub fn kind(&self) -> ToolKind {
+        match self.handler {
+            Handler::Immediate(_) | Handler::System => ToolKind::Immediate,
+            Handler::Job(_) => ToolKind::LongRunning,
+        }
+    }
+
+    /// Checks arguments without running anything (`invalid_args` message on failure).
+    pub fn validate(&self, args: &Map) -> Result<(), String> {
+        (self.validate)(args)
+    }
+}
+
+/// Decodes and validates arguments into their type.
+pub(crate) fn decode<A: ToolArgs>(args: &Map) -> Result<A, String> {
+    let parsed: A = lacre_proto::json::de::from_map(args).map_err(|e| e.to_string())?;
+    parsed.validate()?;
+    Ok(parsed)
+}
+
+fn encode<O: Serialize + 'static>(out: &O) -> Result<Map, ToolError> {
+    // A handler returning the protocol's own `Map` keeps every value exact
+    // (integers beyond 64 bits included); serde would round them to floats.
+    if let Some(map) = (out as &dyn std::any::Any).downcast_ref::<Map>() {
+        return Ok(map.clone());
+    }
+    match lacre_proto::json::ser::to_value(out) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(other) => Err(ToolError::failed(format!(
+            "tool result must be a json object, got {}",
+            other.type_name()
+        ))),
+        Err(e) => Err(ToolError::failed(format!(
+            "tool result cannot be serialized: {e}"
+        ))),
+    }
+}
+
+fn schema_of<A: schemars::JsonSchema>() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(A)).unwrap_or(serde_json::Value::Null)
+}
+
+/// The set of tools a server offers.
+#[derive(Default, Clone)]
+pub struct Registry {
+    tools: BTreeMap<String, Arc<Tool>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Registers a tool that answers at once.
+    pub fn immediate<A, O, F, Fut>(&mut self, name: &str, description: &str, f: F) -> &mut Self
+    where
+        A: ToolArgs,
+        O: Serialize + 'static,
+        F: Fn(A, CallContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, ToolError>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        let handler: Box<ImmediateFn> = Box::new(move |args, ctx| {
+            let f = Arc::clone(&f);
+            Box::pin(async move {
+                let parsed = decode::<A>(&args).map_err(ToolError::InvalidArgs)?;
+                encode(&f(parsed, ctx).await?)
+            })
+        });
+        self.insert::<A>(name, description, Handler::Immediate(handler))
+    }
+
+    /// Registers a long-running tool: calls answer `accepted` with a job id
+    /// and the handler runs in the background with a [`JobContext`].
+    pub fn long_running<A, O, F, Fut>(&mut self, name: &str, description: &str, f: F) -> &mut Self
+    where
+        A: ToolArgs,
+        O: Serialize + 'static,
+        F: Fn(A, JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, ToolError>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        let handler: Box<JobFn> = Box::new(move |args, ctx| {
+            let f = Arc::clone(&f);
+            Box::pin(async move {
+                let parsed = decode::<A>(&args).map_err(ToolError::InvalidArgs)?;
+                encode(&f(parsed, ctx).await?)
+            })
+        });
+        self.insert::<A>(name, description, Handler::Job(handler))
+    }
+
+    fn insert<A: ToolArgs>(
+        &mut self,
+        name: &str,
+        description: &str,
+        handler: Handler,
+    ) -> &mut Self {
+        let tool = Tool {
+            name: name.to_owned(),
+            static_name: Box::leak(name.to_owned().into_boxed_str()),
+            description: description.to_owned(),
+            schema: schema_of::<A>(),
+            validate: Box::new(|args| decode::<A>(args).map(|_| ())),
+            handler,
+        };
+        self.tools.insert(name.to_owned(), Arc::new(tool));
+        self
+    }
+
+    /// Registers a tool whose handling lives in the dispatcher (the job
+    /// tools and `server_identity`), so that it is listed with its schema.
+    pub(crate) fn system<A: ToolArgs>(&mut self, name: &str, description: &str) -> &mut Self {
+        self.insert::<A>(name, description, Handler::System)
+    }
+
+    /// The tool named `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Tool>> {
+        self.tools.get(name)
+    }
+
+    /// Every tool, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Tool>> {
+        self.tools.values()
+    }
+}

@@ -1,0 +1,793 @@
+//! Every built-in tool and every error code, on the wire.
+
+use crate::support::*;
+use lacre_proto::{ErrorCode, NonceError, SigningKey, Status};
+use lacre_server::NonceBackend;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn server_identity_lists_the_callers_tools() {
+    let s = TestServer::start().await;
+    let (http, resp) = s.call("server_identity", json!({})).await;
+    assert_eq!(http, 200);
+    assert_eq!(resp.status, Status::Ok);
+    let r = result_json(&resp);
+    assert_eq!(r["server_id"], SERVER_ID);
+    let fp = SigningKey::hmac(SERVER_SECRET).unwrap().fingerprint();
+    assert_eq!(r["fingerprint"], fp.as_str());
+    assert_eq!(r["capabilities"]["version"], "mcp/0.1");
+    assert_eq!(r["capabilities"]["max_skew_ms"], 300000);
+    let names: Vec<&str> = r["capabilities"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    for t in [
+        "batch_sum",
+        "start_long_task",
+        "poll_job",
+        "cancel_job",
+        "list_jobs",
+        "server_identity",
+    ] {
+        assert!(names.contains(&t), "{t} missing from {names:?}");
+    }
+    let long = r["capabilities"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "start_long_task")
+        .unwrap();
+    assert_eq!(long["long_running"], true);
+    assert_eq!(long["args_schema"]["properties"]["seconds"]["maximum"], 20);
+
+    // client-002 may not call start_long_task, so it is not listed for it.
+    let (_, resp) = s
+        .send(&envelope(
+            "client-002",
+            OTHER_SECRET,
+            "server_identity",
+            json!({}),
+        ))
+        .await;
+    let r = result_json(&resp);
+    let names: Vec<&str> = r["capabilities"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"start_long_task"));
+    assert!(names.contains(&"batch_sum"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn batch_sum_gives_a_float_total() {
+    let s = TestServer::start().await;
+    let env = envelope(
+        "client-001",
+        CLIENT_SECRET,
+        "batch_sum",
+        json!({"numbers": [10, 20, 30]}),
+    );
+    let resp = s
+        .http
+        .post(&s.url)
+        .body(env.to_json())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains(r#""result":{"count":3,"total":60.0}"#),
+        "{text}"
+    );
+    let r = check_signed(text.as_bytes());
+    assert_eq!(r.request_id, env.request_id);
+    assert!(r.ok);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn long_task_runs_reports_progress_and_long_polls() {
+    let s = TestServer::start().await;
+    let (http, resp) = s
+        .call(
+            "start_long_task",
+            json!({"seconds": 2, "payload": {"data": "complete"}}),
+        )
+        .await;
+    assert_eq!(http, 202);
+    assert_eq!(resp.status, Status::Accepted);
+    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+
+    // An immediate poll: queued or running.
+    let (http, resp) = s.call("poll_job", json!({"job_id": job_id})).await;
+    assert_eq!(http, 200);
+    assert_eq!(resp.status, Status::Running);
+    let r = result_json(&resp);
+    assert_eq!(r["job_id"], job_id.as_str());
+    assert!(r["state"] == "queued" || r["state"] == "running", "{r}");
+
+    // Long polls until done; each returns on a change, not after the full wait.
+    let started = Instant::now();
+    let mut saw_progress = false;
+    let done = loop {
+        let t = Instant::now();
+        let (_, resp) = s
+            .call("poll_job", json!({"job_id": job_id, "wait_ms": 10000}))
+            .await;
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "long poll held past the job's change"
+        );
+        if resp.status == Status::Done {
+            break resp;
+        }
+        let r = result_json(&resp);
+        if r.get("progress").is_some() && r.get("message").is_some() {
+            saw_progress = true;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "job never finished"
+        );
+    };
+    assert!(saw_progress, "no progress reported while running");
+    assert!(done.ok);
+    assert_eq!(result_json(&done), json!({"data": "complete"}));
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+
+    // The job is listed, as done.
+    let (_, resp) = s.call("list_jobs", json!({"state": "done"})).await;
+    let jobs = result_json(&resp)["jobs"].as_array().unwrap().clone();
+    assert!(jobs
+        .iter()
+        .any(|j| j["job_id"] == job_id.as_str() && j["state"] == "done"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn long_poll_times_out_with_running() {
+    let s = TestServer::start().await;
+    let (_, resp) = s.call("start_long_task", json!({"seconds": 5})).await;
+    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+    // Wait until it runs and has reported its first progress (0 of 5
+    // seconds); the next report is a second later, so a 400 ms long poll
+    // started now sees no change and must hold for its whole wait.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, r) = s.call("poll_job", json!({"job_id": job_id})).await;
+        if result_json(&r)["message"] == "0/5 seconds" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t = Instant::now();
+    let (http, resp) = s
+        .call("poll_job", json!({"job_id": job_id, "wait_ms": 400}))
+        .await;
+    assert_eq!(http, 200);
+    assert_eq!(resp.status, Status::Running);
+    assert!(
+        t.elapsed() >= Duration::from_millis(350),
+        "returned after {:?}",
+        t.elapsed()
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn cancel_and_ownership() {
+    let s = TestServer::start().await;
+    let (_, resp) = s.call("start_long_task", json!({"seconds": 10})).await;
+    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+
+    // Another client sees no such job, for poll and cancel alike.
+    let env = envelope(
+        "client-002",
+        OTHER_SECRET,
+        "poll_job",
+        json!({"job_id": job_id}),
+    );
+    let reply = s.send(&env).await;
+    assert_error(&reply, 404, ErrorCode::UnknownJob, &env.request_id);
+    let env = envelope(
+        "client-002",
+        OTHER_SECRET,
+        "cancel_job",
+        json!({"job_id": job_id}),
+    );
+    let reply = s.send(&env).await;
+    assert_error(&reply, 404, ErrorCode::UnknownJob, &env.request_id);
+    let env = envelope("client-002", OTHER_SECRET, "list_jobs", json!({}));
+    let (_, resp) = s.send(&env).await;
+    assert_eq!(result_json(&resp)["jobs"], json!([]));
+
+    // Its owner cancels it.
+    let (http, resp) = s.call("cancel_job", json!({"job_id": job_id})).await;
+    assert_eq!(http, 200);
+    assert_eq!(result_json(&resp)["state"], "cancelled");
+    let env = envelope(
+        "client-001",
+        CLIENT_SECRET,
+        "poll_job",
+        json!({"job_id": job_id}),
+    );
+    let reply = s.send(&env).await;
+    assert_error(&reply, 200, ErrorCode::JobCancelled, &env.request_id);
+
+    // A job that does not exist.
+    let env = envelope(
+        "client-001",
+        CLIENT_SECRET,
+        "poll_job",
+        json!({"job_id": "no-such-job"}),
+    );
+    let reply = s.send(&env).await;
+    assert_error(&reply, 404, ErrorCode::UnknownJob, &env.request_id);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn failed_jobs_and_failing_tools() {
+    let s = TestServer::start().await;
+    let (http, resp) = s
+        .call("fail_later", json!({"message": "disk on fire"}))
+        .await;
+    assert_eq!(http, 202);
+    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let env = envelope(
+            "client-001",
+            CLIENT_SECRET,
+            "poll_job",
+            json!({"job_id": job_id, "wait_ms": 1000}),
+        );
+        let reply = s.send(&env).await;
+        if reply.1.status == Status::Error {
+            assert_error(&reply, 200, ErrorCode::JobFailed, &env.request_id);
+            assert!(reply.1.error.as_deref().unwrap().contains("disk on fire"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "job never failed");
+    }
+    let env = envelope(
+        "client-001",
+        CLIENT_SECRET,
+        "fail_now",
+        json!({"message": "broken"}),
+    );
+    let reply = s.send(&env).await;
+    assert_error(&reply, 500, ErrorCode::Internal, &env.request_id);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn idempotent_retry_returns_the_same_job() {
+    let s = TestServer::start().await;
+    let first = envelope(
+        "client-001",
+        CLIENT_SECRET,
+        "start_long_task",
+        json!({"seconds": 1, "payload": {"n": 1}}),
+    );
+    let (_, r1) = s.send(&first).await;
+    // A retry: same request_id, fresh nonce and timestamp.
+    let mut retry = first.clone();
+    retry.nonce = unique("nonce");
+    retry.ts_ms = now_ms();
+    retry.sign(&SigningKey::hmac(CLIENT_SECRET).unwrap());
+    let (http, r2) = s.send(&retry).await;
+    assert_eq!(http, 202);
+    assert_eq!(result_json(&r1)["job_id"], result_json(&r2)["job_id"]);
+    // Same request_id, other arguments.
+    let mut conflict = first.clone();
+    conflict.nonce = unique("nonce");
+    conflict.args = args_map(json!({"seconds": 2}));
+    conflict.sign(&SigningKey::hmac(CLIENT_SECRET).unwrap());
+    let reply = s.send(&conflict).await;
+    assert_error(
+        &reply,
+        409,
+        ErrorCode::IdempotencyConflict,
+        &first.request_id,
+    );
+    // Another client may use the same request_id independently.
+    let mut other = first.clone();
+    other.client_id = "client-002".into();
+    other.tool = "batch_sum".into();
+    other.args = args_map(json!({"numbers": [1]}));
+    other.sign(&SigningKey::hmac(OTHER_SECRET).unwrap());
+    assert_eq!(s.send(&other).await.0, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn verification_failures_have_their_codes() {
+    let s = TestServer::start().await;
+    let key = SigningKey::hmac(CLIENT_SECRET).unwrap();
+
+    // Replay of an identical envelope.
+    let env = envelope(
+        "client-001",
+        CLIENT_SECRET,
+        "batch_sum",
+        json!({"numbers": [1]}),
+    );
+    assert_eq!(s.send(&env).await.0, 200);
+    assert_error(
+        &s.send(&env).await,
+        401,
+        ErrorCode::ReplayedNonce,
+        &env.request_id,
+    );
+    // Same nonce with a new timestamp (re-signed): still a replay.
+    let mut again = env.clone();
+    again.ts_ms += 1;
+    again.sign(&key);
+    assert_error(
+        &s.send(&again).await,
+        401,
+        ErrorCode::ReplayedNonce,
+        &env.request_id,
+    );
+
+    // Timestamps 10 minutes old and ahead.
+    for offset in [-600_000i64, 600_000] {
+        let mut e = envelope(
+            "client-001",
+            CLIENT_SECRET,
+            "batch_sum",
+            json!({"numbers": [1]}),
+        );
+        e.ts_ms += offset;
+        e.sign(&key);
+        assert_error(
+            &s.send(&e).await,
+            401,
+            ErrorCode::StaleTimestamp,
+            &e.request_id,
+        );
+    }
+
+    // Addressed to another server.
+    let mut e = envelope(
+        "client-001",
+        CLIENT_SECRET,
+        "batch_sum",
+        json!({"numbers": [1]}),
+    );
+    e.server_id = "someone-else".into();
+    e.sign(&key);
+    assert_error(
+        &s.send(&e).await,
+        401,
+        ErrorCode::WrongServer,
+        &e.request_id,
+    );
+
+    // Unknown client; bad signature (tampered args).
+    let e = envelope(
+        "client-999",
+        CLIENT_SECRET,
+        "batch_sum",
+        json!({"numbers": [1]}),
+    );
+    assert_error(
+        &s.send(&e).await,
+        401,
+        ErrorCode::UnknownClient,
+        &e.request_id,
+    );
+    let mut e = envelope(
+        "client-001",
+        CLIENT_SECRET,
+        "batch_sum",
+        json!({"numbers": [1]}),
+    );
+    e.args = args_map(json!({"numbers": [1000]}));
+    assert_error(
+        &s.send(&e).await,
+        401,
+        ErrorCode::BadSignature,
+        &e.request_id,
+    );
+
+    // Extra field; wrong version; not JSON at all.
+    let e = envelope(
+        "client-001",
+        CLIENT_SECRET,
+        "batch_sum",
+        json!({"numbers": [1]}),
+    );
+    let text = String::from_utf8(e.to_json())
+        .unwrap()
+        .replacen('{', r#"{"extra":1,"#, 1);
+    assert_error(
+        &s.post_raw(text).await,
+        400,
+        ErrorCode::BadEnvelope,
+        &e.request_id,
+    );
+    let text = String::from_utf8(e.to_json())
+        .unwrap()
+        .replace("mcp/0.1", "mcp/0.2");
+    assert_error(
+        &s.post_raw(text).await,
+        400,
+        ErrorCode::UnsupportedVersion,
+        &e.request_id,
+    );
+    assert_error(
+        &s.post_raw("{not json").await,
+        400,
+        ErrorCode::BadEnvelope,
+        "",
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn dispatch_errors_have_their_codes() {
+    let s = TestServer::start().await;
+    let e = envelope("client-001", CLIENT_SECRET, "no_such_tool", json!({}));
+    assert_error(
+        &s.send(&e).await,
+        404,
+        ErrorCode::UnknownTool,
+        &e.request_id,
+    );
+    let e = envelope(
+        "client-002",
+        OTHER_SECRET,
+        "start_long_task",
+        json!({"seconds": 1}),
+    );
+    assert_error(
+        &s.send(&e).await,
+        403,
+        ErrorCode::ForbiddenTool,
+        &e.request_id,
+    );
+    let bad_args = [
+        ("batch_sum", json!({"numbers": []})),
+        ("batch_sum", json!({"numbers": ["1"]})),
+        ("batch_sum", json!({"numbers": [true]})),
+        ("batch_sum", json!({})),
+        ("batch_sum", json!({"numbers": [1], "extra": 1})),
+        ("batch_sum", json!({"numbers": [1e308, 1e308]})),
+        ("start_long_task", json!({"seconds": 0})),
+        ("start_long_task", json!({"seconds": 21})),
+        ("start_long_task", json!({"seconds": 1.5})),
+        ("start_long_task", json!({"seconds": 1, "payload": [1]})),
+        ("poll_job", json!({"job_id": "x", "wait_ms": 30001})),
+        ("poll_job", json!({})),
+        ("cancel_job", json!({"job_id": 5})),
+        ("list_jobs", json!({"state": "sleeping"})),
+        ("list_jobs", json!({"limit": 0})),
+        ("server_identity", json!({"x": 1})),
+    ];
+    for (tool, args) in bad_args {
+        let e = envelope("client-001", CLIENT_SECRET, tool, args.clone());
+        let reply = s.send(&e).await;
+        assert_error(&reply, 422, ErrorCode::InvalidArgs, &e.request_id);
+        assert!(
+            reply.1.error.as_deref().unwrap().len() > "invalid_args: ".len(),
+            "{tool} {args}: no message"
+        );
+    }
+    // No job was created by the invalid start_long_task calls.
+    let (_, resp) = s.call("list_jobs", json!({})).await;
+    assert_eq!(result_json(&resp)["jobs"], json!([]));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_a_signed_too_large() {
+    let s = TestServer::start().await; // body limit 64 KiB in the test server
+    let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(100 * 1024));
+    assert_error(&s.post_raw(big).await, 413, ErrorCode::TooLarge, "");
+    s.stop().await;
+}
+
+struct BrokenNonces;
+
+#[async_trait::async_trait]
+impl NonceBackend for BrokenNonces {
+    async fn check_and_record(&self, _: &str, _: &str, _: i64, _: i64) -> Result<(), NonceError> {
+        Err(NonceError::Unavailable)
+    }
+    fn len(&self) -> usize {
+        0
+    }
+}
+
+#[tokio::test]
+async fn unreachable_nonce_store_refuses_requests() {
+    let s = TestServer::start_with(|b| b.nonce_store(Arc::new(BrokenNonces))).await;
+    let e = envelope(
+        "client-001",
+        CLIENT_SECRET,
+        "batch_sum",
+        json!({"numbers": [1]}),
+    );
+    assert_error(
+        &s.send(&e).await,
+        503,
+        ErrorCode::StoreUnavailable,
+        &e.request_id,
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn health_and_well_known() {
+    let s = TestServer::start().await;
+    let r = s
+        .http
+        .get(format!("{}/healthz", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = s
+        .http
+        .get(format!("{}/.well-known/lacre.json", s.base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc["server_id"], SERVER_ID);
+    assert_eq!(doc["algorithm"], "hmac-sha256");
+    assert_eq!(
+        doc["fingerprint"],
+        SigningKey::hmac(SERVER_SECRET)
+            .unwrap()
+            .fingerprint()
+            .as_str()
+    );
+    assert!(doc.get("public_key_hex").is_none());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limited_clients_get_429_with_a_hint() {
+    let s = TestServer::start_with(|b| {
+        b.rate_limit(
+            "client-002",
+            lacre_server::Rate {
+                per_second: 0.2,
+                burst: 2.0,
+            },
+        )
+    })
+    .await;
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        let e = envelope(
+            "client-002",
+            OTHER_SECRET,
+            "batch_sum",
+            json!({"numbers": [1]}),
+        );
+        let resp = s.http.post(&s.url).body(e.to_json()).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let reply = (status, check_signed(&resp.bytes().await.unwrap()));
+        if status == 429 {
+            assert_error(&reply, 429, ErrorCode::RateLimited, &e.request_id);
+            // A token every 5 s, rounded up to whole seconds (4 if the
+            // machine took over a second between the requests).
+            assert!(
+                matches!(retry_after.as_deref(), Some("5") | Some("4")),
+                "{retry_after:?}"
+            );
+            assert!(reply.1.error.as_deref().unwrap().contains("retry after"));
+        }
+        codes.push(status);
+    }
+    assert_eq!(codes, vec![200, 200, 429]);
+    // Other clients are not limited.
+    assert_eq!(s.call("batch_sum", json!({"numbers": [1]})).await.0, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn requests_beyond_the_in_flight_limit_are_overloaded() {
+    let s = TestServer::start_with(|b| b.max_in_flight(1)).await;
+    let (_, resp) = s.call("start_long_task", json!({"seconds": 3})).await;
+    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+    // Let the job start, so the long poll below waits for its next change (~1 s).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A long poll holds the only slot...
+    let holder = {
+        let env = envelope(
+            "client-001",
+            CLIENT_SECRET,
+            "poll_job",
+            json!({"job_id": job_id, "wait_ms": 1500}),
+        );
+        let http = s.http.clone();
+        let url = s.url.clone();
+        tokio::spawn(async move {
+            http.post(&url)
+                .body(env.to_json())
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ...so this one is refused at once, not queued.
+    // (A queued request would have waited for the slot and answered 200.)
+    let reply = s.call("batch_sum", json!({"numbers": [1]})).await;
+    assert_error(&reply, 503, ErrorCode::Overloaded, "");
+    assert_eq!(holder.await.unwrap(), 200);
+    // The slot is free again.
+    assert_eq!(s.call("batch_sum", json!({"numbers": [1]})).await.0, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn long_task_payload_comes_back_exactly() {
+    let s = TestServer::start().await;
+    // Canonical (sorted) already, so the comparison below is on exact bytes.
+    let payload = r#"{"big":123456789012345678901234567890,"f":0.1,"neg":-18446744073709551616,"s":"\u00e9\ud83d\ude00"}"#;
+    let mut env = envelope(
+        "client-001",
+        CLIENT_SECRET,
+        "start_long_task",
+        json!({"seconds": 1}),
+    );
+    env.args.insert(
+        "payload".into(),
+        lacre_proto::parse(payload.as_bytes(), Default::default()).unwrap(),
+    );
+    env.sign(&SigningKey::hmac(CLIENT_SECRET).unwrap());
+    let (_, resp) = s.send(&env).await;
+    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let done = loop {
+        let (_, resp) = s
+            .call("poll_job", json!({"job_id": job_id, "wait_ms": 2000}))
+            .await;
+        if resp.status == Status::Done {
+            break resp;
+        }
+        assert!(Instant::now() < deadline);
+    };
+    let result = lacre_proto::canonical(&lacre_proto::Value::Object(done.result.unwrap()));
+    assert_eq!(String::from_utf8(result).unwrap(), payload);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn restricted_clients_cannot_probe_for_tools() {
+    let s = TestServer::start().await;
+    // client-002 may call batch_sum only (and the system tools): a tool that
+    // does not exist and one that exists look the same to it.
+    for tool in ["no_such_tool", "start_long_task", "fail_now"] {
+        let e = envelope("client-002", OTHER_SECRET, tool, json!({}));
+        assert_error(
+            &s.send(&e).await,
+            403,
+            ErrorCode::ForbiddenTool,
+            &e.request_id,
+        );
+    }
+    // The system tools stay available to it.
+    let e = envelope("client-002", OTHER_SECRET, "list_jobs", json!({}));
+    assert_eq!(s.send(&e).await.0, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn slow_clients_are_disconnected_and_others_still_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start().await; // header and body timeouts: 600 ms
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    // Slowloris: headers trickled one byte at a time, never finished.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = Instant::now();
+    let closed = async {
+        for b in b"POST /mcp HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter().cycle() {
+            if slow.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut buf = [0u8; 1];
+            if let Ok(Ok(0)) =
+                tokio::time::timeout(Duration::from_millis(1), slow.read(&mut buf)).await
+            {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("the slow client was never disconnected");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "closed too early: {:?}",
+        started.elapsed()
+    );
+    // A connection that sends headers and then trickles its body gets a
+    // signed refusal instead of holding the server.
+    let mut body_slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    body_slow
+        .write_all(b"POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), body_slow.read_to_end(&mut reply))
+        .await
+        .expect("no reply to a slow body")
+        .ok();
+    let text = String::from_utf8_lossy(&reply);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let resp = check_signed(body.as_bytes());
+    assert_eq!(
+        ErrorCode::split_error_text(resp.error.as_deref().unwrap()).0,
+        ErrorCode::BadEnvelope
+    );
+    // The server still answers.
+    assert_eq!(s.call("batch_sum", json!({"numbers": [1]})).await.0, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_tool_and_outcome() {
+    let s = TestServer::start().await;
+    assert_eq!(s.call("batch_sum", json!({"numbers": [1]})).await.0, 200);
+    let e = envelope(
+        "client-001",
+        b"wrong-secret",
+        "batch_sum",
+        json!({"numbers": [1]}),
+    );
+    assert_eq!(s.send(&e).await.0, 401);
+    let _ = s.call("start_long_task", json!({"seconds": 1})).await;
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"lacre_requests_total{tool="batch_sum",outcome="ok"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"lacre_requests_total{tool="-",outcome="bad_signature"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"lacre_verification_failures_total{reason="bad_signature"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"lacre_request_duration_seconds_count 3"#),
+        "{text}"
+    );
+    assert!(text.contains("lacre_jobs{state="), "{text}");
+    assert!(text.contains("lacre_nonces 2"), "{text}");
+    s.stop().await;
+}

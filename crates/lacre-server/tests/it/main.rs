@@ -1,0 +1,12 @@
+//! Integration tests of lacre-server, in one binary: real HTTP on
+//! 127.0.0.1:0 and the stdio transport over in-memory pipes.
+
+// Test helpers outside #[test] functions may panic freely.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod hostile;
+mod http_e2e;
+mod stdio;
+mod store_contract;
+mod support;
+mod worker;

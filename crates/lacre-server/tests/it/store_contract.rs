@@ -1,0 +1,389 @@
+//! The store contract: the same suite against the memory, SQLite and
+//! PostgreSQL stores. PostgreSQL tests each get their own schema; without a
+//! reachable PostgreSQL they are skipped with a message (and fail in CI).
+
+use lacre_proto::{Map, NonceError, Value};
+use lacre_server::jobs::{CreateOutcome, JobOutcome, JobState, LeaseStatus, NewJob};
+use lacre_server::store::{self, Stores};
+use std::time::Duration;
+
+pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A PostgreSQL URL in a fresh schema, or `None` (skip) when PostgreSQL is
+/// not reachable outside CI.
+pub async fn pg_url(test: &str) -> Option<String> {
+    let reachable = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::net::TcpStream::connect("127.0.0.1:5432"),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    if !reachable {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{test}: PostgreSQL is required in CI but 127.0.0.1:5432 is not reachable"
+        );
+        eprintln!("SKIPPED {test}: PostgreSQL not reachable on 127.0.0.1:5432");
+        return None;
+    }
+    let schema = format!(
+        "lacre_t_{}_{}",
+        std::process::id(),
+        crate::support::unique("s").replace('-', "_")
+    );
+    Some(format!("{PG_URL}?schema={schema}"))
+}
+
+/// Drops a test schema (and everything in it).
+pub async fn drop_schema(url: &str) {
+    let Some((_, schema)) = url.split_once("?schema=") else {
+        return;
+    };
+    if let Ok(pool) = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(PG_URL)
+        .await
+    {
+        let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .execute(&pool)
+            .await;
+    }
+}
+
+pub fn sqlite_url(test: &str) -> (String, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("lacre-{}-{}", test, crate::support::unique("db")));
+    std::fs::create_dir_all(&dir).unwrap();
+    (format!("sqlite://{}", dir.join("lacre.db").display()), dir)
+}
+
+fn args(n: i64) -> Map {
+    let mut m = Map::new();
+    m.insert("n".into(), Value::from(n));
+    m
+}
+
+fn new_job(id: &str, client: &str, request: &str, hash: &str, now: i64) -> NewJob {
+    NewJob {
+        id: id.into(),
+        client_id: client.into(),
+        request_id: request.into(),
+        request_hash: hash.into(),
+        tool: "t".into(),
+        args: args(1),
+        now_ms: now,
+        idempotency_ttl_ms: 1_000,
+    }
+}
+
+/// The whole contract, against one store.
+async fn contract(stores: Stores) {
+    let s = &stores.jobs;
+    let mut changes = s.changes();
+    changes.borrow_and_update();
+
+    // create, get, idempotency
+    let a = match s
+        .create(new_job("job-a", "c1", "r1", "h1", 1_000))
+        .await
+        .unwrap()
+    {
+        CreateOutcome::Created(j) => j,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(a.state, JobState::Queued);
+    assert_eq!(a.args, args(1));
+    assert!(
+        changes.has_changed().unwrap(),
+        "create must signal a change"
+    );
+    match s
+        .create(new_job("job-a2", "c1", "r1", "h1", 1_001))
+        .await
+        .unwrap()
+    {
+        CreateOutcome::Existing(j) => assert_eq!(j.id, "job-a"),
+        other => panic!("retry must return the same job: {other:?}"),
+    }
+    assert_eq!(
+        s.create(new_job("job-a3", "c1", "r1", "other-hash", 1_002))
+            .await
+            .unwrap(),
+        CreateOutcome::Conflict
+    );
+    // The same request id from another client is independent.
+    assert!(matches!(
+        s.create(new_job("job-b", "c2", "r1", "h1", 1_003))
+            .await
+            .unwrap(),
+        CreateOutcome::Created(_)
+    ));
+    assert_eq!(s.get("job-a").await.unwrap().unwrap().id, "job-a");
+    assert!(s.get("nope").await.unwrap().is_none());
+
+    // claim takes the oldest queued job, with a fence
+    let c1 = s.claim(2_000, 10_000).await.unwrap().unwrap();
+    assert_eq!(c1.job.id, "job-a");
+    assert_eq!(c1.job.state, JobState::Running);
+    assert_eq!(c1.job.attempt, 1);
+    let c2 = s.claim(2_000, 10_000).await.unwrap().unwrap();
+    assert_eq!(c2.job.id, "job-b");
+    assert!(s.claim(2_000, 10_000).await.unwrap().is_none());
+
+    // heartbeat with progress moves the version; a wrong fence has lost the job
+    let v0 = s.get("job-a").await.unwrap().unwrap().version;
+    assert_eq!(
+        s.heartbeat(
+            "job-a",
+            c1.fence,
+            2_100,
+            10_000,
+            Some((0.5, Some("half".into())))
+        )
+        .await
+        .unwrap(),
+        LeaseStatus::Held
+    );
+    let j = s.get("job-a").await.unwrap().unwrap();
+    assert!(j.version > v0);
+    assert_eq!(j.progress, Some(0.5));
+    assert_eq!(j.message.as_deref(), Some("half"));
+    assert_eq!(
+        s.heartbeat("job-a", c1.fence + 7, 2_100, 10_000, None)
+            .await
+            .unwrap(),
+        LeaseStatus::Lost
+    );
+
+    // finish: only the current fence counts, and only once
+    assert!(!s
+        .finish("job-a", c1.fence + 7, JobOutcome::Done(args(2)), 2_200)
+        .await
+        .unwrap());
+    assert!(s
+        .finish("job-a", c1.fence, JobOutcome::Done(args(2)), 2_200)
+        .await
+        .unwrap());
+    assert!(!s
+        .finish("job-a", c1.fence, JobOutcome::Failed("late".into()), 2_300)
+        .await
+        .unwrap());
+    let done = s.get("job-a").await.unwrap().unwrap();
+    assert_eq!(done.state, JobState::Done);
+    assert_eq!(done.result, Some(args(2)));
+    assert_eq!(done.finished_ms, Some(2_200));
+
+    // cancel: only by the owner; the running worker learns it at its heartbeat
+    assert!(s.cancel("job-b", "c1", 2_400).await.unwrap().is_none());
+    assert_eq!(
+        s.cancel("job-b", "c2", 2_400).await.unwrap().unwrap().state,
+        JobState::Cancelled
+    );
+    assert_eq!(
+        s.heartbeat("job-b", c2.fence, 2_500, 10_000, None)
+            .await
+            .unwrap(),
+        LeaseStatus::Cancelled
+    );
+    assert!(!s
+        .finish("job-b", c2.fence, JobOutcome::Done(args(3)), 2_600)
+        .await
+        .unwrap());
+    // Cancelling a finished job changes nothing.
+    assert_eq!(
+        s.cancel("job-a", "c1", 2_700).await.unwrap().unwrap().state,
+        JobState::Done
+    );
+
+    // a queued job that is cancelled is never claimed
+    s.create(new_job("job-c", "c1", "r3", "h3", 3_000))
+        .await
+        .unwrap();
+    s.cancel("job-c", "c1", 3_001).await.unwrap();
+    assert!(s.claim(3_002, 10_000).await.unwrap().is_none());
+
+    // lease expiry: the rescuer re-queues, the new claim fences out the old
+    s.create(new_job("job-d", "c1", "r4", "h4", 4_000))
+        .await
+        .unwrap();
+    let d1 = s.claim(4_000, 100).await.unwrap().unwrap();
+    assert_eq!(s.rescue(4_050, 3).await.unwrap(), 0, "lease still valid");
+    assert_eq!(s.rescue(4_200, 3).await.unwrap(), 1);
+    assert_eq!(
+        s.get("job-d").await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+    assert!(
+        s.claim(4_200, 100).await.unwrap().is_none(),
+        "re-queued with a backoff"
+    );
+    let d2 = s.claim(60_000, 100).await.unwrap().unwrap();
+    assert_eq!(d2.job.id, "job-d");
+    assert_eq!(d2.job.attempt, 2);
+    assert!(d2.fence > d1.fence);
+    assert!(!s
+        .finish("job-d", d1.fence, JobOutcome::Done(args(9)), 60_001)
+        .await
+        .unwrap());
+    assert_eq!(
+        s.heartbeat("job-d", d1.fence, 60_001, 100, None)
+            .await
+            .unwrap(),
+        LeaseStatus::Lost
+    );
+    // after the last attempt the job fails
+    assert_eq!(s.rescue(60_500, 2).await.unwrap(), 1);
+    let failed = s.get("job-d").await.unwrap().unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    assert!(failed.error.unwrap().contains("2 attempts"));
+
+    // list: newest first, by state, per client
+    let mine = s.list("c1", None, 10).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        ["job-d", "job-c", "job-a"]
+    );
+    let done_only = s.list("c1", Some(JobState::Done), 10).await.unwrap();
+    assert_eq!(done_only.len(), 1);
+    assert_eq!(s.list("c1", None, 1).await.unwrap().len(), 1);
+    assert_eq!(s.list("c2", None, 10).await.unwrap().len(), 1);
+
+    // prune: finished jobs past retention (a, b, c finished before 50 000;
+    // d at 60 500 stays) and expired idempotency records
+    let stats = s.prune(100_000, 50_000).await.unwrap();
+    assert_eq!(stats.jobs, 3, "{stats:?}");
+    assert_eq!(stats.idempotency, 4, "{stats:?}");
+    assert!(s.get("job-a").await.unwrap().is_none());
+    assert!(s.get("job-d").await.unwrap().is_some());
+    // With its record pruned, the request id can start a new job.
+    assert!(matches!(
+        s.create(new_job("job-e", "c1", "r1", "h-new", 100_001))
+            .await
+            .unwrap(),
+        CreateOutcome::Created(_)
+    ));
+
+    // nonces
+    let n = &stores.nonces;
+    assert_eq!(n.check_and_record("c1", "n1", 10_000, 1_000).await, Ok(()));
+    assert_eq!(
+        n.check_and_record("c1", "n1", 10_000, 2_000).await,
+        Err(NonceError::Replayed)
+    );
+    assert_eq!(n.check_and_record("c2", "n1", 10_000, 2_000).await, Ok(()));
+    // Once expired, the pair may be used again (its envelope is stale by then).
+    assert_eq!(n.check_and_record("c1", "n1", 30_000, 20_000).await, Ok(()));
+    if stores.kind != store::StoreKind::Memory {
+        let stats = s.prune(40_000, 1_000_000).await.unwrap();
+        assert_eq!(stats.nonces, 2, "{stats:?}");
+    }
+}
+
+/// A nonce recorded through one store object is refused through another on
+/// the same database: the refusal comes from the database itself, not from
+/// the in-memory front set of the first.
+async fn replays_are_refused_by_the_database(url: &str) {
+    let a = store::open(url).await.unwrap();
+    let b = store::open(url).await.unwrap();
+    assert_eq!(
+        a.nonces
+            .check_and_record("c9", "shared", 50_000, 1_000)
+            .await,
+        Ok(())
+    );
+    assert_eq!(
+        b.nonces
+            .check_and_record("c9", "shared", 50_000, 2_000)
+            .await,
+        Err(NonceError::Replayed)
+    );
+    // Expired records may be reused, through the database too.
+    assert_eq!(
+        b.nonces
+            .check_and_record("c9", "shared", 90_000, 60_000)
+            .await,
+        Ok(())
+    );
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_contract() {
+    contract(store::open("memory").await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_keeps_the_contract() {
+    let (url, dir) = sqlite_url("contract");
+    contract(store::open(&url).await.unwrap()).await;
+    // Reopening the file sees the same state: it is durable.
+    let again = store::open(&url).await.unwrap();
+    assert_eq!(
+        again.jobs.get("job-e").await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+    replays_are_refused_by_the_database(&url).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn postgres_store_keeps_the_contract() {
+    let Some(url) = pg_url("postgres_store_keeps_the_contract").await else {
+        return;
+    };
+    contract(store::open(&url).await.unwrap()).await;
+    replays_are_refused_by_the_database(&url).await;
+    drop_schema(&url).await;
+}
+
+#[tokio::test]
+async fn postgres_replicas_share_state_and_wake_each_other() {
+    let Some(url) = pg_url("postgres_replicas_share_state_and_wake_each_other").await else {
+        return;
+    };
+    let a = store::open(&url).await.unwrap();
+    let b = store::open(&url).await.unwrap();
+    let mut b_changes = b.jobs.changes();
+    b_changes.borrow_and_update();
+    a.jobs.create(new_job("x", "c", "r", "h", 1)).await.unwrap();
+    // B hears about A's change through LISTEN/NOTIFY.
+    tokio::time::timeout(Duration::from_secs(5), b_changes.changed())
+        .await
+        .expect("no notification from the other replica")
+        .unwrap();
+    assert!(b.jobs.get("x").await.unwrap().is_some());
+    // A nonce recorded through A is a replay through B.
+    assert_eq!(a.nonces.check_and_record("c", "n", 1_000, 1).await, Ok(()));
+    assert_eq!(
+        b.nonces.check_and_record("c", "n", 1_000, 2).await,
+        Err(NonceError::Replayed)
+    );
+    // Concurrent claims never hand one job to two replicas.
+    for i in 0..20 {
+        a.jobs
+            .create(new_job(&format!("j{i}"), "c", &format!("r{i}"), "h", 10))
+            .await
+            .unwrap();
+    }
+    let (ra, rb) = tokio::join!(
+        async {
+            let mut got = Vec::new();
+            while let Some(c) = a.jobs.claim(100, 10_000).await.unwrap() {
+                got.push(c.job.id);
+            }
+            got
+        },
+        async {
+            let mut got = Vec::new();
+            while let Some(c) = b.jobs.claim(100, 10_000).await.unwrap() {
+                got.push(c.job.id);
+            }
+            got
+        }
+    );
+    let mut all: Vec<String> = ra.into_iter().chain(rb).collect();
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), n, "a job was claimed twice");
+    assert_eq!(n, 21, "x plus 20 jobs");
+    drop_schema(&url).await;
+}

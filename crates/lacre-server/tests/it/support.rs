@@ -1,0 +1,225 @@
+//! A server on 127.0.0.1:0 and helpers to send raw, hand-made envelopes.
+
+use lacre_proto::{Envelope, ErrorCode, Map, ParseLimits, Response, SigningKey, Status, Value};
+use lacre_server::{Server, ToolArgs, ToolError, ToolFilter, WorkerConfig, Workers};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+pub const SERVER_ID: &str = "mcp-server-001";
+pub const SERVER_SECRET: &[u8] = b"server_secret_key_123";
+pub const CLIENT_SECRET: &[u8] = b"client_secret_key_456";
+pub const OTHER_SECRET: &[u8] = b"other_secret_789";
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailIn {
+    pub message: String,
+}
+impl ToolArgs for FailIn {}
+
+#[derive(Serialize)]
+pub struct Never {}
+
+pub struct TestServer {
+    pub url: String,
+    pub base: String,
+    pub server: Server,
+    pub http: reqwest::Client,
+    workers: Option<Workers>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|b| b).await
+    }
+
+    pub async fn start_with(
+        customize: impl FnOnce(lacre_server::ServerBuilder) -> lacre_server::ServerBuilder,
+    ) -> TestServer {
+        Self::start_with_http(customize, |_| {}).await
+    }
+
+    /// Like [`TestServer::start_with`], and lets the caller change the HTTP
+    /// limits (body limit 64 KiB, header and body timeouts 600 ms by default).
+    pub async fn start_with_http(
+        customize: impl FnOnce(lacre_server::ServerBuilder) -> lacre_server::ServerBuilder,
+        http: impl FnOnce(&mut lacre_server::http::HttpConfig),
+    ) -> TestServer {
+        let builder = Server::builder(SERVER_ID, SigningKey::hmac(SERVER_SECRET).unwrap())
+            .client(
+                "client-001",
+                vec![SigningKey::hmac(CLIENT_SECRET).unwrap().verifying_key()],
+                ToolFilter::All,
+            )
+            .unwrap()
+            .client(
+                "client-002",
+                vec![SigningKey::hmac(OTHER_SECRET).unwrap().verifying_key()],
+                ToolFilter::from_list(&[
+                    "batch_sum",
+                    "poll_job",
+                    "cancel_job",
+                    "list_jobs",
+                    "server_identity",
+                ]),
+            )
+            .unwrap()
+            .tools(|reg| {
+                reg.immediate("fail_now", "Always fails.", |a: FailIn, _| async move {
+                    Err::<Never, _>(ToolError::failed(a.message))
+                });
+                reg.long_running(
+                    "fail_later",
+                    "A job that fails.",
+                    |a: FailIn, _| async move { Err::<Never, _>(ToolError::failed(a.message)) },
+                );
+            });
+        let server = customize(builder).build();
+        let workers = server.start_workers(WorkerConfig {
+            concurrency: 4,
+            heartbeat_ms: 100,
+            ..WorkerConfig::default()
+        });
+        let (listener, addr) = lacre_server::http::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let mut config = lacre_server::http::HttpConfig {
+            body_limit: 64 * 1024,
+            header_timeout: Duration::from_millis(600),
+            body_timeout: Duration::from_millis(600),
+            ..lacre_server::http::HttpConfig::default()
+        };
+        http(&mut config);
+        tokio::spawn(lacre_server::http::serve_with(
+            listener,
+            server.clone(),
+            config,
+            async {
+                let _ = rx.await;
+            },
+        ));
+        TestServer {
+            url: format!("http://{addr}/mcp"),
+            base: format!("http://{addr}"),
+            server,
+            http: reqwest::Client::new(),
+            workers: Some(workers),
+            stop: Some(tx),
+        }
+    }
+
+    /// Posts raw bytes; returns the HTTP status and the reply, after
+    /// checking that it is a well-formed response signed by the server.
+    pub async fn post_raw(&self, body: impl Into<Vec<u8>>) -> (u16, Response) {
+        let resp = self
+            .http
+            .post(&self.url)
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(ct.as_deref(), Some("application/json"));
+        let bytes = resp.bytes().await.unwrap();
+        (status, check_signed(&bytes))
+    }
+
+    pub async fn send(&self, env: &Envelope) -> (u16, Response) {
+        self.post_raw(env.to_json()).await
+    }
+
+    pub async fn call(&self, tool: &str, args: serde_json::Value) -> (u16, Response) {
+        self.send(&envelope("client-001", CLIENT_SECRET, tool, args))
+            .await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(w) = self.workers.take() {
+            w.shutdown(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Parses a reply and checks its signature with the server's key.
+pub fn check_signed(bytes: &[u8]) -> Response {
+    let resp = Response::parse(bytes, ParseLimits::default())
+        .unwrap_or_else(|e| panic!("not a response ({e}): {}", String::from_utf8_lossy(bytes)));
+    let key = SigningKey::hmac(SERVER_SECRET).unwrap().verifying_key();
+    key.verify_hex(&resp.signing_bytes(), &resp.signature)
+        .unwrap_or_else(|e| {
+            panic!(
+                "reply signature does not verify ({e}): {}",
+                String::from_utf8_lossy(bytes)
+            )
+        });
+    assert_eq!(resp.server_id, SERVER_ID);
+    resp
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{}-{n}", now_ms())
+}
+
+pub fn args_map(args: serde_json::Value) -> Map {
+    match Value::from_serde(args) {
+        Value::Object(m) => m,
+        other => panic!("args must be an object, got {other:?}"),
+    }
+}
+
+/// A signed envelope with a fresh request_id and nonce.
+pub fn envelope(client_id: &str, secret: &[u8], tool: &str, args: serde_json::Value) -> Envelope {
+    let mut env = Envelope {
+        request_id: unique("req"),
+        ts_ms: now_ms(),
+        client_id: client_id.into(),
+        server_id: SERVER_ID.into(),
+        tool: tool.into(),
+        args: args_map(args),
+        nonce: unique("nonce"),
+        signature: String::new(),
+    };
+    env.sign(&SigningKey::hmac(secret).unwrap());
+    env
+}
+
+/// Asserts an error reply: HTTP status, ok false, status error, code, request_id.
+#[track_caller]
+pub fn assert_error(reply: &(u16, Response), http: u16, code: ErrorCode, request_id: &str) {
+    let (status, resp) = reply;
+    assert_eq!(*status, http, "HTTP status for {code}: {resp:?}");
+    assert!(!resp.ok);
+    assert_eq!(resp.status, Status::Error);
+    let text = resp.error.as_deref().unwrap_or_default();
+    assert_eq!(
+        ErrorCode::split_error_text(text).0,
+        code,
+        "error text {text:?}"
+    );
+    assert_eq!(resp.request_id, request_id);
+    assert!(resp.result.is_none());
+}
+
+pub fn result_json(resp: &Response) -> serde_json::Value {
+    Value::Object(resp.result.clone().unwrap_or_default()).to_serde()
+}

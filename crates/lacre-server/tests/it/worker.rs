@@ -1,0 +1,126 @@
+//! The worker pool against a store that counts what it is asked.
+
+use lacre_proto::Map;
+use lacre_server::error::StoreError;
+use lacre_server::jobs::{
+    Claim, CreateOutcome, JobOutcome, JobRecord, JobState, JobStore, LeaseStatus, MemoryJobStore,
+    NewJob, PruneStats, WorkerConfig,
+};
+use lacre_server::{Registry, ToolArgs, ToolError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A memory store that counts heartbeats.
+#[derive(Default)]
+struct Counting {
+    inner: MemoryJobStore,
+    heartbeats: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl JobStore for Counting {
+    async fn create(&self, job: NewJob) -> Result<CreateOutcome, StoreError> {
+        self.inner.create(job).await
+    }
+    async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn list(
+        &self,
+        c: &str,
+        s: Option<JobState>,
+        l: usize,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        self.inner.list(c, s, l).await
+    }
+    async fn list_all(&self, s: Option<JobState>, l: usize) -> Result<Vec<JobRecord>, StoreError> {
+        self.inner.list_all(s, l).await
+    }
+    async fn claim(&self, now: i64, lease: i64) -> Result<Option<Claim>, StoreError> {
+        self.inner.claim(now, lease).await
+    }
+    async fn heartbeat(
+        &self,
+        id: &str,
+        fence: u64,
+        now: i64,
+        lease: i64,
+        progress: Option<(f64, Option<String>)>,
+    ) -> Result<LeaseStatus, StoreError> {
+        self.heartbeats.fetch_add(1, Ordering::Relaxed);
+        self.inner.heartbeat(id, fence, now, lease, progress).await
+    }
+    async fn finish(
+        &self,
+        id: &str,
+        fence: u64,
+        outcome: JobOutcome,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner.finish(id, fence, outcome, now).await
+    }
+    async fn cancel(&self, id: &str, c: &str, now: i64) -> Result<Option<JobRecord>, StoreError> {
+        self.inner.cancel(id, c, now).await
+    }
+    async fn rescue(&self, now: i64, max: u32) -> Result<u64, StoreError> {
+        self.inner.rescue(now, max).await
+    }
+    async fn prune(&self, now: i64, retention: i64) -> Result<PruneStats, StoreError> {
+        self.inner.prune(now, retention).await
+    }
+    async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        self.inner.count_by_state().await
+    }
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes()
+    }
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct SleepIn {}
+impl ToolArgs for SleepIn {}
+
+#[tokio::test]
+async fn a_handler_that_drops_its_context_does_not_spin_the_worker() {
+    let store = Arc::new(Counting::default());
+    let mut reg = Registry::new();
+    // `_ctx` is dropped as soon as the future is built.
+    reg.long_running("sleepy", "sleeps", |_a: SleepIn, _ctx| async move {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        Ok::<_, ToolError>(Map::new())
+    });
+    let workers = lacre_server::Workers::spawn(
+        WorkerConfig {
+            concurrency: 1,
+            heartbeat_ms: 200,
+            ..WorkerConfig::default()
+        },
+        store.clone(),
+        Arc::new(reg),
+        Arc::new(lacre_server::SystemClock),
+    );
+    store
+        .create(NewJob {
+            id: "j".into(),
+            client_id: "c".into(),
+            request_id: "r".into(),
+            request_hash: "h".into(),
+            tool: "sleepy".into(),
+            args: Map::new(),
+            now_ms: 0,
+            idempotency_ttl_ms: 1000,
+        })
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store.get("j").await.unwrap().unwrap().state != JobState::Done {
+        assert!(tokio::time::Instant::now() < deadline, "job never finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // 600 ms at one heartbeat every 200 ms: a handful, not thousands.
+    let n = store.heartbeats.load(Ordering::Relaxed);
+    assert!(n <= 6, "{n} heartbeats for a 600 ms job");
+    workers.shutdown(Duration::from_secs(1)).await;
+}

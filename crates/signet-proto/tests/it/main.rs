@@ -1,7 +1,0 @@
-//! Integration tests of signet-proto, in one binary.
-
-// Test helpers outside #[test] functions may panic freely.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-
-mod cpython_property;
-mod vectors;
