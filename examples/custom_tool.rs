@@ -116,7 +116,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let result = client
         .wait(&job, |p| {
-            println!("  progress {:?} {:?}", p.fraction, p.message)
+            println!("  progress {:?} {:?}", p.progress, p.message)
         })
         .await?;
     println!(

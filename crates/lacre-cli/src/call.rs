@@ -1,14 +1,12 @@
 //! `lacre call`, `lacre job`, `lacre jobs`, `lacre tools`.
-// Indexing here is on `serde_json::Value` by string key, which yields
-// `Null` for a missing key and never panics.
-#![allow(clippy::indexing_slicing)]
 
 use crate::output::{print_json, report, ProgressView};
 use crate::profile::ClientArgs;
 use crate::ExitCode;
 use anyhow::Result;
-use lacre_client::{Client, ClientError, JobHandle, JobStatus};
-use lacre_proto::{json, Map, ParseLimits, Value};
+use lacre_client::{Client, ClientError, JobHandle, JobState, JobView};
+use lacre_proto::builtin::{decode_result, encode_result, Accepted, JobList};
+use lacre_proto::{json, Map, ParseLimits, Status, Value};
 use std::io::IsTerminal;
 
 fn parse_args(text: Option<&str>) -> Result<Map, String> {
@@ -52,17 +50,15 @@ pub async fn call(
             return Ok(report(&e));
         }
     };
-    let job_id = reply
-        .response
-        .result
-        .as_ref()
-        .and_then(|r| r.get("job_id"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    if wait && reply.response.status == lacre_proto::Status::Accepted {
-        if let Some(id) = job_id {
-            return wait_job(&client, &JobHandle { id }).await;
-        }
+    if wait && reply.response.status == Status::Accepted {
+        let accepted: Accepted = decode_result("accepted reply", &reply.result())?;
+        return wait_job(
+            &client,
+            &JobHandle {
+                id: accepted.job_id,
+            },
+        )
+        .await;
     }
     if raw {
         println!("{}", String::from_utf8_lossy(&reply.raw));
@@ -117,45 +113,49 @@ pub async fn wait_job(client: &Client, job: &JobHandle) -> Result<ExitCode> {
     }
 }
 
+/// What `lacre job` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JobAction {
+    /// Print the job's state (and result once done).
+    Status,
+    /// Wait for the job, showing progress; print its result.
+    Wait,
+    /// Cancel the job; print its state afterwards.
+    Cancel,
+}
+
+fn print_encoded<T: serde::Serialize>(value: &T) -> Result<ExitCode> {
+    print_json(&encode_result("output", value)?);
+    Ok(ExitCode::Ok)
+}
+
 /// `lacre job status|wait|cancel JOB_ID`.
-pub async fn job(args: &ClientArgs, action: &str, job_id: &str) -> Result<ExitCode> {
+pub async fn job(args: &ClientArgs, action: JobAction, job_id: &str) -> Result<ExitCode> {
     let client = args.client()?;
     let job = JobHandle {
         id: job_id.to_owned(),
     };
     match action {
-        "wait" => wait_job(&client, &job).await,
-        "cancel" => match client.cancel(&job).await {
-            Ok(state) => {
-                let mut m = Map::new();
-                m.insert("job_id".into(), Value::from(job_id));
-                m.insert("state".into(), Value::from(state));
-                print_json(&m);
-                Ok(ExitCode::Ok)
-            }
+        JobAction::Wait => wait_job(&client, &job).await,
+        JobAction::Cancel => match client.cancel(&job).await {
+            Ok(state) => print_encoded(&lacre_proto::builtin::CancelOutcome {
+                job_id: job.id,
+                state,
+            }),
             Err(e) => Ok(report(&e)),
         },
-        _ => match client.poll(&job, None).await {
-            Ok(JobStatus::Done(result)) => {
+        JobAction::Status => match client.poll(&job, None).await {
+            Ok(JobView::Done(result)) => {
                 let mut m = Map::new();
                 m.insert("job_id".into(), Value::from(job_id));
-                m.insert("state".into(), Value::from("done"));
+                m.insert("state".into(), Value::from(JobState::Done.as_str()));
                 m.insert("result".into(), Value::Object(result));
                 print_json(&m);
                 Ok(ExitCode::Ok)
             }
-            Ok(JobStatus::Running(p)) => {
-                let mut m = Map::new();
-                m.insert("job_id".into(), Value::from(job_id));
-                m.insert("state".into(), Value::from(p.state));
-                if let Some(f) = p.fraction.and_then(Value::float) {
-                    m.insert("progress".into(), f);
-                }
-                if let Some(msg) = p.message {
-                    m.insert("message".into(), Value::from(msg));
-                }
-                print_json(&m);
-                Ok(ExitCode::Ok)
+            Ok(JobView::Pending(mut p)) => {
+                p.job_id = job.id;
+                print_encoded(&p)
             }
             Err(e) => Ok(report(&e)),
         },
@@ -163,43 +163,36 @@ pub async fn job(args: &ClientArgs, action: &str, job_id: &str) -> Result<ExitCo
 }
 
 /// `lacre jobs [--state S] [--limit N]`.
-pub async fn jobs(args: &ClientArgs, state: Option<&str>, limit: Option<u64>) -> Result<ExitCode> {
+pub async fn jobs(
+    args: &ClientArgs,
+    state: Option<JobState>,
+    limit: Option<u64>,
+) -> Result<ExitCode> {
     let client = args.client()?;
-    let mut a = serde_json::Map::new();
-    if let Some(s) = state {
-        a.insert("state".into(), s.into());
-    }
-    if let Some(l) = limit {
-        a.insert("limit".into(), l.into());
-    }
-    match client.call("list_jobs", serde_json::Value::Object(a)).await {
-        Ok(reply) => {
+    match client.list_jobs(state, limit).await {
+        Ok(jobs) => {
             if std::io::stdout().is_terminal() {
-                let jobs = reply.result_json()["jobs"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
                 println!(
                     "{:<38} {:<18} {:<10} {:>8}",
                     "JOB", "TOOL", "STATE", "PROGRESS"
                 );
                 for j in jobs {
-                    let progress = j["progress"]
-                        .as_f64()
+                    let progress = j
+                        .progress
                         .map(|p| format!("{:.0}%", p * 100.0))
                         .unwrap_or_default();
                     println!(
                         "{:<38} {:<18} {:<10} {:>8}",
-                        j["job_id"].as_str().unwrap_or(""),
-                        j["tool"].as_str().unwrap_or(""),
-                        j["state"].as_str().unwrap_or(""),
+                        j.job_id,
+                        j.tool,
+                        j.state.as_str(),
                         progress
                     );
                 }
+                Ok(ExitCode::Ok)
             } else {
-                print_json(&reply.result());
+                print_encoded(&JobList { jobs })
             }
-            Ok(ExitCode::Ok)
         }
         Err(e) => Ok(report(&e)),
     }
@@ -208,34 +201,17 @@ pub async fn jobs(args: &ClientArgs, state: Option<&str>, limit: Option<u64>) ->
 /// `lacre tools [--json]`.
 pub async fn tools(args: &ClientArgs, as_json: bool) -> Result<ExitCode> {
     let client = args.client()?;
-    match client.call("server_identity", serde_json::json!({})).await {
-        Ok(reply) => {
-            let result = reply.result_json();
-            let tools = result["capabilities"]["tools"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
+    match client.tools().await {
+        Ok(tools) => {
             if as_json {
                 let mut m = Map::new();
-                m.insert(
-                    "tools".into(),
-                    Value::from_serde(serde_json::Value::Array(tools)),
-                );
+                m.insert("tools".into(), Value::from_serialize(&tools)?);
                 print_json(&m);
             } else {
                 println!("{:<18} {:<5} DESCRIPTION", "TOOL", "KIND");
                 for t in tools {
-                    let kind = if t["long_running"].as_bool() == Some(true) {
-                        "job"
-                    } else {
-                        "call"
-                    };
-                    println!(
-                        "{:<18} {:<5} {}",
-                        t["name"].as_str().unwrap_or(""),
-                        kind,
-                        t["description"].as_str().unwrap_or("")
-                    );
+                    let kind = if t.long_running { "job" } else { "call" };
+                    println!("{:<18} {:<5} {}", t.name, kind, t.description);
                 }
             }
             Ok(ExitCode::Ok)
@@ -245,17 +221,11 @@ pub async fn tools(args: &ClientArgs, as_json: bool) -> Result<ExitCode> {
 }
 
 /// `lacre jobs --store URL`: every client's jobs, read from the store.
-pub async fn jobs_in_store(url: &str, state: Option<&str>, limit: Option<u64>) -> Result<ExitCode> {
-    let state = match state {
-        None => None,
-        Some(s) => match lacre_server::JobState::parse(s) {
-            Some(st) => Some(st),
-            None => {
-                eprintln!("error: --state must be queued, running, done, failed or cancelled");
-                return Ok(ExitCode::Usage);
-            }
-        },
-    };
+pub async fn jobs_in_store(
+    url: &str,
+    state: Option<JobState>,
+    limit: Option<u64>,
+) -> Result<ExitCode> {
     let stores = crate::serve::open_store(url).await?;
     let limit = usize::try_from(limit.unwrap_or(100)).unwrap_or(100);
     let jobs = stores.jobs.list_all(state, limit).await?;

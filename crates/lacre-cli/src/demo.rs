@@ -1,17 +1,15 @@
 //! `lacre demo`: the seed article's `demo()`, made real. A server with
-// Indexing here is on `serde_json::Value` by string key, which yields
-// `Null` for a missing key and never panics.
-#![allow(clippy::indexing_slicing)]
 //! fresh keys on 127.0.0.1 (random port), and over real HTTP:
 //! `server_identity`, `batch_sum [10,20,30]`, a 2-second `start_long_task`
 //! with live progress, and its poll to `done`, every reply verified.
 
 use crate::output::ProgressView;
 use crate::ExitCode;
-use anyhow::{Context, Result};
-use lacre_client::{Client, JobHandle, JobStatus, Reply, ServerTrust};
+use anyhow::Result;
+use lacre_client::{Client, JobHandle, JobView, Reply, ServerTrust};
+use lacre_proto::builtin::{decode_result, Accepted};
 use lacre_proto::SigningKey;
-use lacre_server::config::random_bytes;
+use lacre_server::keys::random_bytes;
 use lacre_server::{Server, ToolFilter, WorkerConfig};
 use std::time::Duration;
 
@@ -30,8 +28,8 @@ fn show(step: &str, reply: &Reply) {
 
 /// Runs the demo.
 pub async fn demo() -> Result<ExitCode> {
-    let server_secret: [u8; 32] = random_bytes().map_err(anyhow::Error::msg)?;
-    let client_secret: [u8; 32] = random_bytes().map_err(anyhow::Error::msg)?;
+    let server_secret: [u8; 32] = random_bytes()?;
+    let client_secret: [u8; 32] = random_bytes()?;
     let server_key = SigningKey::hmac(&server_secret)?;
     let client_key = SigningKey::hmac(&client_secret)?;
     let server = Server::builder("mcp-server-001", server_key.clone())
@@ -77,11 +75,10 @@ pub async fn demo() -> Result<ExitCode> {
         )
         .await?;
     show("3. start_long_task (2 seconds)", &r);
-    let job_id = r.result_json()["job_id"]
-        .as_str()
-        .context("no job_id in reply")?
-        .to_owned();
-    let job = JobHandle { id: job_id };
+    let accepted: Accepted = decode_result("accepted reply", &r.result())?;
+    let job = JobHandle {
+        id: accepted.job_id,
+    };
 
     println!("4. poll_job until done (long polling, progress below)");
     let view = ProgressView::new(&job.id);
@@ -94,17 +91,17 @@ pub async fn demo() -> Result<ExitCode> {
         let reply = client
             .call_map("poll_job", map, Duration::from_secs(5))
             .await?;
-        match JobStatus::from_reply(&reply) {
-            JobStatus::Done(_) => {
+        match JobView::from_response(&reply.response)? {
+            JobView::Done(_) => {
                 view.finish();
                 break reply;
             }
-            JobStatus::Running(p) => {
+            JobView::Pending(p) => {
                 view.update(&p);
                 if !view.is_visible() {
                     println!(
                         "  running: {:>3.0}% {}",
-                        p.fraction.unwrap_or(0.0) * 100.0,
+                        p.progress.unwrap_or(0.0) * 100.0,
                         p.message.unwrap_or_default()
                     );
                 }

@@ -42,14 +42,56 @@ pub enum ExitCode {
 )]
 struct Cli {
     /// Log format on stderr.
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Log level on stderr: error, warn, info (one line per request), debug.
     /// Default: info for `serve`, warn for the other commands.
-    #[arg(long, global = true, value_parser = ["error", "warn", "info", "debug", "trace"])]
-    log_level: Option<String>,
+    #[arg(long, global = true, value_enum)]
+    log_level: Option<LogLevel>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+/// The most detailed log level shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// One line per request.
+    Info,
+    /// Why requests were refused.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    fn level(self) -> tracing::Level {
+        match self {
+            LogLevel::Error => tracing::Level::ERROR,
+            LogLevel::Warn => tracing::Level::WARN,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Debug => tracing::Level::DEBUG,
+            LogLevel::Trace => tracing::Level::TRACE,
+        }
+    }
+}
+
+/// Parses a job state name for clap.
+fn parse_state(s: &str) -> Result<lacre_proto::JobState, String> {
+    lacre_proto::JobState::parse(s)
+        .ok_or_else(|| "must be queued, running, done, failed or cancelled".to_owned())
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,9 +125,9 @@ enum Command {
     },
     /// Inspect, wait for or cancel one job.
     Job {
-        /// status, wait or cancel.
-        #[arg(value_parser = ["status", "wait", "cancel"])]
-        action: String,
+        /// What to do.
+        #[arg(value_enum)]
+        action: call::JobAction,
         /// The job id.
         job_id: String,
         #[command(flatten)]
@@ -93,9 +135,9 @@ enum Command {
     },
     /// List your jobs.
     Jobs {
-        /// Only jobs in this state.
-        #[arg(long)]
-        state: Option<String>,
+        /// Only jobs in this state: queued, running, done, failed, cancelled.
+        #[arg(long, value_parser = parse_state)]
+        state: Option<lacre_proto::JobState>,
         /// At most this many.
         #[arg(long)]
         limit: Option<u64>,
@@ -150,13 +192,13 @@ enum Command {
     },
 }
 
-fn init_logging(format: &str, level: tracing::Level) {
+fn init_logging(format: LogFormat, level: tracing::Level) {
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_max_level(level);
-    let _ = if format == "json" {
+    let _ = if format == LogFormat::Json {
         builder.json().try_init()
     } else {
         builder.try_init()
@@ -180,19 +222,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             action,
             job_id,
             client,
-        } => call::job(&client, &action, &job_id).await,
+        } => call::job(&client, action, &job_id).await,
         Command::Jobs {
             state,
             limit,
             store: Some(url),
             ..
-        } => call::jobs_in_store(&url, state.as_deref(), limit).await,
+        } => call::jobs_in_store(&url, state, limit).await,
         Command::Jobs {
             state,
             limit,
             client,
             ..
-        } => call::jobs(&client, state.as_deref(), limit).await,
+        } => call::jobs(&client, state, limit).await,
         Command::Tools { json, client } => call::tools(&client, json).await,
         Command::Keygen {
             alg,
@@ -212,18 +254,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Serve(_)) {
-        "info"
+        LogLevel::Info
     } else {
-        "warn"
+        LogLevel::Warn
     };
-    let level = match cli.log_level.as_deref().unwrap_or(default_level) {
-        "error" => tracing::Level::ERROR,
-        "warn" => tracing::Level::WARN,
-        "debug" => tracing::Level::DEBUG,
-        "trace" => tracing::Level::TRACE,
-        _ => tracing::Level::INFO,
-    };
-    init_logging(&cli.log_format, level);
+    let level = cli.log_level.unwrap_or(default_level).level();
+    init_logging(cli.log_format, level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

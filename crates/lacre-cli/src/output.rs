@@ -21,15 +21,31 @@ pub fn report_code(err: &ClientError) -> ExitCode {
     match err {
         ClientError::Server { .. } => ExitCode::Server,
         ClientError::Transport(_) | ClientError::Timeout => ExitCode::Transport,
+        ClientError::InvalidUrl { .. } => ExitCode::Usage,
         ClientError::Verification(_) | ClientError::Trust(_) => ExitCode::Verification,
         ClientError::Usage(_) => ExitCode::Usage,
         _ => ExitCode::Rejected,
     }
 }
 
+/// An error and its causes, `: `-separated (as anyhow's `{:#}` prints them).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Reports a client error on stderr and returns its exit code.
 pub fn report(err: &ClientError) -> ExitCode {
-    eprintln!("error: {err}");
+    eprintln!("error: {}", error_chain(err));
     report_code(err)
 }
 
@@ -57,12 +73,16 @@ impl ProgressView {
     }
 
     /// Shows a progress update.
-    pub fn update(&self, p: &lacre_client::Progress) {
+    pub fn update(&self, p: &lacre_client::JobProgress) {
         if let Some(bar) = &self.bar {
-            if let Some(f) = p.fraction {
-                bar.set_position((f * 1000.0).round() as u64);
+            if let Some(f) = p.progress {
+                bar.set_position((f.clamp(0.0, 1.0) * 1000.0).round() as u64);
             }
-            bar.set_message(p.message.clone().unwrap_or_else(|| p.state.clone()));
+            bar.set_message(
+                p.message
+                    .clone()
+                    .unwrap_or_else(|| p.state.as_str().to_owned()),
+            );
         }
     }
 

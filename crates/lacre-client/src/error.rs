@@ -1,23 +1,33 @@
 //! The client's error type.
 
+use lacre_proto::builtin::ShapeError;
 use lacre_proto::{ErrorCode, Response, ResponseError};
 
 /// Why a call did not produce a verified result.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
     /// The client is misconfigured or was misused.
     #[error("{0}")]
     Usage(String),
+    /// The server URL does not parse.
+    #[error("bad url {url:?}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it does not parse.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The server could not be reached, or the connection failed.
     #[error("transport: {0}")]
-    Transport(String),
+    Transport(#[source] TransportError),
     /// The call (with its retries) took longer than the total timeout.
     #[error("timed out")]
     Timeout,
     /// The reply failed verification (forged, tampered, misrouted).
     #[error("reply rejected: {0}")]
-    Verification(ResponseError),
+    Verification(#[source] ResponseError),
     /// The server's key could not be established.
     #[error("cannot trust the server: {0}")]
     Trust(String),
@@ -32,6 +42,37 @@ pub enum ClientError {
         response: Box<Response>,
     },
     /// A verified result that does not have the expected shape.
-    #[error("unexpected result: {0}")]
-    Decode(String),
+    #[error(transparent)]
+    Decode(#[from] ShapeError),
+    /// The operating system's random generator failed: no nonce or
+    /// request id can be made (a fixed one would be replayable).
+    #[error("no randomness available")]
+    Random(#[source] getrandom::Error),
+}
+
+/// Why an HTTP exchange failed before a verified reply was read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// Connecting, sending or reading failed.
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    /// The reply is larger than the client reads.
+    #[error("reply larger than {0} bytes")]
+    TooLarge(usize),
+    /// A 5xx reply whose body is not a lacre response (a proxy's page).
+    #[error("HTTP {status} without a signed reply")]
+    Unsigned {
+        /// The HTTP status.
+        status: u16,
+        /// Why the body is not a response.
+        #[source]
+        source: lacre_proto::EnvelopeError,
+    },
+}
+
+impl From<TransportError> for ClientError {
+    fn from(e: TransportError) -> Self {
+        ClientError::Transport(e)
+    }
 }

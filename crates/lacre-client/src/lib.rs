@@ -19,14 +19,23 @@
 //! let sum = client.call("batch_sum", serde_json::json!({"numbers": [10, 20, 30]})).await?;
 //! assert_eq!(sum.result_json()["total"], 60.0);
 //! let job = client.start("start_long_task", serde_json::json!({"seconds": 2})).await?;
-//! let result = client.wait(&job, |p| println!("{:?} {:?}", p.fraction, p.message)).await?;
+//! let result = client.wait(&job, |p| println!("{:?} {:?}", p.progress, p.message)).await?;
+//! let tools = client.tools().await?;
+//! assert!(tools.iter().any(|t| t.name == "batch_sum"));
 //! # Ok(()) }
 //! ```
 
 mod error;
 
-pub use error::ClientError;
+pub use error::{ClientError, TransportError};
+pub use lacre_proto::builtin::{
+    JobProgress, JobState, JobSummary, JobView, ServerIdentity, ToolInfo,
+};
 
+use lacre_proto::builtin::{
+    decode_result, encode_result, Accepted, CancelJobIn, CancelOutcome, JobList, ListJobsIn,
+    PollJobIn, ServerIdentityIn,
+};
 use lacre_proto::{
     verify_response, Clock, Envelope, ErrorCode, Map, Response, SigningKey, Status, Value,
     VerifyingKey,
@@ -118,12 +127,14 @@ impl ClientBuilder {
         let trust = self.trust.ok_or_else(|| {
             ClientError::Usage("no way to trust the server configured".to_owned())
         })?;
-        let url = reqwest::Url::parse(&self.url)
-            .map_err(|e| ClientError::Usage(format!("bad url {:?}: {e}", self.url)))?;
+        let url = reqwest::Url::parse(&self.url).map_err(|source| ClientError::InvalidUrl {
+            url: self.url.clone(),
+            source: Box::new(source),
+        })?;
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+            .map_err(TransportError::Http)?;
         let server_key = match &trust {
             ServerTrust::Key(k) => Some(k.clone()),
             ServerTrust::Fingerprint(_) => None,
@@ -194,66 +205,14 @@ pub struct JobHandle {
     pub id: String,
 }
 
-/// Progress of a running job.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Progress {
-    /// `queued` or `running`.
-    pub state: String,
-    /// Fraction done, if reported.
-    pub fraction: Option<f64>,
-    /// Message, if reported.
-    pub message: Option<String>,
-}
-
-/// Where a polled job is.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobStatus {
-    /// Still queued or running.
-    Running(Progress),
-    /// Finished; its result.
-    Done(Map),
-}
-
-impl JobStatus {
-    /// Reads a verified `poll_job` reply.
-    pub fn from_reply(reply: &Reply) -> JobStatus {
-        let result = reply.result();
-        if reply.response.status == Status::Done {
-            return JobStatus::Done(result);
-        }
-        JobStatus::Running(Progress {
-            state: result
-                .get("state")
-                .and_then(Value::as_str)
-                .unwrap_or("running")
-                .to_owned(),
-            fraction: match result.get("progress") {
-                Some(Value::Number(lacre_proto::Number::Float(f))) => Some(*f),
-                Some(Value::Number(lacre_proto::Number::Int(i))) => Some(*i as f64),
-                _ => None,
-            },
-            message: result
-                .get("message")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-        })
-    }
-}
-
 /// Largest reply the client reads (a hostile peer must not exhaust memory).
 pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
 
 async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, ClientError> {
     let mut out = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| ClientError::Transport(e.to_string()))?
-    {
+    while let Some(chunk) = resp.chunk().await.map_err(TransportError::Http)? {
         if out.len() + chunk.len() > cap {
-            return Err(ClientError::Transport(format!(
-                "reply larger than {cap} bytes"
-            )));
+            return Err(TransportError::TooLarge(cap).into());
         }
         out.extend_from_slice(&chunk);
     }
@@ -281,12 +240,12 @@ fn wrong_server_error(raw: &[u8]) -> bool {
     })
 }
 
-fn random_uuid() -> String {
+/// A fresh UUIDv4. A failing random generator is an error: a fixed nonce
+/// or request id would be a replayable constant.
+fn random_uuid() -> Result<String, ClientError> {
     let mut b = [0u8; 16];
-    if getrandom::getrandom(&mut b).is_err() {
-        tracing::error!("operating system random generator failed");
-    }
-    lacre_proto::uuid_v4(b)
+    getrandom::getrandom(&mut b).map_err(ClientError::Random)?;
+    Ok(lacre_proto::uuid_v4(b))
 }
 
 fn to_args<A: Serialize>(args: &A) -> Result<Map, ClientError> {
@@ -331,7 +290,12 @@ impl Client {
     }
 
     /// A signed envelope for `tool` with a fresh nonce and timestamp.
-    pub fn envelope(&self, request_id: &str, tool: &str, args: Map) -> Envelope {
+    pub fn envelope(
+        &self,
+        request_id: &str,
+        tool: &str,
+        args: Map,
+    ) -> Result<Envelope, ClientError> {
         let mut env = Envelope {
             request_id: request_id.to_owned(),
             ts_ms: self.inner.clock.now_ms(),
@@ -339,11 +303,11 @@ impl Client {
             server_id: self.inner.server_id.clone(),
             tool: tool.to_owned(),
             args,
-            nonce: random_uuid(),
+            nonce: random_uuid()?,
             signature: String::new(),
         };
         env.sign(&self.inner.key);
-        env
+        Ok(env)
     }
 
     async fn server_key(&self) -> Result<VerifyingKey, ClientError> {
@@ -365,7 +329,7 @@ impl Client {
             .timeout(self.inner.call_timeout)
             .send()
             .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+            .map_err(TransportError::Http)?;
         let body = read_capped(resp, 64 * 1024).await?;
         let doc: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| ClientError::Trust(format!("bad /.well-known/lacre.json: {e}")))?;
@@ -416,7 +380,7 @@ impl Client {
         args: &A,
     ) -> Result<O, ClientError> {
         let reply = self.call_map(tool, to_args(args)?, Duration::ZERO).await?;
-        serde_json::from_value(reply.result_json()).map_err(|e| ClientError::Decode(e.to_string()))
+        Ok(decode_result("result", &reply.result())?)
     }
 
     /// Calls with an argument map; `extra_wait` lengthens the per-attempt
@@ -427,7 +391,7 @@ impl Client {
         args: Map,
         extra_wait: Duration,
     ) -> Result<Reply, ClientError> {
-        let request_id = random_uuid();
+        let request_id = random_uuid()?;
         let attempt = self.call_with_retries(&request_id, tool, args, extra_wait);
         match tokio::time::timeout(self.inner.total_timeout + extra_wait, attempt).await {
             Ok(r) => r,
@@ -447,7 +411,7 @@ impl Client {
         let mut attempt = 0;
         loop {
             // Same request_id every attempt; fresh nonce and timestamp.
-            let env = self.envelope(request_id, tool, args.clone());
+            let env = self.envelope(request_id, tool, args.clone())?;
             match self.send_once(&env, &server_key, extra_wait).await {
                 Err(ClientError::Transport(e)) if attempt < self.inner.retries => {
                     tracing::debug!(error = %e, attempt, "transport failure, retrying");
@@ -476,16 +440,20 @@ impl Client {
             .timeout(self.inner.call_timeout + extra_wait)
             .send()
             .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+            .map_err(TransportError::Http)?;
         let http_status = resp.status();
         let raw = read_capped(resp, MAX_REPLY_BYTES).await?;
         let verified =
             match verify_response(&raw, server_key, &env.request_id, &self.inner.server_id) {
                 Ok(v) => v,
-                Err(lacre_proto::ResponseError::Malformed(e)) if http_status.is_server_error() => {
-                    return Err(ClientError::Transport(format!(
-                        "HTTP {http_status} without a signed reply: {e}"
-                    )))
+                Err(lacre_proto::ResponseError::Malformed(source))
+                    if http_status.is_server_error() =>
+                {
+                    return Err(TransportError::Unsigned {
+                        status: http_status.as_u16(),
+                        source,
+                    }
+                    .into())
                 }
                 // The signature and request_id held (they are checked
                 // first): a signed `wrong_server` error from the server we
@@ -511,8 +479,8 @@ impl Client {
                 Err(lacre_proto::ResponseError::RequestIdMismatch { .. })
                     if unaddressed_refusal(&raw).is_some() =>
                 {
-                    let response = unaddressed_refusal(&raw)
-                        .ok_or_else(|| ClientError::Decode("refusal vanished".to_owned()))?;
+                    let response =
+                        unaddressed_refusal(&raw).ok_or_else(|| unexpected_status("refusal"))?;
                     let text = response.error.clone().unwrap_or_default();
                     let (code, message) = ErrorCode::split_error_text(&text);
                     return Err(ClientError::Server {
@@ -539,34 +507,73 @@ impl Client {
     /// Starts a long-running tool; returns its job.
     pub async fn start<A: Serialize>(&self, tool: &str, args: A) -> Result<JobHandle, ClientError> {
         let reply = self.call(tool, args).await?;
-        let id = reply
-            .response
-            .result
-            .as_ref()
-            .and_then(|r| r.get("job_id"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                ClientError::Decode(format!("tool {tool:?} did not answer with a job_id"))
-            })?;
-        Ok(JobHandle { id: id.to_owned() })
+        let accepted: Accepted = decode_result("accepted reply", &reply.result())?;
+        Ok(JobHandle {
+            id: accepted.job_id,
+        })
+    }
+
+    /// Calls a built-in tool with typed arguments and decodes its result.
+    async fn builtin<A: Serialize, O: serde::de::DeserializeOwned>(
+        &self,
+        tool: &'static str,
+        args: &A,
+        extra_wait: Duration,
+    ) -> Result<(Reply, Option<O>), ClientError> {
+        let args = encode_result("arguments", args)?;
+        let reply = self.call_map(tool, args, extra_wait).await?;
+        let typed = match reply.response.status {
+            Status::Ok => Some(decode_result(tool, &reply.result())?),
+            _ => None,
+        };
+        Ok((reply, typed))
+    }
+
+    /// Who the server is and what this client may call (`server_identity`).
+    pub async fn identity(&self) -> Result<ServerIdentity, ClientError> {
+        let (_, identity) = self
+            .builtin("server_identity", &ServerIdentityIn {}, Duration::ZERO)
+            .await?;
+        identity.ok_or_else(|| unexpected_status("server_identity"))
+    }
+
+    /// The tools this client may call.
+    pub async fn tools(&self) -> Result<Vec<ToolInfo>, ClientError> {
+        Ok(self.identity().await?.capabilities.tools)
+    }
+
+    /// This client's jobs, newest first (`list_jobs`).
+    pub async fn list_jobs(
+        &self,
+        state: Option<JobState>,
+        limit: Option<u64>,
+    ) -> Result<Vec<JobSummary>, ClientError> {
+        let args = ListJobsIn {
+            state: state.map(|s| s.as_str().to_owned()),
+            limit,
+        };
+        let (_, list) = self
+            .builtin::<_, JobList>("list_jobs", &args, Duration::ZERO)
+            .await?;
+        Ok(list.ok_or_else(|| unexpected_status("list_jobs"))?.jobs)
     }
 
     /// Polls a job once; with `wait`, the server holds the reply until the
-    /// job changes (long poll).
+    /// job changes (long poll). A failed or cancelled job is a
+    /// [`ClientError::Server`] with code `job_failed` or `job_cancelled`.
     pub async fn poll(
         &self,
         job: &JobHandle,
         wait: Option<Duration>,
-    ) -> Result<JobStatus, ClientError> {
-        let mut args = Map::new();
-        args.insert("job_id".into(), Value::from(job.id.as_str()));
-        let extra = wait.unwrap_or(Duration::ZERO);
-        if let Some(w) = wait {
-            let ms = i64::try_from(w.as_millis()).unwrap_or(30_000);
-            args.insert("wait_ms".into(), Value::from(ms));
-        }
-        let reply = self.call_map("poll_job", args, extra).await?;
-        Ok(JobStatus::from_reply(&reply))
+    ) -> Result<JobView, ClientError> {
+        let args = PollJobIn {
+            job_id: job.id.clone(),
+            wait_ms: wait.map(|w| u64::try_from(w.as_millis()).unwrap_or(30_000)),
+        };
+        let (reply, _) = self
+            .builtin::<_, serde::de::IgnoredAny>("poll_job", &args, wait.unwrap_or_default())
+            .await?;
+        Ok(JobView::from_response(&reply.response)?)
     }
 
     /// Waits for a job to finish, reporting progress; returns its result.
@@ -575,15 +582,15 @@ impl Client {
     pub async fn wait(
         &self,
         job: &JobHandle,
-        mut on_progress: impl FnMut(&Progress),
+        mut on_progress: impl FnMut(&JobProgress),
     ) -> Result<Map, ClientError> {
         let mut long_poll = true;
         let mut delay = Duration::from_millis(200);
         loop {
             let wait = long_poll.then_some(Duration::from_secs(25));
             match self.poll(job, wait).await {
-                Ok(JobStatus::Done(result)) => return Ok(result),
-                Ok(JobStatus::Running(p)) => {
+                Ok(JobView::Done(result)) => return Ok(result),
+                Ok(JobView::Pending(p)) => {
                     on_progress(&p);
                     if !long_poll {
                         tokio::time::sleep(delay).await;
@@ -603,15 +610,22 @@ impl Client {
     }
 
     /// Cancels a job; returns its state afterwards.
-    pub async fn cancel(&self, job: &JobHandle) -> Result<String, ClientError> {
-        let reply = self
-            .call("cancel_job", serde_json::json!({"job_id": job.id}))
+    pub async fn cancel(&self, job: &JobHandle) -> Result<JobState, ClientError> {
+        let args = CancelJobIn {
+            job_id: job.id.clone(),
+        };
+        let (_, outcome) = self
+            .builtin::<_, CancelOutcome>("cancel_job", &args, Duration::ZERO)
             .await?;
-        Ok(reply
-            .result()
-            .get("state")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown")
-            .to_owned())
+        Ok(outcome
+            .ok_or_else(|| unexpected_status("cancel_job"))?
+            .state)
     }
+}
+
+fn unexpected_status(tool: &'static str) -> ClientError {
+    ClientError::Decode(lacre_proto::builtin::ShapeError {
+        what: tool,
+        reason: "the reply's status is not ok".to_owned(),
+    })
 }

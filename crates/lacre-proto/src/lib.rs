@@ -44,12 +44,14 @@
 //! assert_eq!(verified.tool, "batch_sum");
 //! ```
 
+pub mod builtin;
 pub mod error;
 pub mod json;
 pub mod keys;
 pub mod verify;
 pub mod wire;
 
+pub use builtin::JobState;
 pub use error::{EnvelopeError, ErrorCode, ResponseError, VerifyError};
 pub use json::{canonical, parse, JsonError, JsonErrorKind, Map, Number, ParseLimits, Value};
 pub use keys::{from_hex, to_hex, Algorithm, KeyError, SignatureError, SigningKey, VerifyingKey};

@@ -1,19 +1,11 @@
-//! The seed's tools (`server_identity`, `batch_sum`, `start_long_task`,
-//! `poll_job`) and what a real deployment adds (`cancel_job`, `list_jobs`).
-//! `batch_sum` and `start_long_task` are ordinary registered tools; the job
-//! tools and `server_identity` need the server's state, so the dispatcher
-//! answers them, and only their argument types are registered here.
+//! The seed's demo tools, `batch_sum` and `start_long_task`, and the
+//! benchmark tool `noop_job`: ordinary registered tools. The system tools
+//! (`server_identity` and the job tools) live in [`crate::system`].
 
 use crate::tool::{Registry, ToolArgs, ToolError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-
-/// `server_identity` takes no arguments.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ServerIdentityIn {}
-impl ToolArgs for ServerIdentityIn {}
 
 /// `batch_sum` arguments.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -85,79 +77,9 @@ fn object_only<'de, D: serde::Deserializer<'de>>(
     }
 }
 
-/// Longest long poll.
-pub const MAX_WAIT_MS: u64 = 30_000;
-
-/// `poll_job` arguments.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PollJobIn {
-    /// The job id from the `accepted` reply.
-    pub job_id: String,
-    /// Hold the reply until the job changes or this many ms pass (0 to 30000).
-    #[serde(default)]
-    #[schemars(range(min = 0, max = 30000))]
-    pub wait_ms: Option<u64>,
-}
-impl ToolArgs for PollJobIn {
-    fn validate(&self) -> Result<(), String> {
-        match self.wait_ms {
-            Some(w) if w > MAX_WAIT_MS => Err(format!(
-                "wait_ms: must be between 0 and {MAX_WAIT_MS}, got {w}"
-            )),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// `cancel_job` arguments.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CancelJobIn {
-    /// The job to cancel.
-    pub job_id: String,
-}
-impl ToolArgs for CancelJobIn {}
-
-/// Most jobs `list_jobs` returns.
-pub const MAX_LIST_LIMIT: u64 = 1000;
-
-/// `list_jobs` arguments.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ListJobsIn {
-    /// Only jobs in this state: queued, running, done, failed, cancelled.
-    #[serde(default)]
-    pub state: Option<String>,
-    /// At most this many (1 to 1000, default 100), newest first.
-    #[serde(default)]
-    #[schemars(range(min = 1, max = 1000))]
-    pub limit: Option<u64>,
-}
-impl ToolArgs for ListJobsIn {
-    fn validate(&self) -> Result<(), String> {
-        if let Some(s) = &self.state {
-            if crate::jobs::JobState::parse(s).is_none() {
-                return Err(format!(
-                    "state: must be one of queued, running, done, failed, cancelled, got {s:?}"
-                ));
-            }
-        }
-        match self.limit {
-            Some(l) if !(1..=MAX_LIST_LIMIT).contains(&l) => Err(format!(
-                "limit: must be between 1 and {MAX_LIST_LIMIT}, got {l}"
-            )),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// Registers every built-in tool.
+/// Registers every built-in tool: the system tools and the seed's demo tools.
 pub fn register(reg: &mut Registry) {
-    reg.system::<ServerIdentityIn>(
-        "server_identity",
-        "Who this server is: id, key fingerprint, protocol version, algorithms and the tools you may call.",
-    );
+    crate::system::register(reg);
     reg.immediate(
         "batch_sum",
         "Adds a list of numbers; returns their count and total (a float).",
@@ -195,15 +117,6 @@ pub fn register(reg: &mut Registry) {
             };
             Ok(payload)
         },
-    );
-    reg.system::<PollJobIn>(
-        "poll_job",
-        "State of one of your jobs; its result once done. With wait_ms, waits for a change (long poll).",
-    );
-    reg.system::<CancelJobIn>("cancel_job", "Cancels one of your queued or running jobs.");
-    reg.system::<ListJobsIn>(
-        "list_jobs",
-        "Your jobs, newest first, optionally only those in one state.",
     );
 }
 

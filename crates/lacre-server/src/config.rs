@@ -2,7 +2,8 @@
 //! errors that name the file, the line and the fix, and the embedded
 //! default written on first start.
 
-use crate::dispatch::{Server, ToolFilter};
+use crate::access::ToolFilter;
+use crate::dispatch::Server;
 use lacre_proto::{from_hex, to_hex, Algorithm, SigningKey, VerifyingKey};
 use serde::Deserialize;
 use std::fmt;

@@ -97,26 +97,3 @@ impl From<StoreError> for CallError {
         CallError::Store(e)
     }
 }
-
-/// The HTTP status that carries a reply with this error code (or 200/202
-/// for successes, see [`crate::dispatch::Reply`]).
-pub fn http_status(code: &ErrorCode) -> u16 {
-    match code {
-        ErrorCode::BadEnvelope | ErrorCode::UnsupportedVersion => 400,
-        ErrorCode::WrongServer
-        | ErrorCode::UnknownClient
-        | ErrorCode::BadSignature
-        | ErrorCode::StaleTimestamp
-        | ErrorCode::ReplayedNonce => 401,
-        ErrorCode::ForbiddenTool => 403,
-        ErrorCode::UnknownTool | ErrorCode::UnknownJob => 404,
-        ErrorCode::IdempotencyConflict => 409,
-        ErrorCode::TooLarge => 413,
-        ErrorCode::InvalidArgs => 422,
-        ErrorCode::RateLimited => 429,
-        ErrorCode::Overloaded | ErrorCode::StoreUnavailable => 503,
-        // The poll itself succeeded: the signed body says the job failed.
-        ErrorCode::JobFailed | ErrorCode::JobCancelled => 200,
-        _ => 500,
-    }
-}

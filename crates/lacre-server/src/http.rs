@@ -1,7 +1,7 @@
 //! The HTTP transport: `POST /mcp`, `GET /healthz`,
 //! `GET /.well-known/lacre.json`.
 
-use crate::dispatch::{Reply, Server};
+use crate::dispatch::{Reply, ReplyKind, Server};
 use crate::error::CallError;
 use axum::body::Body;
 use axum::extract::State;
@@ -9,7 +9,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use lacre_proto::{EnvelopeError, VerifyError};
+use lacre_proto::{EnvelopeError, ErrorCode, Status, VerifyError};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +49,34 @@ impl Default for HttpConfig {
     }
 }
 
+/// The HTTP status that carries a reply: 200 for a success, 202 for
+/// `accepted`, and the error's class for an error.
+pub fn http_status(kind: &ReplyKind) -> u16 {
+    let code = match kind {
+        ReplyKind::Success(Status::Accepted) => return 202,
+        ReplyKind::Success(_) => return 200,
+        ReplyKind::Error(code) => code,
+    };
+    match code {
+        ErrorCode::BadEnvelope | ErrorCode::UnsupportedVersion => 400,
+        ErrorCode::WrongServer
+        | ErrorCode::UnknownClient
+        | ErrorCode::BadSignature
+        | ErrorCode::StaleTimestamp
+        | ErrorCode::ReplayedNonce => 401,
+        ErrorCode::ForbiddenTool => 403,
+        ErrorCode::UnknownTool | ErrorCode::UnknownJob => 404,
+        ErrorCode::IdempotencyConflict => 409,
+        ErrorCode::TooLarge => 413,
+        ErrorCode::InvalidArgs => 422,
+        ErrorCode::RateLimited => 429,
+        ErrorCode::Overloaded | ErrorCode::StoreUnavailable => 503,
+        // The poll itself succeeded: the signed body says the job failed.
+        ErrorCode::JobFailed | ErrorCode::JobCancelled => 200,
+        _ => 500,
+    }
+}
+
 #[derive(Clone)]
 struct AppState {
     server: Server,
@@ -67,7 +95,7 @@ fn json_response(status: u16, body: Vec<u8>) -> Response {
 
 fn reply_response(reply: Reply) -> Response {
     let retry_after_ms = reply.retry_after_ms;
-    let mut resp = json_response(reply.http_status, reply.into_json());
+    let mut resp = json_response(http_status(&reply.kind), reply.into_json());
     if let Some(ms) = retry_after_ms {
         // Retry-After is in whole seconds; round up so a retry is not early.
         let secs = ms.div_ceil(1000).max(1);

@@ -36,22 +36,31 @@
 //! assert_eq!(server.server_id(), "mcp-server-001");
 //! ```
 
+pub mod access;
+pub mod builder;
 pub mod builtin;
 pub mod config;
 pub mod dispatch;
 pub mod error;
 pub mod http;
+pub mod ids;
 pub mod jobs;
+pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod nonce;
 pub mod stdio;
 pub mod store;
+pub mod system;
 pub mod tool;
 
-pub use dispatch::{IdSource, OsRandomIds, Reply, Server, ServerBuilder, SystemClock, ToolFilter};
-pub use error::{http_status, CallError, StoreError};
+pub use access::ToolFilter;
+pub use builder::ServerBuilder;
+pub use dispatch::{Reply, ReplyKind, Server};
+pub use error::{CallError, StoreError};
+pub use http::http_status;
+pub use ids::{IdSource, OsRandomIds, SystemClock};
 pub use jobs::{JobContext, JobRecord, JobState, JobStore, MemoryJobStore, WorkerConfig, Workers};
 pub use limits::{Rate, RateLimiter};
 pub use nonce::{MemoryNonceStore, NonceBackend};
-pub use tool::{CallContext, Registry, ToolArgs, ToolError, ToolKind};
+pub use tool::{CallContext, Registry, ToolArgs, ToolError, ToolKind, ToolOutcome};

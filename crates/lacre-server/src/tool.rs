@@ -7,8 +7,10 @@
 //! type cannot express). Results derive `serde::Serialize` and must
 //! serialize to a JSON object.
 
+use crate::error::CallError;
 use crate::jobs::JobContext;
-use lacre_proto::{Map, Value};
+use crate::system::SystemContext;
+use lacre_proto::{Map, Status, Value};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -68,13 +70,19 @@ pub enum ToolKind {
 type ImmediateFn =
     dyn Fn(Map, CallContext) -> BoxFuture<'static, Result<Map, ToolError>> + Send + Sync;
 type JobFn = dyn Fn(Map, JobContext) -> BoxFuture<'static, Result<Map, ToolError>> + Send + Sync;
+type SystemFn = dyn Fn(Map, SystemContext) -> BoxFuture<'static, ToolOutcome> + Send + Sync;
 type ValidateFn = dyn Fn(&Map) -> Result<(), String> + Send + Sync;
+
+/// What a tool that answers at once produced: the reply's status and result,
+/// or the error to sign.
+pub type ToolOutcome = Result<(Status, Map), CallError>;
 
 pub(crate) enum Handler {
     Immediate(Box<ImmediateFn>),
     Job(Box<JobFn>),
-    /// Answered by the dispatcher itself (it needs the server's state).
-    System,
+    /// A system tool: sees the server's state through a [`SystemContext`]
+    /// and may be called by every client.
+    System(Box<SystemFn>),
 }
 
 /// A registered tool.
@@ -110,10 +118,16 @@ impl Tool {
         &self.schema
     }
 
+    /// Whether every client may call it (the system tools), whatever its
+    /// allow-list.
+    pub fn is_system(&self) -> bool {
+        matches!(self.handler, Handler::System(_))
+    }
+
     /// Immediate or long-running.
     pub fn kind(&self) -> ToolKind {
         match self.handler {
-            Handler::Immediate(_) | Handler::System => ToolKind::Immediate,
+            Handler::Immediate(_) | Handler::System(_) => ToolKind::Immediate,
             Handler::Job(_) => ToolKind::LongRunning,
         }
     }
@@ -222,10 +236,22 @@ impl Registry {
         self
     }
 
-    /// Registers a tool whose handling lives in the dispatcher (the job
-    /// tools and `server_identity`), so that it is listed with its schema.
-    pub(crate) fn system<A: ToolArgs>(&mut self, name: &str, description: &str) -> &mut Self {
-        self.insert::<A>(name, description, Handler::System)
+    /// Registers a system tool (see [`crate::system`]).
+    pub(crate) fn system<A, F, Fut>(&mut self, name: &str, description: &str, f: F) -> &mut Self
+    where
+        A: ToolArgs,
+        F: Fn(A, SystemContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ToolOutcome> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        let handler: Box<SystemFn> = Box::new(move |args, ctx| {
+            let f = Arc::clone(&f);
+            Box::pin(async move {
+                let parsed = decode::<A>(&args).map_err(CallError::InvalidArgs)?;
+                f(parsed, ctx).await
+            })
+        });
+        self.insert::<A>(name, description, Handler::System(handler))
     }
 
     /// The tool named `name`.

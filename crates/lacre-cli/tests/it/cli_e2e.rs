@@ -211,9 +211,16 @@ fn job_status_cancel_and_list() {
     let out = s.lacre(&["jobs", "--state", "done"]);
     out.ok("jobs --state done");
     assert!(!out.stdout.contains(&id), "{}", out.stdout);
+    // A state that does not exist is a usage error, refused before any
+    // request is sent.
     let out = s.lacre(&["jobs", "--state", "bogus"]);
-    out.expect_code(4, "jobs --state bogus");
-    assert!(out.stderr.contains("invalid_args"), "{}", out.stderr);
+    out.expect_code(2, "jobs --state bogus");
+    assert!(
+        out.stderr
+            .contains("must be queued, running, done, failed or cancelled"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

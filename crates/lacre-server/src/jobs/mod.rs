@@ -17,53 +17,7 @@ use lacre_proto::Map;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-/// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum JobState {
-    /// Waiting for a worker.
-    Queued,
-    /// A worker holds it.
-    Running,
-    /// Finished with a result.
-    Done,
-    /// Finished with an error.
-    Failed,
-    /// Cancelled by its client.
-    Cancelled,
-}
-
-impl JobState {
-    /// The wire name (`poll_job`'s `state`, `list_jobs`' filter).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Queued => "queued",
-            JobState::Running => "running",
-            JobState::Done => "done",
-            JobState::Failed => "failed",
-            JobState::Cancelled => "cancelled",
-        }
-    }
-
-    /// Reads a wire name.
-    pub fn parse(s: &str) -> Option<JobState> {
-        Some(match s {
-            "queued" => JobState::Queued,
-            "running" => JobState::Running,
-            "done" => JobState::Done,
-            "failed" => JobState::Failed,
-            "cancelled" => JobState::Cancelled,
-            _ => return None,
-        })
-    }
-
-    /// Whether the job can change no more.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobState::Done | JobState::Failed | JobState::Cancelled
-        )
-    }
-}
+pub use lacre_proto::JobState;
 
 /// Everything known about a job.
 #[derive(Debug, Clone, PartialEq)]

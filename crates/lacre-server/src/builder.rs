@@ -1,0 +1,208 @@
+//! Building a [`Server`]: its key, clients, tools, stores and limits.
+
+use crate::access::ToolFilter;
+use crate::dispatch::{Inner, Server};
+use crate::ids::{IdSource, OsRandomIds, SystemClock};
+use crate::jobs::{JobStore, MemoryJobStore};
+use crate::limits::{Rate, RateLimiter};
+use crate::nonce::{MemoryNonceStore, NonceBackend};
+use crate::tool::{Registry, ToolKind};
+use lacre_proto::builtin::{Capabilities, ServerIdentity, ToolInfo};
+use lacre_proto::{
+    Clock, Keyring, KeyringError, ResponseSigner, SigningKey, VerifyConfig, VerifyingKey,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Builds a [`Server`].
+pub struct ServerBuilder {
+    server_id: String,
+    key: SigningKey,
+    max_skew_ms: u64,
+    limits: lacre_proto::ParseLimits,
+    keyring: Keyring,
+    permissions: HashMap<String, ToolFilter>,
+    registry: Registry,
+    jobs: Arc<dyn JobStore>,
+    nonces: Arc<dyn NonceBackend>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdSource>,
+    idempotency_ttl_ms: i64,
+    rates: HashMap<String, Rate>,
+    max_in_flight: usize,
+    tool_timeout: Duration,
+}
+
+impl ServerBuilder {
+    /// A builder with the built-in tools registered and stores in memory.
+    pub(crate) fn new(server_id: String, key: SigningKey) -> ServerBuilder {
+        let mut registry = Registry::new();
+        crate::builtin::register(&mut registry);
+        ServerBuilder {
+            server_id,
+            key,
+            max_skew_ms: lacre_proto::DEFAULT_MAX_SKEW_MS,
+            limits: lacre_proto::ParseLimits::default(),
+            keyring: Keyring::new(),
+            permissions: HashMap::new(),
+            registry,
+            jobs: Arc::new(MemoryJobStore::new()),
+            nonces: Arc::new(MemoryNonceStore::new()),
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(OsRandomIds),
+            idempotency_ttl_ms: 24 * 3600 * 1000,
+            rates: HashMap::new(),
+            max_in_flight: 1024,
+            tool_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// How long an immediate tool may run before the call fails with
+    /// `internal` (default 30 s). Long-running tools are not limited.
+    pub fn tool_timeout(mut self, t: Duration) -> Self {
+        self.tool_timeout = t;
+        self
+    }
+
+    /// Limits a client to a sustained rate with a burst (token bucket).
+    pub fn rate_limit(mut self, client_id: &str, rate: Rate) -> Self {
+        self.rates.insert(client_id.to_owned(), rate);
+        self
+    }
+
+    /// Most requests handled at once; more are refused with `overloaded`
+    /// rather than queued without bound (default 1024).
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// Adds a client with its active keys (1 to 3) and allowed tools.
+    pub fn client(
+        mut self,
+        id: &str,
+        keys: Vec<VerifyingKey>,
+        tools: ToolFilter,
+    ) -> Result<Self, KeyringError> {
+        self.keyring.insert(id, keys)?;
+        self.permissions.insert(id.to_owned(), tools);
+        Ok(self)
+    }
+
+    /// Sets the timestamp window (± ms).
+    pub fn max_skew_ms(mut self, ms: u64) -> Self {
+        self.max_skew_ms = ms;
+        self
+    }
+
+    /// Sets JSON parsing limits.
+    pub fn parse_limits(mut self, limits: lacre_proto::ParseLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Registers more tools.
+    pub fn tools(mut self, f: impl FnOnce(&mut Registry)) -> Self {
+        f(&mut self.registry);
+        self
+    }
+
+    /// Uses another job store (default: in memory).
+    pub fn job_store(mut self, store: Arc<dyn JobStore>) -> Self {
+        self.jobs = store;
+        self
+    }
+
+    /// Uses another nonce store (default: in memory).
+    pub fn nonce_store(mut self, store: Arc<dyn NonceBackend>) -> Self {
+        self.nonces = store;
+        self
+    }
+
+    /// Uses another clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Uses another id source (default: OS randomness).
+    pub fn ids(mut self, ids: Arc<dyn IdSource>) -> Self {
+        self.ids = ids;
+        self
+    }
+
+    /// How long idempotency records are kept (default 24 h).
+    pub fn idempotency_ttl_ms(mut self, ms: i64) -> Self {
+        self.idempotency_ttl_ms = ms;
+        self
+    }
+
+    /// The server.
+    pub fn build(self) -> Server {
+        let mut verify = VerifyConfig::new(self.server_id.clone());
+        verify.max_skew_ms = self.max_skew_ms;
+        verify.limits = self.limits;
+        let signer = ResponseSigner::new(self.server_id, self.key);
+        // What `server_identity` tells each client never changes while the
+        // server runs: build it once per client, not once per call.
+        let identities = self
+            .permissions
+            .iter()
+            .map(|(id, filter)| {
+                let identity = identity(&signer, &verify, &self.registry, filter);
+                (id.clone(), Arc::new(identity))
+            })
+            .collect();
+        Server {
+            inner: Arc::new(Inner {
+                verify,
+                signer,
+                keyring: self.keyring,
+                permissions: self.permissions,
+                identities,
+                registry: Arc::new(self.registry),
+                jobs: self.jobs,
+                nonces: self.nonces,
+                clock: self.clock,
+                ids: self.ids,
+                idempotency_ttl_ms: self.idempotency_ttl_ms,
+                rates: RateLimiter::new(self.rates),
+                in_flight: Arc::new(tokio::sync::Semaphore::new(self.max_in_flight)),
+                metrics: crate::metrics::Metrics::default(),
+                job_counts: std::sync::Mutex::new(None),
+                tool_timeout: self.tool_timeout,
+            }),
+        }
+    }
+}
+
+/// The server as a client with this allow-list sees it.
+fn identity(
+    signer: &ResponseSigner,
+    verify: &VerifyConfig,
+    registry: &Registry,
+    filter: &ToolFilter,
+) -> ServerIdentity {
+    let tools = registry
+        .iter()
+        .filter(|t| t.is_system() || filter.allows(t.name()))
+        .map(|t| ToolInfo {
+            name: t.name().to_owned(),
+            description: t.description().to_owned(),
+            args_schema: t.schema().clone(),
+            long_running: t.kind() == ToolKind::LongRunning,
+        })
+        .collect();
+    ServerIdentity {
+        server_id: signer.server_id().to_owned(),
+        fingerprint: signer.key().fingerprint(),
+        capabilities: Capabilities {
+            version: Some(lacre_proto::VERSION.to_owned()),
+            algorithms: vec!["hmac-sha256".to_owned(), "ed25519".to_owned()],
+            server_algorithm: Some(signer.key().algorithm().as_str().to_owned()),
+            max_skew_ms: Some(i64::try_from(verify.max_skew_ms).unwrap_or(i64::MAX)),
+            tools,
+        },
+    }
+}

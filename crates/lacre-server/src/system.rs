@@ -1,0 +1,193 @@
+//! The system tools: `server_identity` and the caller's own jobs
+//! (`poll_job`, `cancel_job`, `list_jobs`). They are registered handlers
+//! like any other tool, written against a [`SystemContext`] (the caller,
+//! the job store, the clock and what this caller may see of the server);
+//! the dispatcher routes to them once, by the registry, as it routes to
+//! every tool. Every client may call them, whatever its allow-list.
+
+use crate::error::CallError;
+use crate::jobs::{JobRecord, JobState, JobStore};
+use crate::tool::{Registry, ToolArgs, ToolOutcome};
+use lacre_proto::builtin::{
+    encode_result, CancelJobIn, CancelOutcome, JobList, JobProgress, JobSummary, ListJobsIn,
+    PollJobIn, ServerIdentity, ServerIdentityIn, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, MAX_WAIT_MS,
+};
+use lacre_proto::{Clock, Status};
+use std::sync::Arc;
+use std::time::Duration;
+
+impl ToolArgs for ServerIdentityIn {}
+
+impl ToolArgs for PollJobIn {
+    fn validate(&self) -> Result<(), String> {
+        match self.wait_ms {
+            Some(w) if w > MAX_WAIT_MS => Err(format!(
+                "wait_ms: must be between 0 and {MAX_WAIT_MS}, got {w}"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl ToolArgs for CancelJobIn {}
+
+impl ToolArgs for ListJobsIn {
+    fn validate(&self) -> Result<(), String> {
+        if let Some(s) = &self.state {
+            if JobState::parse(s).is_none() {
+                return Err(format!(
+                    "state: must be one of queued, running, done, failed, cancelled, got {s:?}"
+                ));
+            }
+        }
+        match self.limit {
+            Some(l) if !(1..=MAX_LIST_LIMIT).contains(&l) => Err(format!(
+                "limit: must be between 1 and {MAX_LIST_LIMIT}, got {l}"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a system tool sees of the server.
+#[derive(Clone)]
+pub struct SystemContext {
+    /// The authenticated caller.
+    pub client_id: String,
+    /// The job store.
+    pub jobs: Arc<dyn JobStore>,
+    /// The server's clock.
+    pub clock: Arc<dyn Clock>,
+    /// The server as this caller may see it (only the tools it may call).
+    pub identity: Arc<ServerIdentity>,
+}
+
+impl SystemContext {
+    /// One of the caller's jobs; someone else's job looks exactly like no job.
+    async fn owned_job(&self, job_id: &str) -> Result<JobRecord, CallError> {
+        match self.jobs.get(job_id).await? {
+            Some(job) if job.client_id == self.client_id => Ok(job),
+            _ => Err(CallError::UnknownJob(job_id.to_owned())),
+        }
+    }
+}
+
+fn encoded<T: serde::Serialize>(what: &'static str, status: Status, value: &T) -> ToolOutcome {
+    encode_result(what, value)
+        .map(|m| (status, m))
+        .map_err(|e| CallError::Internal(e.to_string()))
+}
+
+/// The `poll_job` reply for a job as it is now.
+pub(crate) fn job_reply(job: JobRecord) -> ToolOutcome {
+    match job.state {
+        JobState::Queued | JobState::Running => encoded(
+            "job progress",
+            Status::Running,
+            &JobProgress {
+                job_id: job.id,
+                state: job.state,
+                progress: job.progress.filter(|p| p.is_finite()),
+                message: job.message,
+            },
+        ),
+        JobState::Done => Ok((Status::Done, job.result.unwrap_or_default())),
+        JobState::Failed => Err(CallError::JobFailed(
+            job.error.unwrap_or_else(|| "job failed".to_owned()),
+        )),
+        JobState::Cancelled => Err(CallError::JobCancelled),
+    }
+}
+
+/// The `list_jobs` entry for a job.
+pub fn job_summary(job: &JobRecord) -> JobSummary {
+    JobSummary {
+        job_id: job.id.clone(),
+        tool: job.tool.clone(),
+        state: job.state,
+        created_ms: job.created_ms,
+        updated_ms: job.updated_ms,
+        progress: job.progress.filter(|p| p.is_finite()),
+        message: job.message.clone(),
+    }
+}
+
+async fn poll_job(args: PollJobIn, ctx: SystemContext) -> ToolOutcome {
+    let mut changes = ctx.jobs.changes();
+    changes.borrow_and_update();
+    let mut job = ctx.owned_job(&args.job_id).await?;
+    let wait = Duration::from_millis(args.wait_ms.unwrap_or(0));
+    if !wait.is_zero() && !job.state.is_terminal() {
+        let deadline = tokio::time::Instant::now() + wait;
+        let seen = job.version;
+        loop {
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => break,
+                // Fallback for stores whose other replicas cannot wake us
+                // (or a missed wake-up): look again every second.
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            job = ctx.owned_job(&args.job_id).await?;
+            if job.version != seen {
+                break;
+            }
+        }
+    }
+    job_reply(job)
+}
+
+async fn cancel_job(args: CancelJobIn, ctx: SystemContext) -> ToolOutcome {
+    let now = ctx.clock.now_ms();
+    match ctx.jobs.cancel(&args.job_id, &ctx.client_id, now).await? {
+        Some(job) => encoded(
+            "cancel outcome",
+            Status::Ok,
+            &CancelOutcome {
+                job_id: job.id,
+                state: job.state,
+            },
+        ),
+        None => Err(CallError::UnknownJob(args.job_id)),
+    }
+}
+
+async fn list_jobs(args: ListJobsIn, ctx: SystemContext) -> ToolOutcome {
+    let state = args.state.as_deref().and_then(JobState::parse);
+    let limit = usize::try_from(args.limit.unwrap_or(DEFAULT_LIST_LIMIT)).unwrap_or(100);
+    let jobs = ctx.jobs.list(&ctx.client_id, state, limit).await?;
+    let list = JobList {
+        jobs: jobs.iter().map(job_summary).collect(),
+    };
+    encoded("job list", Status::Ok, &list)
+}
+
+/// Registers the system tools.
+pub fn register(reg: &mut Registry) {
+    reg.system(
+        "server_identity",
+        "Who this server is: id, key fingerprint, protocol version, algorithms and the tools you may call.",
+        |_: ServerIdentityIn, ctx: SystemContext| async move {
+            encoded("server identity", Status::Ok, &*ctx.identity)
+        },
+    );
+    reg.system(
+        "poll_job",
+        "State of one of your jobs; its result once done. With wait_ms, waits for a change (long poll).",
+        poll_job,
+    );
+    reg.system(
+        "cancel_job",
+        "Cancels one of your queued or running jobs.",
+        cancel_job,
+    );
+    reg.system(
+        "list_jobs",
+        "Your jobs, newest first, optionally only those in one state.",
+        list_jobs,
+    );
+}
