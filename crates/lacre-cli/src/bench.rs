@@ -5,13 +5,16 @@
 //! `request_id` and nonce each) before the clock starts, then sends them over
 //! C HTTP/1.1 keep-alive connections and measures.
 
-use crate::keyfile::{read_ed25519_key_file, read_secret_file};
+use crate::keyfile::{client_key_flags, signing, verifying};
 use crate::ExitCode;
 use anyhow::{bail, Context, Result};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use lacre_proto::Algorithm;
 use lacre_proto::{json, Envelope, Map, ParseLimits, SigningKey, Value, VerifyingKey};
+use lacre_server::keys::{random_bytes, KeySource};
 use std::io::IsTerminal;
+use std::path::Path;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -110,28 +113,23 @@ pub struct Report {
 }
 
 fn client_key(a: &BenchArgs) -> Result<SigningKey> {
-    if let Some(f) = &a.key_file {
-        return read_ed25519_key_file(f);
+    match client_key_flags(a.key_file.as_ref(), a.secret_file.as_ref()) {
+        Some(named) => signing(&named, Path::new(".")),
+        None => bail!("no client key: use --secret-file, --key-file or LACRE_SECRET"),
     }
-    if let Some(f) = &a.secret_file {
-        return Ok(SigningKey::hmac(&read_secret_file(f)?)?);
-    }
-    if let Some(v) = std::env::var_os("LACRE_SECRET") {
-        return Ok(SigningKey::hmac(&crate::keyfile::decode_secret(
-            v.into_encoded_bytes(),
-        )?)?);
-    }
-    bail!("no client key: use --secret-file, --key-file or LACRE_SECRET")
 }
 
 fn server_key(a: &BenchArgs) -> Result<Option<VerifyingKey>> {
-    if let Some(f) = &a.server_secret_file {
-        return Ok(Some(VerifyingKey::hmac(&read_secret_file(f)?)?));
-    }
-    if let Some(h) = &a.server_public_key {
-        return Ok(Some(VerifyingKey::ed25519(&lacre_proto::from_hex(h)?)?));
-    }
-    Ok(None)
+    let named = a
+        .server_secret_file
+        .clone()
+        .map(|f| (Algorithm::HmacSha256, KeySource::File(f)))
+        .or_else(|| {
+            a.server_public_key
+                .clone()
+                .map(|h| (Algorithm::Ed25519, KeySource::Hex(h)))
+        });
+    named.map(|n| verifying(&n, Path::new("."))).transpose()
 }
 
 fn uuid(counter: u64, salt: &[u8; 8]) -> String {
@@ -147,7 +145,7 @@ struct Signed {
 }
 
 fn presign(a: &BenchArgs, key: &SigningKey, args: &Map, count: usize) -> Result<Vec<Signed>> {
-    let salt: [u8; 8] = lacre_server::config::random_bytes().map_err(anyhow::Error::msg)?;
+    let salt: [u8; 8] = random_bytes()?;
     let now = crate::debug::now_ms();
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
@@ -240,11 +238,11 @@ async fn wait_jobs_worker(
     key: Arc<SigningKey>,
     client_id: String,
     ids: Arc<std::sync::Mutex<Vec<String>>>,
+    salt: [u8; 8],
 ) -> usize {
     let mut conn = None;
     let mut done = 0;
     let mut n = 0u64;
-    let salt: [u8; 8] = lacre_server::config::random_bytes().unwrap_or([7; 8]);
     while let Some(id) = ids.lock().ok().and_then(|mut v| v.pop()) {
         for _ in 0..100 {
             let mut args = Map::new();
@@ -472,13 +470,18 @@ pub async fn measure(a: &BenchArgs) -> Result<Report> {
             .unwrap_or_default();
         let shared = Arc::new(std::sync::Mutex::new(list));
         let key = Arc::new(key.clone());
-        let handles: Vec<_> = (0..a.concurrency.max(1))
-            .map(|_| {
+        let salts = (0..a.concurrency.max(1))
+            .map(|_| random_bytes::<8>())
+            .collect::<Result<Vec<_>, _>>()?;
+        let handles: Vec<_> = salts
+            .into_iter()
+            .map(|salt| {
                 tokio::spawn(wait_jobs_worker(
                     Arc::clone(&target),
                     Arc::clone(&key),
                     a.client_id.clone(),
                     Arc::clone(&shared),
+                    salt,
                 ))
             })
             .collect();

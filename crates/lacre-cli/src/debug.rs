@@ -42,10 +42,7 @@ pub fn canonical(file: Option<&PathBuf>) -> Result<ExitCode> {
 }
 
 fn random_uuid() -> Result<String> {
-    let mut bytes = [0u8; 16];
-    getrandom::getrandom(&mut bytes)
-        .map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
-    Ok(lacre_proto::uuid_v4(bytes))
+    Ok(lacre_proto::uuid_v4(lacre_server::keys::random_bytes()?))
 }
 
 /// Milliseconds since the Unix epoch, from the system clock.

@@ -1,32 +1,46 @@
-//! Loading keys from files and the environment. Secrets are never taken as
-//! plain command-line values: they would show in `ps` and shell history.
+//! Where the command line's keys come from. Every command names key
+//! sources the same way and loads them through `lacre_server::keys`, the
+//! one loader the server's configuration uses too. Secrets are never taken
+//! as plain command-line values: they would show in `ps` and shell history.
 
 use anyhow::{bail, Context, Result};
-use lacre_proto::{from_hex, Algorithm, SigningKey, VerifyingKey};
-use std::path::Path;
+use lacre_proto::{Algorithm, SigningKey, VerifyingKey};
+use lacre_server::keys::{load_signing_key, load_verifying_key, KeySource};
+use std::path::{Path, PathBuf};
 
-/// Reads a secret file: its text is the secret's raw bytes (as the seed's
-/// keys are), one trailing newline removed; a `hex:` prefix means the rest
-/// is hex (what `lacre keygen` writes for random keys).
-pub fn read_secret_file(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path)
-        .with_context(|| format!("cannot read secret file {}", path.display()))?;
-    decode_secret(raw).with_context(|| format!("secret file {}", path.display()))
+/// The environment variable with the client's HMAC secret.
+pub const SECRET_ENV: &str = "LACRE_SECRET";
+/// The environment variable with the server's HMAC secret.
+pub const SERVER_SECRET_ENV: &str = "LACRE_SERVER_SECRET";
+
+/// A key source and the algorithm its key is for.
+pub type Named = (Algorithm, KeySource);
+
+/// Loads a signing key, saying where it came from on failure.
+pub fn signing(named: &Named, base: &Path) -> Result<SigningKey> {
+    load_signing_key(named.0, &named.1, base).with_context(|| format!("key from {}", named.1))
 }
 
-/// Decodes a secret given as text (file contents or environment variable),
-/// with the same rules as the server's configuration.
-pub fn decode_secret(raw: Vec<u8>) -> Result<Vec<u8>> {
-    lacre_server::config::decode_secret(raw).map_err(anyhow::Error::msg)
+/// Loads a verifying key, saying where it came from on failure.
+pub fn verifying(named: &Named, base: &Path) -> Result<VerifyingKey> {
+    load_verifying_key(named.0, &named.1, base).with_context(|| format!("key from {}", named.1))
 }
 
-/// Reads an Ed25519 private key file: 64 hex digits (the 32-byte seed).
-pub fn read_ed25519_key_file(path: &Path) -> Result<SigningKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read key file {}", path.display()))?;
-    let seed = from_hex(text.trim())
-        .with_context(|| format!("key file {} must hold 64 hex digits", path.display()))?;
-    SigningKey::ed25519_from_seed(&seed).with_context(|| format!("key file {}", path.display()))
+/// The HMAC secret in an environment variable, when it is set.
+pub fn env_secret(var: &str) -> Option<Named> {
+    std::env::var_os(var).map(|_| (Algorithm::HmacSha256, KeySource::Env(var.to_owned())))
+}
+
+/// A client key named by flags: `--key-file` (Ed25519), `--secret-file`
+/// (HMAC), else the environment variable `LACRE_SECRET`.
+pub fn client_key_flags(
+    key_file: Option<&PathBuf>,
+    secret_file: Option<&PathBuf>,
+) -> Option<Named> {
+    key_file
+        .map(|f| (Algorithm::Ed25519, KeySource::File(f.clone())))
+        .or_else(|| secret_file.map(|f| (Algorithm::HmacSha256, KeySource::File(f.clone()))))
+        .or_else(|| env_secret(SECRET_ENV))
 }
 
 /// Where a signing key comes from on the command line.
@@ -38,10 +52,10 @@ pub struct KeyArgs {
     /// File holding the HMAC secret (raw text, or `hex:` followed by hex).
     /// Without it, the environment variable LACRE_SECRET is used.
     #[arg(long, value_name = "FILE")]
-    pub secret_file: Option<std::path::PathBuf>,
+    pub secret_file: Option<PathBuf>,
     /// File holding the Ed25519 private key (64 hex digits), for `--alg ed25519`.
     #[arg(long, value_name = "FILE")]
-    pub key_file: Option<std::path::PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 /// Parses an algorithm name for clap.
@@ -49,34 +63,35 @@ pub fn parse_alg(s: &str) -> Result<Algorithm, String> {
     s.parse::<Algorithm>().map_err(|e| e.to_string())
 }
 
-fn hmac_secret(args: &KeyArgs) -> Result<Vec<u8>> {
-    match &args.secret_file {
-        Some(path) => read_secret_file(path),
-        None => match std::env::var_os("LACRE_SECRET") {
-            Some(v) => decode_secret(v.into_encoded_bytes()).context("LACRE_SECRET"),
-            None => bail!("no key given: use --secret-file FILE or set LACRE_SECRET"),
-        },
-    }
-}
-
 impl KeyArgs {
-    /// The signing key these arguments name.
-    pub fn signing_key(&self) -> Result<SigningKey> {
-        match self.alg {
-            Algorithm::HmacSha256 => Ok(SigningKey::hmac(&hmac_secret(self)?)?),
+    fn source(&self) -> Result<Named> {
+        let src = match self.alg {
+            Algorithm::HmacSha256 => match &self.secret_file {
+                Some(f) => KeySource::File(f.clone()),
+                None if std::env::var_os(SECRET_ENV).is_some() => {
+                    KeySource::Env(SECRET_ENV.to_owned())
+                }
+                None => bail!("no key given: use --secret-file FILE or set LACRE_SECRET"),
+            },
             Algorithm::Ed25519 => match &self.key_file {
-                Some(path) => read_ed25519_key_file(path),
+                Some(f) => KeySource::File(f.clone()),
                 None => bail!("--alg ed25519 needs --key-file FILE"),
             },
-        }
+        };
+        Ok((self.alg, src))
+    }
+
+    /// The signing key these arguments name.
+    pub fn signing_key(&self) -> Result<SigningKey> {
+        signing(&self.source()?, Path::new("."))
     }
 
     /// The verifying key: an Ed25519 public key given in hex, or the HMAC
     /// secret / Ed25519 private key these arguments name.
     pub fn verifying_key(&self, public_key_hex: Option<&str>) -> Result<VerifyingKey> {
         if let Some(hex) = public_key_hex {
-            let bytes = from_hex(hex.trim()).context("--public-key must be 64 hex digits")?;
-            return Ok(VerifyingKey::ed25519(&bytes)?);
+            let named = (Algorithm::Ed25519, KeySource::Hex(hex.to_owned()));
+            return verifying(&named, Path::new(".")).context("--public-key");
         }
         Ok(self.signing_key()?.verifying_key())
     }

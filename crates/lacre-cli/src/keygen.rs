@@ -2,7 +2,7 @@
 
 use crate::ExitCode;
 use anyhow::{bail, Context, Result};
-use lacre_proto::{to_hex, Algorithm, SigningKey};
+use lacre_proto::{to_hex, Algorithm};
 use std::io::Write;
 use std::path::Path;
 
@@ -24,19 +24,17 @@ pub fn write_private(path: &Path, contents: &str) -> Result<()> {
 
 /// `lacre keygen --alg ALG [--out FILE] [--client-id ID]`.
 pub fn keygen(alg: Algorithm, out: &Path, client_id: &str) -> Result<ExitCode> {
-    let bytes: [u8; 32] = lacre_server::config::random_bytes().map_err(anyhow::Error::msg)?;
+    let generated = lacre_server::keys::generate(alg)?;
+    write_private(out, &generated.file_text)?;
+    let key = generated.key;
     match alg {
         Algorithm::HmacSha256 => {
-            write_private(out, &format!("hex:{}\n", to_hex(&bytes)))?;
-            let key = SigningKey::hmac(&bytes)?;
             println!("wrote a 32-byte hmac-sha256 secret to {}", out.display());
             println!("fingerprint: {}", key.fingerprint());
             println!("\n# server config (lacre.toml): the server must hold the same secret");
             println!("[[clients]]\nid = \"{client_id}\"\nalg = \"hmac-sha256\"\nsecret_file = \"{}\"\ntools = [\"*\"]", out.display());
         }
         Algorithm::Ed25519 => {
-            write_private(out, &format!("{}\n", to_hex(&bytes)))?;
-            let key = SigningKey::ed25519_from_seed(&bytes)?;
             let Some(public) = key.verifying_key().ed25519_public_bytes() else {
                 bail!("internal: an ed25519 key without a public key");
             };

@@ -2,10 +2,11 @@
 //! environment, then a profile file (TOML). Secrets come only from files
 //! and environment variables, never from plain flag values.
 
-use crate::keyfile::{decode_secret, read_ed25519_key_file, read_secret_file};
+use crate::keyfile::{client_key_flags, env_secret, signing, verifying, SERVER_SECRET_ENV};
 use anyhow::{Context, Result};
 use lacre_client::{Client, ServerTrust};
-use lacre_proto::{from_hex, SigningKey, VerifyingKey};
+use lacre_proto::{Algorithm, SigningKey};
+use lacre_server::keys::KeySource;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -83,14 +84,6 @@ fn usage(msg: &str) -> anyhow::Error {
     anyhow::Error::new(lacre_client::ClientError::Usage(msg.to_owned()))
 }
 
-fn resolve(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
-
 impl ClientArgs {
     fn load_profile(&self) -> Result<(Profile, PathBuf)> {
         let path = match &self.profile {
@@ -109,67 +102,71 @@ impl ClientArgs {
     }
 
     fn client_key(&self, p: &Profile, base: &Path) -> Result<SigningKey> {
-        if let Some(f) = &self.key_file {
-            return read_ed25519_key_file(f);
+        // Flags and the environment first, then the profile.
+        if let Some(named) = client_key_flags(self.key_file.as_ref(), self.secret_file.as_ref()) {
+            return signing(&named, Path::new("."));
         }
-        if let Some(f) = &self.secret_file {
-            return Ok(SigningKey::hmac(&read_secret_file(f)?)?);
+        let from_profile = p
+            .key_file
+            .clone()
+            .map(|f| (Algorithm::Ed25519, KeySource::File(f)))
+            .or_else(|| {
+                p.secret
+                    .clone()
+                    .map(|s| (Algorithm::HmacSha256, KeySource::Inline(s)))
+            })
+            .or_else(|| {
+                p.secret_hex
+                    .clone()
+                    .map(|h| (Algorithm::HmacSha256, KeySource::Hex(h)))
+            })
+            .or_else(|| {
+                p.secret_file
+                    .clone()
+                    .map(|f| (Algorithm::HmacSha256, KeySource::File(f)))
+            });
+        match from_profile {
+            Some(named) => signing(&named, base).context("profile"),
+            None => Err(usage(
+                "no client key: use --secret-file, LACRE_SECRET, --key-file or a profile",
+            )),
         }
-        if let Some(v) = std::env::var_os("LACRE_SECRET") {
-            return Ok(SigningKey::hmac(
-                &decode_secret(v.into_encoded_bytes()).context("LACRE_SECRET")?,
-            )?);
-        }
-        if let Some(f) = &p.key_file {
-            return read_ed25519_key_file(&resolve(base, f));
-        }
-        if let Some(s) = &p.secret {
-            return Ok(SigningKey::hmac(s.as_bytes())?);
-        }
-        if let Some(h) = &p.secret_hex {
-            return Ok(SigningKey::hmac(
-                &from_hex(h).context("profile secret_hex")?,
-            )?);
-        }
-        if let Some(f) = &p.secret_file {
-            return Ok(SigningKey::hmac(&read_secret_file(&resolve(base, f))?)?);
-        }
-        Err(usage(
-            "no client key: use --secret-file, LACRE_SECRET, --key-file or a profile",
-        ))
     }
 
     fn trust(&self, p: &Profile, base: &Path) -> Result<ServerTrust> {
-        let ed = |hex: &str| -> Result<ServerTrust> {
-            let bytes = from_hex(hex.trim()).context("server public key must be 64 hex digits")?;
-            Ok(ServerTrust::Key(VerifyingKey::ed25519(&bytes)?))
-        };
-        let hmac = |bytes: Vec<u8>| -> Result<ServerTrust> {
-            Ok(ServerTrust::Key(VerifyingKey::hmac(&bytes)?))
-        };
-        if let Some(h) = &self.server_public_key {
-            return ed(h);
-        }
-        if let Some(f) = &self.server_secret_file {
-            return hmac(read_secret_file(f)?);
-        }
-        if let Some(v) = std::env::var_os("LACRE_SERVER_SECRET") {
-            return hmac(decode_secret(v.into_encoded_bytes()).context("LACRE_SERVER_SECRET")?);
+        let hmac = |src: KeySource| (Algorithm::HmacSha256, src);
+        let ed = |hex: &String| (Algorithm::Ed25519, KeySource::Hex(hex.clone()));
+        let from_flags = self
+            .server_public_key
+            .as_ref()
+            .map(ed)
+            .or_else(|| {
+                self.server_secret_file
+                    .clone()
+                    .map(|f| hmac(KeySource::File(f)))
+            })
+            .or_else(|| env_secret(SERVER_SECRET_ENV));
+        if let Some(named) = from_flags {
+            return Ok(ServerTrust::Key(verifying(&named, Path::new("."))?));
         }
         if let Some(fp) = &self.server_fingerprint {
             return Ok(ServerTrust::Fingerprint(fp.clone()));
         }
-        if let Some(h) = &p.server_public_key {
-            return ed(h);
-        }
-        if let Some(s) = &p.server_secret {
-            return hmac(s.clone().into_bytes());
-        }
-        if let Some(h) = &p.server_secret_hex {
-            return hmac(from_hex(h).context("profile server_secret_hex")?);
-        }
-        if let Some(f) = &p.server_secret_file {
-            return hmac(read_secret_file(&resolve(base, f))?);
+        let from_profile = p
+            .server_public_key
+            .as_ref()
+            .map(ed)
+            .or_else(|| p.server_secret.clone().map(|s| hmac(KeySource::Inline(s))))
+            .or_else(|| p.server_secret_hex.clone().map(|h| hmac(KeySource::Hex(h))))
+            .or_else(|| {
+                p.server_secret_file
+                    .clone()
+                    .map(|f| hmac(KeySource::File(f)))
+            });
+        if let Some(named) = from_profile {
+            return Ok(ServerTrust::Key(
+                verifying(&named, base).context("profile")?,
+            ));
         }
         if let Some(fp) = &p.server_fingerprint {
             return Ok(ServerTrust::Fingerprint(fp.clone()));

@@ -2,17 +2,54 @@
 //! HTTP statuses.
 
 use lacre_proto::{ErrorCode, VerifyError};
+use std::sync::Arc;
 
 /// A store (jobs, nonces, idempotency records) could not do its work.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The backing database cannot be reached or failed; retry later.
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// Stored data could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The store URL names no kind of store this server has.
+    #[error("unsupported store {0:?}: use memory, sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    /// The store URL names a kind this server has, with a bad parameter.
+    #[error("invalid store url: {0}")]
+    InvalidUrl(String),
+}
+
+/// The error underneath a [`StoreError`], shared so that errors stay
+/// cheap to clone; two causes are equal when they are the same error.
+#[derive(Debug, Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    /// Wraps an error.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Cause {
+        Cause(Arc::new(e))
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Cause) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 /// Why a call failed. Each variant maps to exactly one wire code.

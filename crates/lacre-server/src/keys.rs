@@ -88,6 +88,18 @@ pub enum KeyLoadError {
     Random(#[source] getrandom::Error),
 }
 
+/// The error and its causes on one line (`cannot read k.key: No such file`).
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Resolves `path` against `base` unless it is absolute.
 pub fn resolve_path(base: &Path, path: &Path) -> PathBuf {
     if path.is_absolute() {

@@ -96,10 +96,6 @@ fn touch(job: &mut JobRecord, now_ms: i64) {
     job.version = job.version.wrapping_add(1);
 }
 
-fn backoff_ms(attempt: u32) -> i64 {
-    1000i64.saturating_mul(1i64 << attempt.min(6)).min(60_000)
-}
-
 #[async_trait::async_trait]
 impl JobStore for MemoryJobStore {
     async fn create(&self, job: NewJob) -> Result<CreateOutcome, StoreError> {
@@ -317,7 +313,8 @@ impl JobStore for MemoryJobStore {
                     e.job.finished_ms = Some(now_ms);
                 } else {
                     e.job.state = JobState::Queued;
-                    e.available_at_ms = now_ms.saturating_add(backoff_ms(e.job.attempt));
+                    e.available_at_ms =
+                        now_ms.saturating_add(super::requeue_delay_ms(e.job.attempt));
                     st.queue.push_back(id.clone());
                 }
                 touch(&mut e.job, now_ms);

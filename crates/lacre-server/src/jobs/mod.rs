@@ -19,6 +19,13 @@ use tokio::sync::watch;
 
 pub use lacre_proto::JobState;
 
+/// How long a job whose worker was lost waits before it may be claimed
+/// again, after its `attempt`-th claim: 2 s, 4 s, 8 s ... at most 60 s.
+/// Every store uses this one rule.
+pub fn requeue_delay_ms(attempt: u32) -> i64 {
+    1000i64.saturating_mul(1i64 << attempt.min(6)).min(60_000)
+}
+
 /// Everything known about a job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRecord {

@@ -82,10 +82,7 @@ pub async fn open(url: &str) -> Result<Stores, StoreError> {
                 nonces: Arc::new(BatchedNonceStore::new(store)),
             })
         }
-        None => Err(StoreError::Unavailable(format!(
-            "unsupported store {:?}: use memory, sqlite://PATH or postgres://...",
-            redact(url)
-        ))),
+        None => Err(StoreError::UnsupportedUrl(redact(url))),
     }
 }
 
@@ -107,5 +104,26 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[tokio::test]
+    async fn an_unsupported_url_is_not_an_outage() {
+        let err = open("mysql://u:pw@h/db").await.err();
+        assert_eq!(
+            err,
+            Some(StoreError::UnsupportedUrl("mysql://u:***@h/db".to_owned()))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_outage_keeps_its_cause() {
+        use std::error::Error as _;
+        // Nothing listens on port 1: the connection error is the source.
+        let err = open("postgres://u@127.0.0.1:1/db?connect_timeout=1")
+            .await
+            .err()
+            .expect("no database listens on port 1");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+        assert!(err.source().is_some(), "{err}");
     }
 }

@@ -11,7 +11,7 @@
 //! Execution is therefore at-least-once and the recorded result exactly once.
 
 use super::StoreKind;
-use crate::error::StoreError;
+use crate::error::{Cause, StoreError};
 use crate::jobs::{
     Claim, CreateOutcome, JobOutcome, JobRecord, JobState, JobStore, LeaseStatus, NewJob,
     PruneStats,
@@ -88,7 +88,7 @@ pub struct SqlStore {
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    StoreError::Unavailable(Cause::new(e))
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -129,13 +129,12 @@ impl SqlStore {
     /// other replicas' changes.
     pub async fn connect(url: &str) -> Result<Arc<SqlStore>, StoreError> {
         sqlx::any::install_default_drivers();
-        let kind = super::StoreKind::of(url).ok_or_else(|| corrupt("not a sql store url"))?;
+        let kind = super::StoreKind::of(url)
+            .ok_or_else(|| StoreError::UnsupportedUrl(super::redact(url)))?;
         let (url, schema) = split_schema(url);
         if let Some(s) = &schema {
             if !valid_schema_name(s) {
-                return Err(StoreError::Unavailable(format!(
-                    "invalid schema name {s:?}"
-                )));
+                return Err(StoreError::InvalidUrl(format!("invalid schema name {s:?}")));
             }
         }
         let url = match kind {
@@ -684,21 +683,48 @@ impl JobStore for SqlStore {
     }
 
     async fn rescue(&self, now_ms: i64, max_attempts: u32) -> Result<u64, StoreError> {
-        let touched = sqlx::query(
-            "UPDATE lacre_jobs SET
-                state = CASE WHEN attempt >= $2 THEN 'failed' ELSE 'queued' END,
-                error = CASE WHEN attempt >= $2 THEN 'worker lost after ' || attempt || ' attempts' ELSE error END,
-                finished_ms = CASE WHEN attempt >= $2 THEN $1 ELSE NULL END,
-                available_at_ms = $1 + 1000 * attempt,
-                updated_ms = $1, version = version + 1
-             WHERE state = 'running' AND lease_until_ms < $1",
+        // Two steps, so that the delay before the next claim is computed by
+        // the one rule every store uses (`requeue_delay_ms`). Each update is
+        // fenced: a job renewed or finished in between is left alone.
+        let expired = sqlx::query(
+            "SELECT id, attempt, fence FROM lacre_jobs
+             WHERE state = 'running' AND lease_until_ms < $1 LIMIT 1000",
         )
         .bind(now_ms)
-        .bind(i64::from(max_attempts))
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await
-        .map_err(unavailable)?
-        .rows_affected();
+        .map_err(unavailable)?;
+        let mut touched = 0;
+        for row in expired {
+            let id: String = row.try_get("id").map_err(|_| corrupt("id"))?;
+            let attempt: i64 = row.try_get("attempt").map_err(|_| corrupt("attempt"))?;
+            let fence: i64 = row.try_get("fence").map_err(|_| corrupt("fence"))?;
+            let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
+            let (state, error, finished, available) = if attempt >= max_attempts {
+                let error = format!("worker lost after {attempt} attempts");
+                ("failed", Some(error), Some(now_ms), now_ms)
+            } else {
+                let delay = crate::jobs::requeue_delay_ms(attempt);
+                ("queued", None, None, now_ms.saturating_add(delay))
+            };
+            touched += sqlx::query(
+                "UPDATE lacre_jobs SET state = $1, error = COALESCE($2, error),
+                    finished_ms = $3, available_at_ms = $4,
+                    updated_ms = $5, version = version + 1
+                 WHERE id = $6 AND fence = $7 AND state = 'running' AND lease_until_ms < $5",
+            )
+            .bind(state)
+            .bind(error)
+            .bind(finished)
+            .bind(available)
+            .bind(now_ms)
+            .bind(&id)
+            .bind(fence)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
+        }
         if touched > 0 {
             tracing::info!(jobs = touched, "rescued jobs whose lease expired");
             self.changed();

@@ -212,20 +212,22 @@ async fn contract(stores: Stores) {
         s.get("job-d").await.unwrap().unwrap().state,
         JobState::Queued
     );
+    // Re-queued with the one backoff rule: 2 s after a first attempt.
+    assert_eq!(lacre_server::jobs::requeue_delay_ms(1), 2_000);
     assert!(
-        s.claim(4_200, 100).await.unwrap().is_none(),
+        s.claim(4_200 + 1_999, 100).await.unwrap().is_none(),
         "re-queued with a backoff"
     );
-    let d2 = s.claim(60_000, 100).await.unwrap().unwrap();
+    let d2 = s.claim(4_200 + 2_000, 100).await.unwrap().unwrap();
     assert_eq!(d2.job.id, "job-d");
     assert_eq!(d2.job.attempt, 2);
     assert!(d2.fence > d1.fence);
     assert!(!s
-        .finish("job-d", d1.fence, JobOutcome::Done(args(9)), 60_001)
+        .finish("job-d", d1.fence, JobOutcome::Done(args(9)), 6_201)
         .await
         .unwrap());
     assert_eq!(
-        s.heartbeat("job-d", d1.fence, 60_001, 100, None)
+        s.heartbeat("job-d", d1.fence, 6_201, 100, None)
             .await
             .unwrap(),
         LeaseStatus::Lost

@@ -1,0 +1,169 @@
+//! The configuration file's schema, as written (TOML). Fields whose errors
+//! name a line are `Spanned`, so an error points at the value itself.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+use toml::Spanned;
+
+/// How a key is given: exactly one of the sources.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySpec {
+    /// `hmac-sha256` (default) or `ed25519`.
+    pub alg: Option<String>,
+    /// HMAC secret as UTF-8 text (raw bytes, as the seed's keys are).
+    pub secret: Option<String>,
+    /// HMAC secret in hex.
+    pub secret_hex: Option<String>,
+    /// File holding the HMAC secret (text; `hex:` prefix for hex).
+    pub secret_file: Option<PathBuf>,
+    /// Environment variable holding the HMAC secret.
+    pub secret_env: Option<String>,
+    /// Ed25519 private key (32-byte seed) in hex.
+    pub private_key_hex: Option<String>,
+    /// File holding the Ed25519 private key in hex.
+    pub private_key_file: Option<PathBuf>,
+    /// Ed25519 public key in hex (clients).
+    pub public_key_hex: Option<String>,
+}
+
+/// One entry of a client's `keys = [...]`: a secret string or a table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum KeyEntry {
+    /// An HMAC secret as text (an Ed25519 public key for `alg = "ed25519"`).
+    Secret(String),
+    /// A full key description.
+    Spec(KeySpec),
+}
+
+impl ClientSpec {
+    /// The single-key fields, as a key description.
+    pub fn single_key(&self) -> Option<KeySpec> {
+        let spec = KeySpec {
+            alg: self.alg.clone(),
+            secret: self.secret.clone(),
+            secret_hex: self.secret_hex.clone(),
+            secret_file: self.secret_file.clone(),
+            secret_env: self.secret_env.clone(),
+            public_key_hex: self.public_key_hex.clone(),
+            ..KeySpec::default()
+        };
+        spec.has_source().then_some(spec)
+    }
+}
+
+impl KeySpec {
+    /// Whether any key source is given.
+    pub fn has_source(&self) -> bool {
+        self.sources().iter().any(|(_, given)| *given)
+    }
+
+    /// Every source field, by name, and whether it is given.
+    pub fn sources(&self) -> [(&'static str, bool); 7] {
+        [
+            ("secret", self.secret.is_some()),
+            ("secret_hex", self.secret_hex.is_some()),
+            ("secret_file", self.secret_file.is_some()),
+            ("secret_env", self.secret_env.is_some()),
+            ("private_key_hex", self.private_key_hex.is_some()),
+            ("private_key_file", self.private_key_file.is_some()),
+            ("public_key_hex", self.public_key_hex.is_some()),
+        ]
+    }
+}
+
+/// A `[[clients]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSpec {
+    /// The `client_id`.
+    pub id: Spanned<String>,
+    /// `hmac-sha256` (default) or `ed25519`.
+    pub alg: Option<String>,
+    /// HMAC secret as text.
+    pub secret: Option<String>,
+    /// HMAC secret in hex.
+    pub secret_hex: Option<String>,
+    /// File holding the HMAC secret.
+    pub secret_file: Option<PathBuf>,
+    /// Environment variable holding the HMAC secret.
+    pub secret_env: Option<String>,
+    /// Ed25519 public key in hex.
+    pub public_key_hex: Option<String>,
+    /// Several active keys (rotation), instead of the single-key fields.
+    pub keys: Option<Vec<KeyEntry>>,
+    /// Tools this client may call; `["*"]` (the default) for all.
+    pub tools: Option<Vec<String>>,
+    /// A rate limit: `{ per_second = 50, burst = 100 }` (burst defaults
+    /// to `per_second`). No limit when absent.
+    pub rate_limit: Option<RateSpec>,
+}
+
+/// The `[limits]` table; every field is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Deepest JSON nesting (default 64).
+    pub max_depth: Option<usize>,
+    /// Longest JSON string, in bytes (default 262144).
+    pub max_string_bytes: Option<usize>,
+    /// Most items in one JSON array or object (default 100000).
+    pub max_items: Option<usize>,
+    /// Time to receive the request headers, ms (default 10000).
+    pub header_timeout_ms: Option<u64>,
+    /// Time to receive the body, ms (default 10000).
+    pub body_timeout_ms: Option<u64>,
+    /// Time to answer once the body is read, ms (default 60000; must exceed 30000, the longest long poll).
+    pub request_timeout_ms: Option<Spanned<u64>>,
+    /// Time an immediate tool may run, ms (default 30000).
+    pub tool_timeout_ms: Option<u64>,
+    /// Most open connections (default 4096).
+    pub max_connections: Option<usize>,
+}
+
+/// A client's `rate_limit` table.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateSpec {
+    /// Sustained requests per second.
+    pub per_second: f64,
+    /// Requests that may arrive at once.
+    pub burst: Option<f64>,
+}
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// This server's id.
+    pub server_id: Spanned<String>,
+    /// Address to listen on (default `127.0.0.1:8790`).
+    pub listen: Option<Spanned<String>>,
+    /// Timestamp window, ± ms (default 300000).
+    pub max_skew_ms: Option<u64>,
+    /// Request body limit in bytes (default 1 MiB).
+    pub body_limit: Option<usize>,
+    /// Jobs run at once (default 16).
+    pub workers: Option<usize>,
+    /// Where jobs, nonces and idempotency records live: `memory`,
+    /// `sqlite://PATH` (default `sqlite://lacre.db`, relative to the config
+    /// file) or `postgres://...`.
+    pub store: Option<Spanned<String>>,
+    /// How long a worker's claim on a job lasts without a heartbeat
+    /// (default 30000 ms); a job whose worker died is taken over after it.
+    pub lease_ms: Option<Spanned<u64>>,
+    /// Most requests handled at once; more get `overloaded` (default 1024).
+    pub max_in_flight: Option<usize>,
+    /// Where `/metrics` is served instead of the main address (an internal
+    /// address, e.g. "127.0.0.1:9790"); unset: on the main address.
+    pub metrics_listen: Option<Spanned<String>>,
+    /// Limits and timeouts.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    /// The server's own key.
+    pub signing: Spanned<KeySpec>,
+    /// Who may call.
+    #[serde(default)]
+    pub clients: Vec<ClientSpec>,
+}

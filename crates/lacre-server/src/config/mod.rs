@@ -1,0 +1,202 @@
+//! `lacre serve`'s configuration file (TOML), in parts: the file's schema
+//! ([`file`]), key resolution ([`keys`]), validation into [`Settings`]
+//! ([`settings`]), wiring settings into a server ([`wiring`]), and the
+//! defaults with the files written on first start ([`defaults`]). Errors
+//! name the file, the line and the fix.
+
+pub mod defaults;
+pub mod file;
+mod keys;
+pub mod settings;
+mod wiring;
+
+pub use defaults::{generate_default, DefaultFiles, DEFAULT_LISTEN, DEFAULT_STORE};
+pub use file::{ClientSpec, FileConfig, KeyEntry, KeySpec, LimitsSpec, RateSpec};
+pub use settings::{ClientSettings, Settings};
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A configuration problem, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// The 1-based line, when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub fix: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.file.display(), l, self.message)?,
+            None => write!(f, "{}: {}", self.file.display(), self.message)?,
+        }
+        if !self.fix.is_empty() {
+            write!(f, "\n  fix: {}", self.fix)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The file being checked: errors are located in it, relative key files
+/// are found next to it.
+pub(crate) struct Ctx<'a> {
+    pub(crate) file: &'a Path,
+    pub(crate) text: &'a str,
+}
+
+impl Ctx<'_> {
+    pub(crate) fn err(
+        &self,
+        line: Option<usize>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+
+    /// The 1-based line of a byte offset (a span's start).
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
+        self.text
+            .get(..offset)
+            .map_or(1, |t| t.matches('\n').count() + 1)
+    }
+
+    pub(crate) fn base_dir(&self) -> PathBuf {
+        self.file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+}
+
+/// Makes a relative SQLite path relative to the configuration file, so the
+/// database sits next to its config whatever the working directory.
+fn resolve_sqlite_path(url: &str, config: &Path) -> String {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (file, query) = match rest.split_once('?') {
+        Some((f, q)) => (f, Some(q)),
+        None => (rest, None),
+    };
+    if file.is_empty() || file.starts_with('/') || file.starts_with(":memory:") {
+        return url.to_owned();
+    }
+    let dir = config.parent().filter(|d| !d.as_os_str().is_empty());
+    let full = match dir {
+        Some(d) => d.join(file),
+        None => PathBuf::from(file),
+    };
+    let mut out = format!("sqlite://{}", full.display());
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lacre_proto::{to_hex, Algorithm, SigningKey};
+
+    #[test]
+    fn the_issue_example_loads() {
+        let text = r#"
+server_id = "mcp-server-001"
+listen = "127.0.0.1:8790"
+max_skew_ms = 300000
+[signing]
+alg = "hmac-sha256"
+secret = "server_secret_key_123"
+[[clients]]
+id = "client-001"
+alg = "hmac-sha256"
+secret = "client_secret_key_456"
+tools = ["*"]
+[[clients]]
+id = "rotating"
+keys = ["old-secret", { secret_hex = "00ff" }]
+tools = ["batch_sum"]
+rate_limit = { per_second = 5, burst = 10 }
+"#;
+        let s = Settings::parse(Path::new("lacre.toml"), text).unwrap();
+        assert_eq!(s.server_id, "mcp-server-001");
+        assert_eq!(s.clients.len(), 2);
+        assert_eq!(s.clients[1].keys.len(), 2);
+        assert!(!s.clients[1].tools.allows("start_long_task"));
+        assert_eq!(s.clients[1].rate.map(|r| r.burst), Some(10.0));
+        assert!(s.clients[0].rate.is_none());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_fix() {
+        let text = "server_id = \"s\"\n[signing]\nsecret = \"x\"\nsecret_hex = \"00\"\n";
+        let e = Settings::parse(Path::new("/etc/lacre.toml"), text).unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e
+            .to_string()
+            .starts_with("/etc/lacre.toml:2: an hmac-sha256 key needs exactly one of"));
+        assert!(e.to_string().contains("fix:"));
+        let bad = "server_id = \"s\"\nlisten = 5\n[signing]\nsecret = \"x\"\n";
+        let e = Settings::parse(Path::new("c.toml"), bad).unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        let unknown = "server_id = \"s\"\n[signing]\nsecret = \"x\"\nsecrett = \"y\"\n";
+        let e = Settings::parse(Path::new("c.toml"), unknown).unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+    }
+
+    #[test]
+    fn error_lines_come_from_the_value_not_a_text_search() {
+        // A search for the word "listen" would find the comment or
+        // `metrics_listen` first.
+        let text = "# listen on loopback only\nserver_id = \"s\"\nmetrics_listen = \"127.0.0.1:9790\"\nlisten = \"nowhere\"\n[signing]\nsecret = \"x\"\n";
+        let e = Settings::parse(Path::new("c.toml"), text).unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(e.message.contains("\"nowhere\" is not an address"), "{e}");
+        let text = "server_id = \"s\"\n[signing]\nsecret = \"x\"\n[[clients]]\nid = \"a\"\nsecret = \"k\"\n[[clients]]\nid = \"a\"\nsecret = \"k\"\n";
+        let e = Settings::parse(Path::new("c.toml"), text).unwrap_err();
+        assert_eq!(e.line, Some(8), "{e}");
+        assert!(e.message.contains("listed twice"), "{e}");
+    }
+
+    #[test]
+    fn key_lists_inherit_the_client_alg() {
+        let pk = SigningKey::ed25519_from_seed(&[1u8; 32])
+            .unwrap()
+            .verifying_key();
+        let pk_hex = to_hex(&pk.ed25519_public_bytes().unwrap());
+        let text = format!(
+            "server_id = \"s\"\n[signing]\nsecret = \"x\"\n[[clients]]\nid = \"c\"\nalg = \"ed25519\"\nkeys = [\"{pk_hex}\", {{ public_key_hex = \"{pk_hex}\" }}]\n"
+        );
+        let s = Settings::parse(Path::new("c.toml"), &text).unwrap();
+        assert!(s.clients[0]
+            .keys
+            .iter()
+            .all(|k| k.algorithm() == Algorithm::Ed25519));
+        assert_eq!(s.clients[0].keys[0].fingerprint(), pk.fingerprint());
+    }
+
+    #[test]
+    fn default_config_round_trips() {
+        let d = generate_default("127.0.0.1:8790").unwrap();
+        let s = Settings::parse(Path::new("lacre.toml"), &d.server_toml).unwrap();
+        assert_eq!(s.server_id, d.server_id);
+        assert_eq!(s.signing.algorithm(), Algorithm::Ed25519);
+        assert_eq!(s.clients[0].id, "client-001");
+    }
+}
