@@ -9,6 +9,7 @@
 
 use crate::error::CallError;
 use crate::jobs::JobContext;
+use crate::schema::{ArgsSchema, SchemaError};
 use crate::system::SystemContext;
 use lacre_proto::{Map, Status, Value};
 use serde::de::DeserializeOwned;
@@ -56,6 +57,17 @@ pub struct CallContext {
     pub client_id: String,
     /// The request being answered.
     pub request_id: String,
+}
+
+/// A tool described at run time: what `server_identity` lists for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolDef {
+    /// The name to call it by.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// JSON Schema of its argument object.
+    pub args_schema: serde_json::Value,
 }
 
 /// Whether a tool answers at once or runs as a job.
@@ -218,21 +230,102 @@ impl Registry {
         self.insert::<A>(name, description, Handler::Job(handler))
     }
 
+    /// Registers a tool described at run time that answers at once: its
+    /// arguments are checked against `def.args_schema` before `f` runs.
+    pub fn dynamic_immediate<F, Fut>(
+        &mut self,
+        def: ToolDef,
+        f: F,
+    ) -> Result<&mut Self, SchemaError>
+    where
+        F: Fn(Map, CallContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Map, ToolError>> + Send + 'static,
+    {
+        let schema = Arc::new(ArgsSchema::compile(&def.name, &def.args_schema)?);
+        let check = Arc::clone(&schema);
+        let f = Arc::new(f);
+        let handler: Box<ImmediateFn> = Box::new(move |args, ctx| {
+            let f = Arc::clone(&f);
+            let check = Arc::clone(&check);
+            Box::pin(async move {
+                check.check(&args).map_err(ToolError::InvalidArgs)?;
+                f(args, ctx).await
+            })
+        });
+        Ok(self.insert_dynamic(def, schema, Handler::Immediate(handler)))
+    }
+
+    /// Registers a long-running tool described at run time: calls answer
+    /// `accepted` once the arguments pass `def.args_schema`, and `f` runs
+    /// as a job with a [`JobContext`] (progress, cancellation), as typed
+    /// long-running tools do.
+    pub fn dynamic_long_running<F, Fut>(
+        &mut self,
+        def: ToolDef,
+        f: F,
+    ) -> Result<&mut Self, SchemaError>
+    where
+        F: Fn(Map, JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Map, ToolError>> + Send + 'static,
+    {
+        let schema = Arc::new(ArgsSchema::compile(&def.name, &def.args_schema)?);
+        let f = Arc::new(f);
+        let handler: Box<JobFn> = Box::new(move |args, ctx| {
+            let f = Arc::clone(&f);
+            Box::pin(async move { f(args, ctx).await })
+        });
+        Ok(self.insert_dynamic(def, schema, Handler::Job(handler)))
+    }
+
+    fn insert_dynamic(
+        &mut self,
+        def: ToolDef,
+        schema: Arc<ArgsSchema>,
+        handler: Handler,
+    ) -> &mut Self {
+        let validate: Box<ValidateFn> = Box::new(move |args| schema.check(args));
+        self.insert_tool(
+            def.name,
+            def.description,
+            def.args_schema,
+            validate,
+            handler,
+        )
+    }
+
     fn insert<A: ToolArgs>(
         &mut self,
         name: &str,
         description: &str,
         handler: Handler,
     ) -> &mut Self {
+        let validate: Box<ValidateFn> = Box::new(|args| decode::<A>(args).map(|_| ()));
+        self.insert_tool(
+            name.to_owned(),
+            description.to_owned(),
+            schema_of::<A>(),
+            validate,
+            handler,
+        )
+    }
+
+    fn insert_tool(
+        &mut self,
+        name: String,
+        description: String,
+        schema: serde_json::Value,
+        validate: Box<ValidateFn>,
+        handler: Handler,
+    ) -> &mut Self {
         let tool = Tool {
-            name: name.to_owned(),
-            static_name: Box::leak(name.to_owned().into_boxed_str()),
-            description: description.to_owned(),
-            schema: schema_of::<A>(),
-            validate: Box::new(|args| decode::<A>(args).map(|_| ())),
+            static_name: Box::leak(name.clone().into_boxed_str()),
+            name: name.clone(),
+            description,
+            schema,
+            validate,
             handler,
         };
-        self.tools.insert(name.to_owned(), Arc::new(tool));
+        self.tools.insert(name, Arc::new(tool));
         self
     }
 
