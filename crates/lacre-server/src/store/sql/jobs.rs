@@ -1,0 +1,372 @@
+//! The job store on SQL: create, claim, heartbeat, finish, cancel, rescue, prune.
+
+use super::rows::{job_from_row, json_text, to_i64};
+use super::{corrupt, unavailable, SqlStore, PRUNE_BATCH};
+use crate::error::StoreError;
+use crate::jobs::{
+    Claim, CreateOutcome, JobOutcome, JobRecord, JobState, JobStore, LeaseStatus, NewJob,
+    PruneStats,
+};
+use crate::store::StoreKind;
+use sqlx::Row;
+use std::sync::atomic::Ordering;
+use tokio::sync::watch;
+
+#[async_trait::async_trait]
+impl JobStore for SqlStore {
+    async fn create(&self, job: NewJob) -> Result<CreateOutcome, StoreError> {
+        let mut tx = self.begin().await?;
+        let expires = job.now_ms.saturating_add(job.idempotency_ttl_ms);
+        // Take the (client_id, request_id) key, or learn who holds it. An
+        // expired record is taken over.
+        let taken = sqlx::query(
+            "INSERT INTO lacre_idempotency (client_id, request_id, request_hash, job_id, expires_at_ms)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (client_id, request_id) DO UPDATE
+               SET request_hash = excluded.request_hash, job_id = excluded.job_id, expires_at_ms = excluded.expires_at_ms
+               WHERE lacre_idempotency.expires_at_ms <= $6",
+        )
+        .bind(job.client_id.clone())
+        .bind(job.request_id.clone())
+        .bind(job.request_hash.clone())
+        .bind(job.id.clone())
+        .bind(expires)
+        .bind(job.now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .rows_affected()
+            == 1;
+        if !taken {
+            let row = sqlx::query(
+                "SELECT request_hash, job_id FROM lacre_idempotency WHERE client_id = $1 AND request_id = $2",
+            )
+            .bind(job.client_id.clone())
+            .bind(job.request_id.clone())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            let hash: String = row
+                .try_get("request_hash")
+                .map_err(|_| corrupt("request_hash"))?;
+            let job_id: String = row.try_get("job_id").map_err(|_| corrupt("job_id"))?;
+            if hash != job.request_hash {
+                tx.rollback().await.map_err(unavailable)?;
+                return Ok(CreateOutcome::Conflict);
+            }
+            let existing = sqlx::query("SELECT * FROM lacre_jobs WHERE id = $1")
+                .bind(job_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            if let Some(row) = existing {
+                tx.rollback().await.map_err(unavailable)?;
+                return Ok(CreateOutcome::Existing(job_from_row(&row)?));
+            }
+            // The record outlived its job (pruned): point it at the new one.
+            sqlx::query(
+                "UPDATE lacre_idempotency SET job_id = $3, expires_at_ms = $4 WHERE client_id = $1 AND request_id = $2",
+            )
+            .bind(job.client_id.clone())
+            .bind(job.request_id.clone())
+            .bind(job.id.clone())
+            .bind(expires)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        let row = sqlx::query(
+            "INSERT INTO lacre_jobs (id, client_id, request_id, tool, args, state, available_at_ms, created_ms, updated_ms)
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $6) RETURNING *",
+        )
+        .bind(job.id.clone())
+        .bind(job.client_id.clone())
+        .bind(job.request_id.clone())
+        .bind(job.tool.clone())
+        .bind(json_text(&job.args))
+        .bind(job.now_ms)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let record = job_from_row(&row)?;
+        tx.commit().await.map_err(unavailable)?;
+        self.changed();
+        Ok(CreateOutcome::Created(record))
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        self.fetch_job(id).await
+    }
+
+    async fn list(
+        &self,
+        client_id: &str,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        self.newest_first(Some(client_id), state, limit).await
+    }
+
+    async fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<Claim>, StoreError> {
+        const SET: &str = "state = 'running', attempt = attempt + 1, fence = fence + 1,
+             lease_until_ms = $2, updated_ms = $1, version = version + 1";
+        let sql = match self.kind {
+            StoreKind::Postgres => format!(
+                "WITH next AS (
+                   SELECT id FROM lacre_jobs WHERE state = 'queued' AND available_at_ms <= $1
+                   ORDER BY available_at_ms, created_ms LIMIT 1 FOR UPDATE SKIP LOCKED)
+                 UPDATE lacre_jobs AS j SET {SET} FROM next WHERE j.id = next.id RETURNING j.*"
+            ),
+            _ => format!(
+                "UPDATE lacre_jobs SET {SET} WHERE id = (
+                   SELECT id FROM lacre_jobs WHERE state = 'queued' AND available_at_ms <= $1
+                   ORDER BY available_at_ms, created_ms LIMIT 1) RETURNING *"
+            ),
+        };
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(&sql)
+            .bind(now_ms)
+            .bind(now_ms.saturating_add(lease_ms))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        let Some(row) = row else { return Ok(None) };
+        let fence: i64 = row.try_get("fence").map_err(|_| corrupt("fence"))?;
+        let job = job_from_row(&row)?;
+        self.changed();
+        Ok(Some(Claim {
+            job,
+            fence: u64::try_from(fence).unwrap_or(0),
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        id: &str,
+        fence: u64,
+        now_ms: i64,
+        lease_ms: i64,
+        progress: Option<(f64, Option<String>)>,
+    ) -> Result<LeaseStatus, StoreError> {
+        let has_progress = progress.is_some();
+        let (fraction, message) = match progress {
+            Some((f, m)) => (Some(f), m),
+            None => (None, None),
+        };
+        let updated = sqlx::query(
+            "UPDATE lacre_jobs SET lease_until_ms = $3,
+                progress = CASE WHEN $4 = 1 THEN $5 ELSE progress END,
+                message = CASE WHEN $4 = 1 THEN $6 ELSE message END,
+                updated_ms = CASE WHEN $4 = 1 THEN $7 ELSE updated_ms END,
+                version = version + $4
+             WHERE id = $1 AND fence = $2 AND state = 'running'",
+        )
+        .bind(id.to_owned())
+        .bind(to_i64(fence))
+        .bind(now_ms.saturating_add(lease_ms))
+        .bind(i64::from(has_progress))
+        .bind(fraction)
+        .bind(message)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .rows_affected();
+        if updated == 1 {
+            if has_progress {
+                self.changed();
+            }
+            return Ok(LeaseStatus::Held);
+        }
+        Ok(match self.fetch_job(id).await? {
+            Some(job) if job.state == JobState::Cancelled => LeaseStatus::Cancelled,
+            _ => LeaseStatus::Lost,
+        })
+    }
+
+    async fn finish(
+        &self,
+        id: &str,
+        fence: u64,
+        outcome: JobOutcome,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (state, result, error) = match outcome {
+            JobOutcome::Done(m) => ("done", Some(json_text(&m)), None),
+            JobOutcome::Failed(e) => ("failed", None, Some(e)),
+        };
+        let updated = sqlx::query(
+            "UPDATE lacre_jobs SET state = $3, result = $4, error = $5, finished_ms = $6, updated_ms = $6,
+                progress = CASE WHEN $3 = 'done' THEN 1.0 ELSE progress END, version = version + 1
+             WHERE id = $1 AND fence = $2 AND state = 'running'",
+        )
+        .bind(id.to_owned())
+        .bind(to_i64(fence))
+        .bind(state.to_owned())
+        .bind(result)
+        .bind(error)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .rows_affected();
+        if updated == 1 {
+            self.changed();
+        }
+        Ok(updated == 1)
+    }
+
+    async fn cancel(
+        &self,
+        id: &str,
+        client_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE lacre_jobs SET state = 'cancelled', finished_ms = $3, updated_ms = $3, version = version + 1
+             WHERE id = $1 AND client_id = $2 AND state IN ('queued', 'running') RETURNING *",
+        )
+        .bind(id.to_owned())
+        .bind(client_id.to_owned())
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        if let Some(row) = row {
+            self.changed();
+            return job_from_row(&row).map(Some);
+        }
+        // Not cancellable: finished (returned unchanged), or not this client's.
+        Ok(self
+            .fetch_job(id)
+            .await?
+            .filter(|j| j.client_id == client_id))
+    }
+
+    async fn rescue(&self, now_ms: i64, max_attempts: u32) -> Result<u64, StoreError> {
+        // Two steps, so that the delay before the next claim is computed by
+        // the one rule every store uses (`requeue_delay_ms`). Each update is
+        // fenced: a job renewed or finished in between is left alone.
+        let expired = sqlx::query(
+            "SELECT id, attempt, fence FROM lacre_jobs
+             WHERE state = 'running' AND lease_until_ms < $1 LIMIT 1000",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let mut touched = 0;
+        for row in expired {
+            let id: String = row.try_get("id").map_err(|_| corrupt("id"))?;
+            let attempt: i64 = row.try_get("attempt").map_err(|_| corrupt("attempt"))?;
+            let fence: i64 = row.try_get("fence").map_err(|_| corrupt("fence"))?;
+            let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
+            let (state, error, finished, available) = if attempt >= max_attempts {
+                let error = format!("worker lost after {attempt} attempts");
+                ("failed", Some(error), Some(now_ms), now_ms)
+            } else {
+                let delay = crate::jobs::requeue_delay_ms(attempt);
+                ("queued", None, None, now_ms.saturating_add(delay))
+            };
+            touched += sqlx::query(
+                "UPDATE lacre_jobs SET state = $1, error = COALESCE($2, error),
+                    finished_ms = $3, available_at_ms = $4,
+                    updated_ms = $5, version = version + 1
+                 WHERE id = $6 AND fence = $7 AND state = 'running' AND lease_until_ms < $5",
+            )
+            .bind(state)
+            .bind(error)
+            .bind(finished)
+            .bind(available)
+            .bind(now_ms)
+            .bind(&id)
+            .bind(fence)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
+        }
+        if touched > 0 {
+            tracing::info!(jobs = touched, "rescued jobs whose lease expired");
+            self.changed();
+        }
+        Ok(touched)
+    }
+
+    async fn prune(&self, now_ms: i64, retention_ms: i64) -> Result<PruneStats, StoreError> {
+        let mut stats = PruneStats::default();
+        let cutoff = now_ms.saturating_sub(retention_ms);
+        let batches: [(&str, i64, &mut u64); 3] = [
+            (
+                "DELETE FROM lacre_jobs WHERE id IN (
+                   SELECT id FROM lacre_jobs WHERE finished_ms IS NOT NULL AND finished_ms <= $1 LIMIT $2)",
+                cutoff,
+                &mut stats.jobs,
+            ),
+            (
+                "DELETE FROM lacre_idempotency WHERE (client_id, request_id) IN (
+                   SELECT client_id, request_id FROM lacre_idempotency WHERE expires_at_ms <= $1 LIMIT $2)",
+                now_ms,
+                &mut stats.idempotency,
+            ),
+            (
+                "DELETE FROM lacre_nonces WHERE (client_id, nonce) IN (
+                   SELECT client_id, nonce FROM lacre_nonces WHERE expires_at_ms < $1 LIMIT $2)",
+                now_ms,
+                &mut stats.nonces,
+            ),
+        ];
+        for (sql, bound, count) in batches {
+            loop {
+                let n = sqlx::query(sql)
+                    .bind(bound)
+                    .bind(PRUNE_BATCH)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?
+                    .rows_affected();
+                *count += n;
+                if n < PRUNE_BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        self.nonce_count.fetch_sub(
+            usize::try_from(stats.nonces)
+                .unwrap_or(0)
+                .min(self.nonce_count.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        Ok(stats)
+    }
+
+    async fn list_all(
+        &self,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        self.newest_first(None, state, limit).await
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM lacre_jobs GROUP BY state ORDER BY state",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state").map_err(|_| corrupt("state"))?;
+                let n: i64 = r.try_get("n").map_err(|_| corrupt("count"))?;
+                let state = JobState::parse(&state).ok_or_else(|| corrupt("unknown job state"))?;
+                Ok((state, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+}
