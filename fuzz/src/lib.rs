@@ -188,15 +188,9 @@ impl MemNonces {
 }
 
 impl NonceStore for MemNonces {
-    fn check_and_record(
-        &self,
-        client: &str,
-        nonce: &str,
-        _: i64,
-        _: i64,
-    ) -> Result<(), NonceError> {
+    fn check_and_record(&self, u: &lacre_proto::NonceUse<'_>) -> Result<(), NonceError> {
         let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if seen.insert((client.to_owned(), nonce.to_owned())) {
+        if seen.insert((u.client_id.to_owned(), u.nonce.to_owned())) {
             Ok(())
         } else {
             Err(NonceError::Replayed)

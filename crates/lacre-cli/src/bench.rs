@@ -5,14 +5,13 @@
 //! `request_id` and nonce each) before the clock starts, then sends them over
 //! C HTTP/1.1 keep-alive connections and measures.
 
-use crate::keyfile::{client_key_flags, signing, verifying};
+use crate::keyfile::{client_key_flags, server_key_flags, signing, verifying};
 use crate::ExitCode;
 use anyhow::{bail, Context, Result};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use lacre_proto::Algorithm;
 use lacre_proto::{json, Envelope, Map, ParseLimits, SigningKey, Value, VerifyingKey};
-use lacre_server::keys::{random_bytes, KeySource};
+use lacre_server::keys::random_bytes;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::path::PathBuf;
@@ -120,16 +119,9 @@ fn client_key(a: &BenchArgs) -> Result<SigningKey> {
 }
 
 fn server_key(a: &BenchArgs) -> Result<Option<VerifyingKey>> {
-    let named = a
-        .server_secret_file
-        .clone()
-        .map(|f| (Algorithm::HmacSha256, KeySource::File(f)))
-        .or_else(|| {
-            a.server_public_key
-                .clone()
-                .map(|h| (Algorithm::Ed25519, KeySource::Hex(h)))
-        });
-    named.map(|n| verifying(&n, Path::new("."))).transpose()
+    server_key_flags(a.server_public_key.as_ref(), a.server_secret_file.as_ref())
+        .map(|n| verifying(&n, Path::new(".")))
+        .transpose()
 }
 
 fn uuid(counter: u64, salt: &[u8; 8]) -> String {

@@ -1,6 +1,6 @@
 //! `lacre call`, `lacre job`, `lacre jobs`, `lacre tools`.
 
-use crate::output::{print_json, report, ProgressView};
+use crate::output::{percent, print_json, report, ProgressView};
 use crate::profile::ClientArgs;
 use crate::ExitCode;
 use anyhow::Result;
@@ -177,10 +177,7 @@ pub async fn jobs(
                     "JOB", "TOOL", "STATE", "PROGRESS"
                 );
                 for j in jobs {
-                    let progress = j
-                        .progress
-                        .map(|p| format!("{:.0}%", p * 100.0))
-                        .unwrap_or_default();
+                    let progress = percent(j.progress);
                     println!(
                         "{:<38} {:<18} {:<10} {:>8}",
                         j.job_id,
@@ -234,10 +231,7 @@ pub async fn jobs_in_store(
         "JOB", "CLIENT", "TOOL", "STATE", "PROGRESS", "ATTEMPT"
     );
     for j in jobs {
-        let progress = j
-            .progress
-            .map(|p| format!("{:.0}%", p * 100.0))
-            .unwrap_or_default();
+        let progress = percent(j.progress);
         println!(
             "{:<38} {:<16} {:<18} {:<10} {:>8} {:>7}",
             j.id,

@@ -43,6 +43,17 @@ pub fn client_key_flags(
         .or_else(|| env_secret(SECRET_ENV))
 }
 
+/// The server's verifying key named by flags: `--server-public-key`
+/// (Ed25519, hex) or `--server-secret-file` (HMAC).
+pub fn server_key_flags(
+    public_key: Option<&String>,
+    secret_file: Option<&PathBuf>,
+) -> Option<Named> {
+    public_key
+        .map(|h| (Algorithm::Ed25519, KeySource::Hex(h.clone())))
+        .or_else(|| secret_file.map(|f| (Algorithm::HmacSha256, KeySource::File(f.clone()))))
+}
+
 /// Where a signing key comes from on the command line.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KeyArgs {

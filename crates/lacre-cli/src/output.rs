@@ -16,6 +16,13 @@ pub fn print_json(map: &Map) {
     }
 }
 
+/// A progress fraction as a whole percentage (`""` when unknown).
+pub fn percent(fraction: Option<f64>) -> String {
+    fraction
+        .map(|p| format!("{:.0}%", p * 100.0))
+        .unwrap_or_default()
+}
+
 /// The exit code for a client error.
 pub fn report_code(err: &ClientError) -> ExitCode {
     match err {

@@ -2,7 +2,9 @@
 //! environment, then a profile file (TOML). Secrets come only from files
 //! and environment variables, never from plain flag values.
 
-use crate::keyfile::{client_key_flags, env_secret, signing, verifying, SERVER_SECRET_ENV};
+use crate::keyfile::{
+    client_key_flags, env_secret, server_key_flags, signing, verifying, SERVER_SECRET_ENV,
+};
 use anyhow::{Context, Result};
 use lacre_client::{Client, ServerTrust};
 use lacre_proto::{Algorithm, SigningKey};
@@ -136,16 +138,11 @@ impl ClientArgs {
     fn trust(&self, p: &Profile, base: &Path) -> Result<ServerTrust> {
         let hmac = |src: KeySource| (Algorithm::HmacSha256, src);
         let ed = |hex: &String| (Algorithm::Ed25519, KeySource::Hex(hex.clone()));
-        let from_flags = self
-            .server_public_key
-            .as_ref()
-            .map(ed)
-            .or_else(|| {
-                self.server_secret_file
-                    .clone()
-                    .map(|f| hmac(KeySource::File(f)))
-            })
-            .or_else(|| env_secret(SERVER_SECRET_ENV));
+        let from_flags = server_key_flags(
+            self.server_public_key.as_ref(),
+            self.server_secret_file.as_ref(),
+        )
+        .or_else(|| env_secret(SERVER_SECRET_ENV));
         if let Some(named) = from_flags {
             return Ok(ServerTrust::Key(verifying(&named, Path::new("."))?));
         }

@@ -466,13 +466,7 @@ impl Client {
                             .map_err(|e| {
                                 ClientError::Verification(lacre_proto::ResponseError::Malformed(e))
                             })?;
-                    let text = response.error.clone().unwrap_or_default();
-                    let message = ErrorCode::split_error_text(&text).1.to_owned();
-                    return Err(ClientError::Server {
-                        code: ErrorCode::WrongServer,
-                        message,
-                        response: Box::new(response),
-                    });
+                    return Err(server_error(response));
                 }
                 // The signature held (it is checked before the request_id):
                 // the server refused before it could read the request.
@@ -481,25 +475,13 @@ impl Client {
                 {
                     let response =
                         unaddressed_refusal(&raw).ok_or_else(|| unexpected_status("refusal"))?;
-                    let text = response.error.clone().unwrap_or_default();
-                    let (code, message) = ErrorCode::split_error_text(&text);
-                    return Err(ClientError::Server {
-                        code,
-                        message: message.to_owned(),
-                        response: Box::new(response),
-                    });
+                    return Err(server_error(response));
                 }
                 Err(e) => return Err(ClientError::Verification(e)),
             };
         let response = verified.into_inner();
         if response.status == Status::Error || !response.ok {
-            let text = response.error.clone().unwrap_or_default();
-            let (code, message) = ErrorCode::split_error_text(&text);
-            return Err(ClientError::Server {
-                code,
-                message: message.to_owned(),
-                response: Box::new(response),
-            });
+            return Err(server_error(response));
         }
         Ok(Reply { response, raw })
     }
@@ -620,6 +602,17 @@ impl Client {
         Ok(outcome
             .ok_or_else(|| unexpected_status("cancel_job"))?
             .state)
+    }
+}
+
+/// A verified error reply, as the error it carries.
+fn server_error(response: Response) -> ClientError {
+    let text = response.error.clone().unwrap_or_default();
+    let (code, message) = ErrorCode::split_error_text(&text);
+    ClientError::Server {
+        code,
+        message: message.to_owned(),
+        response: Box::new(response),
     }
 }
 

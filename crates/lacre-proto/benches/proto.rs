@@ -12,7 +12,7 @@ const NOW: i64 = 1_700_000_000_000;
 
 struct AcceptAll;
 impl NonceStore for AcceptAll {
-    fn check_and_record(&self, _: &str, _: &str, _: i64, _: i64) -> Result<(), NonceError> {
+    fn check_and_record(&self, _: &lacre_proto::NonceUse<'_>) -> Result<(), NonceError> {
         Ok(())
     }
 }

@@ -10,14 +10,14 @@
 //!
 //! ```
 //! use lacre_proto::{
-//!     verify_request, Envelope, FixedClock, Keyring, Map, NonceError, NonceStore,
+//!     verify_request, Envelope, FixedClock, Keyring, Map, NonceError, NonceStore, NonceUse,
 //!     SigningKey, VerifyConfig,
 //! };
 //!
 //! // A nonce store that has seen nothing yet.
 //! struct Fresh;
 //! impl NonceStore for Fresh {
-//!     fn check_and_record(&self, _: &str, _: &str, _: i64, _: i64) -> Result<(), NonceError> {
+//!     fn check_and_record(&self, _: &NonceUse<'_>) -> Result<(), NonceError> {
 //!         Ok(())
 //!     }
 //! }
@@ -57,7 +57,7 @@ pub use json::{canonical, parse, JsonError, JsonErrorKind, Map, Number, ParseLim
 pub use keys::{from_hex, to_hex, Algorithm, KeyError, SignatureError, SigningKey, VerifyingKey};
 pub use verify::{
     authenticate, verify_request, verify_response, Authenticated, Clock, FixedClock, KeyLookup,
-    Keyring, KeyringError, NonceError, NonceStore, Rejected, ResponseSigner, Verified,
+    Keyring, KeyringError, NonceError, NonceStore, NonceUse, Rejected, ResponseSigner, Verified,
     VerifyConfig, DEFAULT_MAX_SKEW_MS, MAX_KEYS_PER_CLIENT,
 };
 pub use wire::{Envelope, Response, Status, MAX_ID_CHARS, VERSION};

@@ -49,19 +49,24 @@ pub enum NonceError {
     Unavailable,
 }
 
+/// One use of a nonce, as a nonce store checks and records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NonceUse<'a> {
+    /// The client that sent it (nonces are per client).
+    pub client_id: &'a str,
+    /// The nonce.
+    pub nonce: &'a str,
+    /// When the envelope's timestamp goes stale, so the pair can be forgotten.
+    pub expires_at_ms: i64,
+    /// When the timestamp was checked; lets the store evict what expired.
+    pub now_ms: i64,
+}
+
 /// Remembers `(client_id, nonce)` pairs until they expire.
 pub trait NonceStore: Send + Sync {
     /// Records the pair if it is new; fails with [`NonceError::Replayed`] if
-    /// it was recorded before and has not expired. `expires_at_ms` is the
-    /// time after which the envelope's timestamp is stale anyway, so the pair
-    /// can be forgotten; `now_ms` lets the store evict what has expired.
-    fn check_and_record(
-        &self,
-        client_id: &str,
-        nonce: &str,
-        expires_at_ms: i64,
-        now_ms: i64,
-    ) -> Result<(), NonceError>;
+    /// it was recorded before and has not expired.
+    fn check_and_record(&self, used: &NonceUse<'_>) -> Result<(), NonceError>;
 }
 
 /// Finds the verifying keys of a client.
@@ -193,6 +198,17 @@ impl Authenticated {
         self.nonce_expires_at_ms
     }
 
+    /// The nonce check this envelope needs: its client and nonce, when the
+    /// pair may be forgotten, and the instant the timestamp was checked at.
+    pub fn nonce_use(&self) -> NonceUse<'_> {
+        NonceUse {
+            client_id: &self.envelope.client_id,
+            nonce: &self.envelope.nonce,
+            expires_at_ms: self.nonce_expires_at_ms,
+            now_ms: self.now_ms,
+        }
+    }
+
     /// The time the timestamp was checked against. The nonce check must use
     /// this same instant: with a later one, a replay at the window's very
     /// edge could find its earlier record already expired.
@@ -310,12 +326,7 @@ pub fn verify_request<K: KeyLookup + ?Sized, C: Clock + ?Sized, N: NonceStore + 
     nonces: &N,
 ) -> Result<Verified<Envelope>, Rejected> {
     let auth = authenticate(bytes, config, keys, clock)?;
-    let outcome = nonces.check_and_record(
-        &auth.envelope.client_id,
-        &auth.envelope.nonce,
-        auth.nonce_expires_at_ms,
-        auth.now_ms,
-    );
+    let outcome = nonces.check_and_record(&auth.nonce_use());
     auth.finish(outcome)
 }
 
@@ -468,8 +479,13 @@ mod tests {
     #[derive(Default)]
     struct MemNonces(Mutex<HashSet<(String, String)>>);
     impl NonceStore for MemNonces {
-        fn check_and_record(&self, c: &str, n: &str, _: i64, _: i64) -> Result<(), NonceError> {
-            if self.0.lock().unwrap().insert((c.into(), n.into())) {
+        fn check_and_record(&self, u: &NonceUse<'_>) -> Result<(), NonceError> {
+            if self
+                .0
+                .lock()
+                .unwrap()
+                .insert((u.client_id.into(), u.nonce.into()))
+            {
                 Ok(())
             } else {
                 Err(NonceError::Replayed)
@@ -580,13 +596,13 @@ mod tests {
     #[derive(Default)]
     struct ExpiringNonces(Mutex<std::collections::HashMap<String, i64>>);
     impl NonceStore for ExpiringNonces {
-        fn check_and_record(&self, c: &str, n: &str, exp: i64, now: i64) -> Result<(), NonceError> {
+        fn check_and_record(&self, u: &NonceUse<'_>) -> Result<(), NonceError> {
             let mut m = self.0.lock().unwrap();
-            let k = format!("{c}\n{n}");
-            if m.get(&k).is_some_and(|e| *e >= now) {
+            let k = format!("{}\n{}", u.client_id, u.nonce);
+            if m.get(&k).is_some_and(|e| *e >= u.now_ms) {
                 return Err(NonceError::Replayed);
             }
-            m.insert(k, exp);
+            m.insert(k, u.expires_at_ms);
             Ok(())
         }
     }

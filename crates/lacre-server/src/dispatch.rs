@@ -277,15 +277,7 @@ impl Server {
         };
         let env = auth.envelope();
         who.client_id = env.client_id.clone();
-        let nonce = inner
-            .nonces
-            .check_and_record(
-                &env.client_id,
-                &env.nonce,
-                auth.nonce_expires_at_ms(),
-                auth.checked_at_ms(),
-            )
-            .await;
+        let nonce = inner.nonces.check_and_record(&auth.nonce_use()).await;
         let verified = match auth.finish(nonce) {
             Ok(v) => v,
             Err(rej) => return self.error_reply(&rej.request_id, &CallError::Rejected(rej.error)),

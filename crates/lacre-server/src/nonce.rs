@@ -1,7 +1,7 @@
 //! Replay protection: where `(client_id, nonce)` pairs are remembered.
 
 use crate::error::StoreError;
-use lacre_proto::NonceError;
+use lacre_proto::{NonceError, NonceUse};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -11,13 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 pub trait NonceBackend: Send + Sync + 'static {
     /// Records the pair if new; [`NonceError::Replayed`] if seen and not
     /// expired; [`NonceError::Unavailable`] if the store cannot answer.
-    async fn check_and_record(
-        &self,
-        client_id: &str,
-        nonce: &str,
-        expires_at_ms: i64,
-        now_ms: i64,
-    ) -> Result<(), NonceError>;
+    async fn check_and_record(&self, used: &NonceUse<'_>) -> Result<(), NonceError>;
 
     /// Number of remembered nonces (for metrics).
     fn len(&self) -> usize;
@@ -159,27 +153,15 @@ impl MemoryNonceStore {
 }
 
 impl lacre_proto::NonceStore for MemoryNonceStore {
-    fn check_and_record(
-        &self,
-        client_id: &str,
-        nonce: &str,
-        expires_at_ms: i64,
-        now_ms: i64,
-    ) -> Result<(), NonceError> {
-        self.record(client_id, nonce, expires_at_ms, now_ms)
+    fn check_and_record(&self, u: &NonceUse<'_>) -> Result<(), NonceError> {
+        self.record(u.client_id, u.nonce, u.expires_at_ms, u.now_ms)
     }
 }
 
 #[async_trait::async_trait]
 impl NonceBackend for MemoryNonceStore {
-    async fn check_and_record(
-        &self,
-        client_id: &str,
-        nonce: &str,
-        expires_at_ms: i64,
-        now_ms: i64,
-    ) -> Result<(), NonceError> {
-        self.record(client_id, nonce, expires_at_ms, now_ms)
+    async fn check_and_record(&self, u: &NonceUse<'_>) -> Result<(), NonceError> {
+        self.record(u.client_id, u.nonce, u.expires_at_ms, u.now_ms)
     }
 
     fn len(&self) -> usize {
@@ -281,13 +263,13 @@ async fn commit_loop(
 
 #[async_trait::async_trait]
 impl NonceBackend for BatchedNonceStore {
-    async fn check_and_record(
-        &self,
-        client_id: &str,
-        nonce: &str,
-        expires_at_ms: i64,
-        now_ms: i64,
-    ) -> Result<(), NonceError> {
+    async fn check_and_record(&self, u: &NonceUse<'_>) -> Result<(), NonceError> {
+        let NonceUse {
+            client_id,
+            nonce,
+            expires_at_ms,
+            now_ms,
+        } = *u;
         // A replay of a nonce this process has seen is refused without I/O.
         self.front.record(client_id, nonce, expires_at_ms, now_ms)?;
         let (reply, wait) = tokio::sync::oneshot::channel();

@@ -2,8 +2,8 @@
 //! deployments that accept losing jobs on restart.
 
 use super::{
-    Claim, CreateOutcome, JobOutcome, JobRecord, JobState, JobStore, LeaseStatus, NewJob,
-    PruneStats,
+    Claim, CreateOutcome, Heartbeat, JobOutcome, JobRecord, JobState, JobStore, LeaseStatus,
+    NewJob, PruneStats,
 };
 use crate::error::StoreError;
 use std::collections::{HashMap, VecDeque};
@@ -208,14 +208,14 @@ impl JobStore for MemoryJobStore {
         Ok(Some(claim))
     }
 
-    async fn heartbeat(
-        &self,
-        id: &str,
-        fence: u64,
-        now_ms: i64,
-        lease_ms: i64,
-        progress: Option<(f64, Option<String>)>,
-    ) -> Result<LeaseStatus, StoreError> {
+    async fn heartbeat(&self, beat: Heartbeat<'_>) -> Result<LeaseStatus, StoreError> {
+        let Heartbeat {
+            id,
+            fence,
+            now_ms,
+            lease_ms,
+            progress,
+        } = beat;
         let status = {
             let mut st = self.lock();
             let Some(e) = st.jobs.get_mut(id) else {

@@ -103,6 +103,22 @@ pub struct Claim {
     pub fence: u64,
 }
 
+/// A worker's heartbeat on the job it holds: renew the lease, and record
+/// progress if there is new progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heartbeat<'a> {
+    /// The job.
+    pub id: &'a str,
+    /// The fencing token of the claim; a stale one has lost the job.
+    pub fence: u64,
+    /// Now.
+    pub now_ms: i64,
+    /// The lease runs until `now_ms + lease_ms`.
+    pub lease_ms: i64,
+    /// New progress, if any.
+    pub progress: Option<ProgressReport>,
+}
+
 /// What a heartbeat learned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseStatus {
@@ -152,14 +168,7 @@ pub trait JobStore: Send + Sync + 'static {
     /// Claims the oldest queued job for `lease_ms`.
     async fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<Claim>, StoreError>;
     /// Renews a lease and records progress.
-    async fn heartbeat(
-        &self,
-        id: &str,
-        fence: u64,
-        now_ms: i64,
-        lease_ms: i64,
-        progress: Option<(f64, Option<String>)>,
-    ) -> Result<LeaseStatus, StoreError>;
+    async fn heartbeat(&self, beat: Heartbeat<'_>) -> Result<LeaseStatus, StoreError>;
     /// Records the outcome; `false` when the fence is stale (someone else
     /// holds the job now, or it was cancelled) and nothing was written.
     async fn finish(

@@ -1,7 +1,7 @@
 //! The worker pool: claims queued jobs, runs their handlers, keeps their
 //! leases alive, and records the outcome under the claim's fencing token.
 
-use super::{Claim, JobContext, JobOutcome, JobStore, LeaseStatus};
+use super::{Claim, Heartbeat, JobContext, JobOutcome, JobStore, LeaseStatus};
 use crate::tool::{Handler, Registry};
 use lacre_proto::Clock;
 use std::sync::Arc;
@@ -167,6 +167,13 @@ async fn run_job(shared: &Shared, claim: Claim, shutdown: &mut watch::Receiver<b
     let mut heartbeat =
         tokio::time::interval(Duration::from_millis(shared.config.heartbeat_ms.max(10)));
     heartbeat.tick().await;
+    let beat = |progress| Heartbeat {
+        id: &job.id,
+        fence,
+        now_ms: now(),
+        lease_ms: shared.config.lease_ms,
+        progress,
+    };
     let mut draining = false;
     let mut progress_open = true;
     loop {
@@ -176,7 +183,7 @@ async fn run_job(shared: &Shared, claim: Claim, shutdown: &mut watch::Receiver<b
                 // Record the handler's last progress report before the outcome.
                 if progress_rx.has_changed().unwrap_or(false) {
                     let last = progress_rx.borrow_and_update().clone();
-                    let _ = store.heartbeat(&job.id, fence, now(), shared.config.lease_ms, last).await;
+                    let _ = store.heartbeat(beat(last)).await;
                 }
                 let outcome = match joined {
                     Ok(Ok(result)) => JobOutcome::Done(result),
@@ -209,10 +216,7 @@ async fn run_job(shared: &Shared, claim: Claim, shutdown: &mut watch::Receiver<b
                 continue;
             }
         }
-        match store
-            .heartbeat(&job.id, fence, now(), shared.config.lease_ms, progress)
-            .await
-        {
+        match store.heartbeat(beat(progress)).await {
             Ok(LeaseStatus::Held) => {}
             Ok(LeaseStatus::Cancelled) => {
                 cancel_tx.send_replace(true);

@@ -76,10 +76,16 @@ async fn schema_is_published_verbatim() {
 async fn arguments_are_checked_before_the_handler_runs() {
     let runs = Arc::new(AtomicUsize::new(0));
     let s = server(Arc::clone(&runs)).await;
-    let env = envelope("client-001", CLIENT_SECRET, "greet", json!({"name": 5}));
-    let reply = s.send(&env).await;
-    assert_error(&reply, 422, ErrorCode::InvalidArgs, &env.request_id);
-    let text = reply.1.error.unwrap();
+    let reply = s
+        .expect_error(
+            "client-001",
+            "greet",
+            json!({"name": 5}),
+            422,
+            ErrorCode::InvalidArgs,
+        )
+        .await;
+    let text = reply.error.unwrap();
     assert_eq!(text, r#"invalid_args: name: 5 is not of type "string""#);
     let env = envelope(
         "client-001",
@@ -87,12 +93,7 @@ async fn arguments_are_checked_before_the_handler_runs() {
         "greet",
         json!({"name": "a", "x": 1}),
     );
-    assert_error(
-        &s.send(&env).await,
-        422,
-        ErrorCode::InvalidArgs,
-        &env.request_id,
-    );
+    s.expect(&env, 422, ErrorCode::InvalidArgs).await;
     assert_eq!(runs.load(Ordering::SeqCst), 0, "the handler never ran");
 
     let (http, resp) = s.call("greet", json!({"name": "ada"})).await;
@@ -107,12 +108,7 @@ async fn long_running_dynamic_tools_are_jobs() {
     let s = server(Arc::default()).await;
     let env = envelope("client-001", CLIENT_SECRET, "slow_greet", json!({}));
     // Refused at the door: no job is created for bad arguments.
-    assert_error(
-        &s.send(&env).await,
-        422,
-        ErrorCode::InvalidArgs,
-        &env.request_id,
-    );
+    s.expect(&env, 422, ErrorCode::InvalidArgs).await;
     let (http, resp) = s.call("slow_greet", json!({"name": "ada"})).await;
     assert_eq!(http, 202);
     assert_eq!(resp.status, Status::Accepted);

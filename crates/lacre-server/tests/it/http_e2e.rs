@@ -190,22 +190,22 @@ async fn cancel_and_ownership() {
     let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
 
     // Another client sees no such job, for poll and cancel alike.
-    let env = envelope(
+    s.expect_error(
         "client-002",
-        OTHER_SECRET,
         "poll_job",
         json!({"job_id": job_id}),
-    );
-    let reply = s.send(&env).await;
-    assert_error(&reply, 404, ErrorCode::UnknownJob, &env.request_id);
-    let env = envelope(
+        404,
+        ErrorCode::UnknownJob,
+    )
+    .await;
+    s.expect_error(
         "client-002",
-        OTHER_SECRET,
         "cancel_job",
         json!({"job_id": job_id}),
-    );
-    let reply = s.send(&env).await;
-    assert_error(&reply, 404, ErrorCode::UnknownJob, &env.request_id);
+        404,
+        ErrorCode::UnknownJob,
+    )
+    .await;
     let env = envelope("client-002", OTHER_SECRET, "list_jobs", json!({}));
     let (_, resp) = s.send(&env).await;
     assert_eq!(result_json(&resp)["jobs"], json!([]));
@@ -214,24 +214,24 @@ async fn cancel_and_ownership() {
     let (http, resp) = s.call("cancel_job", json!({"job_id": job_id})).await;
     assert_eq!(http, 200);
     assert_eq!(result_json(&resp)["state"], "cancelled");
-    let env = envelope(
+    s.expect_error(
         "client-001",
-        CLIENT_SECRET,
         "poll_job",
         json!({"job_id": job_id}),
-    );
-    let reply = s.send(&env).await;
-    assert_error(&reply, 200, ErrorCode::JobCancelled, &env.request_id);
+        200,
+        ErrorCode::JobCancelled,
+    )
+    .await;
 
     // A job that does not exist.
-    let env = envelope(
+    s.expect_error(
         "client-001",
-        CLIENT_SECRET,
         "poll_job",
         json!({"job_id": "no-such-job"}),
-    );
-    let reply = s.send(&env).await;
-    assert_error(&reply, 404, ErrorCode::UnknownJob, &env.request_id);
+        404,
+        ErrorCode::UnknownJob,
+    )
+    .await;
     s.stop().await;
 }
 
@@ -259,14 +259,14 @@ async fn failed_jobs_and_failing_tools() {
         }
         assert!(Instant::now() < deadline, "job never failed");
     }
-    let env = envelope(
+    s.expect_error(
         "client-001",
-        CLIENT_SECRET,
         "fail_now",
         json!({"message": "broken"}),
-    );
-    let reply = s.send(&env).await;
-    assert_error(&reply, 500, ErrorCode::Internal, &env.request_id);
+        500,
+        ErrorCode::Internal,
+    )
+    .await;
     s.stop().await;
 }
 
@@ -316,19 +316,9 @@ async fn verification_failures_have_their_codes() {
     let key = SigningKey::hmac(CLIENT_SECRET).unwrap();
 
     // Replay of an identical envelope.
-    let env = envelope(
-        "client-001",
-        CLIENT_SECRET,
-        "batch_sum",
-        json!({"numbers": [1]}),
-    );
+    let env = sum_call();
     assert_eq!(s.send(&env).await.0, 200);
-    assert_error(
-        &s.send(&env).await,
-        401,
-        ErrorCode::ReplayedNonce,
-        &env.request_id,
-    );
+    s.expect(&env, 401, ErrorCode::ReplayedNonce).await;
     // Same nonce with a new timestamp (re-signed): still a replay.
     let mut again = env.clone();
     again.ts_ms += 1;
@@ -342,37 +332,17 @@ async fn verification_failures_have_their_codes() {
 
     // Timestamps 10 minutes old and ahead.
     for offset in [-600_000i64, 600_000] {
-        let mut e = envelope(
-            "client-001",
-            CLIENT_SECRET,
-            "batch_sum",
-            json!({"numbers": [1]}),
-        );
+        let mut e = sum_call();
         e.ts_ms += offset;
         e.sign(&key);
-        assert_error(
-            &s.send(&e).await,
-            401,
-            ErrorCode::StaleTimestamp,
-            &e.request_id,
-        );
+        s.expect(&e, 401, ErrorCode::StaleTimestamp).await;
     }
 
     // Addressed to another server.
-    let mut e = envelope(
-        "client-001",
-        CLIENT_SECRET,
-        "batch_sum",
-        json!({"numbers": [1]}),
-    );
+    let mut e = sum_call();
     e.server_id = "someone-else".into();
     e.sign(&key);
-    assert_error(
-        &s.send(&e).await,
-        401,
-        ErrorCode::WrongServer,
-        &e.request_id,
-    );
+    s.expect(&e, 401, ErrorCode::WrongServer).await;
 
     // Unknown client; bad signature (tampered args).
     let e = envelope(
@@ -381,33 +351,13 @@ async fn verification_failures_have_their_codes() {
         "batch_sum",
         json!({"numbers": [1]}),
     );
-    assert_error(
-        &s.send(&e).await,
-        401,
-        ErrorCode::UnknownClient,
-        &e.request_id,
-    );
-    let mut e = envelope(
-        "client-001",
-        CLIENT_SECRET,
-        "batch_sum",
-        json!({"numbers": [1]}),
-    );
+    s.expect(&e, 401, ErrorCode::UnknownClient).await;
+    let mut e = sum_call();
     e.args = args_map(json!({"numbers": [1000]}));
-    assert_error(
-        &s.send(&e).await,
-        401,
-        ErrorCode::BadSignature,
-        &e.request_id,
-    );
+    s.expect(&e, 401, ErrorCode::BadSignature).await;
 
     // Extra field; wrong version; not JSON at all.
-    let e = envelope(
-        "client-001",
-        CLIENT_SECRET,
-        "batch_sum",
-        json!({"numbers": [1]}),
-    );
+    let e = sum_call();
     let text = String::from_utf8(e.to_json())
         .unwrap()
         .replacen('{', r#"{"extra":1,"#, 1);
@@ -439,24 +389,14 @@ async fn verification_failures_have_their_codes() {
 async fn dispatch_errors_have_their_codes() {
     let s = TestServer::start().await;
     let e = envelope("client-001", CLIENT_SECRET, "no_such_tool", json!({}));
-    assert_error(
-        &s.send(&e).await,
-        404,
-        ErrorCode::UnknownTool,
-        &e.request_id,
-    );
+    s.expect(&e, 404, ErrorCode::UnknownTool).await;
     let e = envelope(
         "client-002",
         OTHER_SECRET,
         "start_long_task",
         json!({"seconds": 1}),
     );
-    assert_error(
-        &s.send(&e).await,
-        403,
-        ErrorCode::ForbiddenTool,
-        &e.request_id,
-    );
+    s.expect(&e, 403, ErrorCode::ForbiddenTool).await;
     let bad_args = [
         ("batch_sum", json!({"numbers": []})),
         ("batch_sum", json!({"numbers": ["1"]})),
@@ -477,10 +417,9 @@ async fn dispatch_errors_have_their_codes() {
     ];
     for (tool, args) in bad_args {
         let e = envelope("client-001", CLIENT_SECRET, tool, args.clone());
-        let reply = s.send(&e).await;
-        assert_error(&reply, 422, ErrorCode::InvalidArgs, &e.request_id);
+        let reply = s.expect(&e, 422, ErrorCode::InvalidArgs).await;
         assert!(
-            reply.1.error.as_deref().unwrap().len() > "invalid_args: ".len(),
+            reply.error.as_deref().unwrap().len() > "invalid_args: ".len(),
             "{tool} {args}: no message"
         );
     }
@@ -502,7 +441,7 @@ struct BrokenNonces;
 
 #[async_trait::async_trait]
 impl NonceBackend for BrokenNonces {
-    async fn check_and_record(&self, _: &str, _: &str, _: i64, _: i64) -> Result<(), NonceError> {
+    async fn check_and_record(&self, _: &lacre_proto::NonceUse<'_>) -> Result<(), NonceError> {
         Err(NonceError::Unavailable)
     }
     fn len(&self) -> usize {
@@ -513,18 +452,8 @@ impl NonceBackend for BrokenNonces {
 #[tokio::test]
 async fn unreachable_nonce_store_refuses_requests() {
     let s = TestServer::start_with(|b| b.nonce_store(Arc::new(BrokenNonces))).await;
-    let e = envelope(
-        "client-001",
-        CLIENT_SECRET,
-        "batch_sum",
-        json!({"numbers": [1]}),
-    );
-    assert_error(
-        &s.send(&e).await,
-        503,
-        ErrorCode::StoreUnavailable,
-        &e.request_id,
-    );
+    let e = sum_call();
+    s.expect(&e, 503, ErrorCode::StoreUnavailable).await;
     s.stop().await;
 }
 
@@ -683,12 +612,7 @@ async fn restricted_clients_cannot_probe_for_tools() {
     // does not exist and one that exists look the same to it.
     for tool in ["no_such_tool", "start_long_task", "fail_now"] {
         let e = envelope("client-002", OTHER_SECRET, tool, json!({}));
-        assert_error(
-            &s.send(&e).await,
-            403,
-            ErrorCode::ForbiddenTool,
-            &e.request_id,
-        );
+        s.expect(&e, 403, ErrorCode::ForbiddenTool).await;
     }
     // The system tools stay available to it.
     let e = envelope("client-002", OTHER_SECRET, "list_jobs", json!({}));

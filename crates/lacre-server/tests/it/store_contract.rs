@@ -3,7 +3,7 @@
 //! reachable PostgreSQL they are skipped with a message (and fail in CI).
 
 use lacre_proto::{Map, NonceError, Value};
-use lacre_server::jobs::{CreateOutcome, JobOutcome, JobState, LeaseStatus, NewJob};
+use lacre_server::jobs::{CreateOutcome, Heartbeat, JobOutcome, JobState, LeaseStatus, NewJob};
 use lacre_server::store::{self, Stores};
 use std::time::Duration;
 
@@ -132,13 +132,13 @@ async fn contract(stores: Stores) {
     // heartbeat with progress moves the version; a wrong fence has lost the job
     let v0 = s.get("job-a").await.unwrap().unwrap().version;
     assert_eq!(
-        s.heartbeat(
-            "job-a",
-            c1.fence,
-            2_100,
-            10_000,
-            Some((0.5, Some("half".into())))
-        )
+        s.heartbeat(Heartbeat {
+            id: "job-a",
+            fence: c1.fence,
+            now_ms: 2_100,
+            lease_ms: 10_000,
+            progress: Some((0.5, Some("half".into())))
+        })
         .await
         .unwrap(),
         LeaseStatus::Held
@@ -148,9 +148,15 @@ async fn contract(stores: Stores) {
     assert_eq!(j.progress, Some(0.5));
     assert_eq!(j.message.as_deref(), Some("half"));
     assert_eq!(
-        s.heartbeat("job-a", c1.fence + 7, 2_100, 10_000, None)
-            .await
-            .unwrap(),
+        s.heartbeat(Heartbeat {
+            id: "job-a",
+            fence: c1.fence + 7,
+            now_ms: 2_100,
+            lease_ms: 10_000,
+            progress: None
+        })
+        .await
+        .unwrap(),
         LeaseStatus::Lost
     );
 
@@ -179,9 +185,15 @@ async fn contract(stores: Stores) {
         JobState::Cancelled
     );
     assert_eq!(
-        s.heartbeat("job-b", c2.fence, 2_500, 10_000, None)
-            .await
-            .unwrap(),
+        s.heartbeat(Heartbeat {
+            id: "job-b",
+            fence: c2.fence,
+            now_ms: 2_500,
+            lease_ms: 10_000,
+            progress: None
+        })
+        .await
+        .unwrap(),
         LeaseStatus::Cancelled
     );
     assert!(!s
@@ -227,9 +239,15 @@ async fn contract(stores: Stores) {
         .await
         .unwrap());
     assert_eq!(
-        s.heartbeat("job-d", d1.fence, 6_201, 100, None)
-            .await
-            .unwrap(),
+        s.heartbeat(Heartbeat {
+            id: "job-d",
+            fence: d1.fence,
+            now_ms: 6_201,
+            lease_ms: 100,
+            progress: None
+        })
+        .await
+        .unwrap(),
         LeaseStatus::Lost
     );
     // after the last attempt the job fails
@@ -266,14 +284,27 @@ async fn contract(stores: Stores) {
 
     // nonces
     let n = &stores.nonces;
-    assert_eq!(n.check_and_record("c1", "n1", 10_000, 1_000).await, Ok(()));
     assert_eq!(
-        n.check_and_record("c1", "n1", 10_000, 2_000).await,
+        n.check_and_record(&nonce_use("c1", "n1", 10_000, 1_000))
+            .await,
+        Ok(())
+    );
+    assert_eq!(
+        n.check_and_record(&nonce_use("c1", "n1", 10_000, 2_000))
+            .await,
         Err(NonceError::Replayed)
     );
-    assert_eq!(n.check_and_record("c2", "n1", 10_000, 2_000).await, Ok(()));
+    assert_eq!(
+        n.check_and_record(&nonce_use("c2", "n1", 10_000, 2_000))
+            .await,
+        Ok(())
+    );
     // Once expired, the pair may be used again (its envelope is stale by then).
-    assert_eq!(n.check_and_record("c1", "n1", 30_000, 20_000).await, Ok(()));
+    assert_eq!(
+        n.check_and_record(&nonce_use("c1", "n1", 30_000, 20_000))
+            .await,
+        Ok(())
+    );
     if stores.kind != store::StoreKind::Memory {
         let stats = s.prune(40_000, 1_000_000).await.unwrap();
         assert_eq!(stats.nonces, 2, "{stats:?}");
@@ -288,20 +319,20 @@ async fn replays_are_refused_by_the_database(url: &str) {
     let b = store::open(url).await.unwrap();
     assert_eq!(
         a.nonces
-            .check_and_record("c9", "shared", 50_000, 1_000)
+            .check_and_record(&nonce_use("c9", "shared", 50_000, 1_000))
             .await,
         Ok(())
     );
     assert_eq!(
         b.nonces
-            .check_and_record("c9", "shared", 50_000, 2_000)
+            .check_and_record(&nonce_use("c9", "shared", 50_000, 2_000))
             .await,
         Err(NonceError::Replayed)
     );
     // Expired records may be reused, through the database too.
     assert_eq!(
         b.nonces
-            .check_and_record("c9", "shared", 90_000, 60_000)
+            .check_and_record(&nonce_use("c9", "shared", 90_000, 60_000))
             .await,
         Ok(())
     );
@@ -353,9 +384,16 @@ async fn postgres_replicas_share_state_and_wake_each_other() {
         .unwrap();
     assert!(b.jobs.get("x").await.unwrap().is_some());
     // A nonce recorded through A is a replay through B.
-    assert_eq!(a.nonces.check_and_record("c", "n", 1_000, 1).await, Ok(()));
     assert_eq!(
-        b.nonces.check_and_record("c", "n", 1_000, 2).await,
+        a.nonces
+            .check_and_record(&nonce_use("c", "n", 1_000, 1))
+            .await,
+        Ok(())
+    );
+    assert_eq!(
+        b.nonces
+            .check_and_record(&nonce_use("c", "n", 1_000, 2))
+            .await,
         Err(NonceError::Replayed)
     );
     // Concurrent claims never hand one job to two replicas.
@@ -388,4 +426,18 @@ async fn postgres_replicas_share_state_and_wake_each_other() {
     assert_eq!(all.len(), n, "a job was claimed twice");
     assert_eq!(n, 21, "x plus 20 jobs");
     drop_schema(&url).await;
+}
+
+fn nonce_use<'a>(
+    client_id: &'a str,
+    nonce: &'a str,
+    expires_at_ms: i64,
+    now_ms: i64,
+) -> lacre_proto::NonceUse<'a> {
+    lacre_proto::NonceUse {
+        client_id,
+        nonce,
+        expires_at_ms,
+        now_ms,
+    }
 }

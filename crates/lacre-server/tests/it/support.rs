@@ -140,6 +140,32 @@ impl TestServer {
             .await
     }
 
+    /// Sends `env` and asserts a signed error with this HTTP status and
+    /// code that echoes the envelope's request id.
+    pub async fn expect(&self, env: &Envelope, http: u16, code: ErrorCode) -> Response {
+        let reply = self.send(env).await;
+        assert_error(&reply, http, code, &env.request_id);
+        reply.1
+    }
+
+    /// Sends `tool(args)` as `client_id` and asserts a signed error with
+    /// this HTTP status and code that echoes the request's id.
+    pub async fn expect_error(
+        &self,
+        client_id: &str,
+        tool: &str,
+        args: serde_json::Value,
+        http: u16,
+        code: ErrorCode,
+    ) -> Response {
+        self.expect(
+            &envelope(client_id, secret_of(client_id), tool, args),
+            http,
+            code,
+        )
+        .await
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
@@ -187,6 +213,14 @@ pub fn args_map(args: serde_json::Value) -> Map {
     }
 }
 
+/// The HMAC secret of a test client.
+pub fn secret_of(client_id: &str) -> &'static [u8] {
+    match client_id {
+        "client-002" => OTHER_SECRET,
+        _ => CLIENT_SECRET,
+    }
+}
+
 /// A signed envelope with a fresh request_id and nonce.
 pub fn envelope(client_id: &str, secret: &[u8], tool: &str, args: serde_json::Value) -> Envelope {
     let mut env = Envelope {
@@ -201,6 +235,16 @@ pub fn envelope(client_id: &str, secret: &[u8], tool: &str, args: serde_json::Va
     };
     env.sign(&SigningKey::hmac(secret).unwrap());
     env
+}
+
+/// A valid `batch_sum` call of client-001.
+pub fn sum_call() -> Envelope {
+    envelope(
+        "client-001",
+        CLIENT_SECRET,
+        "batch_sum",
+        serde_json::json!({"numbers": [1]}),
+    )
 }
 
 /// Asserts an error reply: HTTP status, ok false, status error, code, request_id.

@@ -3,8 +3,8 @@
 use lacre_proto::Map;
 use lacre_server::error::StoreError;
 use lacre_server::jobs::{
-    Claim, CreateOutcome, JobOutcome, JobRecord, JobState, JobStore, LeaseStatus, MemoryJobStore,
-    NewJob, PruneStats, WorkerConfig,
+    Claim, CreateOutcome, Heartbeat, JobOutcome, JobRecord, JobState, JobStore, LeaseStatus,
+    MemoryJobStore, NewJob, PruneStats, WorkerConfig,
 };
 use lacre_server::{Registry, ToolArgs, ToolError};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,16 +41,9 @@ impl JobStore for Counting {
     async fn claim(&self, now: i64, lease: i64) -> Result<Option<Claim>, StoreError> {
         self.inner.claim(now, lease).await
     }
-    async fn heartbeat(
-        &self,
-        id: &str,
-        fence: u64,
-        now: i64,
-        lease: i64,
-        progress: Option<(f64, Option<String>)>,
-    ) -> Result<LeaseStatus, StoreError> {
+    async fn heartbeat(&self, beat: Heartbeat<'_>) -> Result<LeaseStatus, StoreError> {
         self.heartbeats.fetch_add(1, Ordering::Relaxed);
-        self.inner.heartbeat(id, fence, now, lease, progress).await
+        self.inner.heartbeat(beat).await
     }
     async fn finish(
         &self,

@@ -4,8 +4,8 @@ use super::rows::{job_from_row, json_text, to_i64};
 use super::{corrupt, unavailable, SqlStore, PRUNE_BATCH};
 use crate::error::StoreError;
 use crate::jobs::{
-    Claim, CreateOutcome, JobOutcome, JobRecord, JobState, JobStore, LeaseStatus, NewJob,
-    PruneStats,
+    Claim, CreateOutcome, Heartbeat, JobOutcome, JobRecord, JobState, JobStore, LeaseStatus,
+    NewJob, PruneStats,
 };
 use crate::store::StoreKind;
 use sqlx::Row;
@@ -141,14 +141,14 @@ impl JobStore for SqlStore {
         }))
     }
 
-    async fn heartbeat(
-        &self,
-        id: &str,
-        fence: u64,
-        now_ms: i64,
-        lease_ms: i64,
-        progress: Option<(f64, Option<String>)>,
-    ) -> Result<LeaseStatus, StoreError> {
+    async fn heartbeat(&self, beat: Heartbeat<'_>) -> Result<LeaseStatus, StoreError> {
+        let Heartbeat {
+            id,
+            fence,
+            now_ms,
+            lease_ms,
+            progress,
+        } = beat;
         let has_progress = progress.is_some();
         let (fraction, message) = match progress {
             Some((f, m)) => (Some(f), m),

@@ -3,19 +3,13 @@
 use super::{unavailable, SqlStore};
 use crate::error::StoreError;
 use crate::nonce::NonceBackend;
-use lacre_proto::NonceError;
+use lacre_proto::{NonceError, NonceUse};
 use sqlx::Row;
 use std::sync::atomic::Ordering;
 
 #[async_trait::async_trait]
 impl NonceBackend for SqlStore {
-    async fn check_and_record(
-        &self,
-        client_id: &str,
-        nonce: &str,
-        expires_at_ms: i64,
-        now_ms: i64,
-    ) -> Result<(), NonceError> {
+    async fn check_and_record(&self, u: &NonceUse<'_>) -> Result<(), NonceError> {
         // Insert if absent; an expired record may be reused. One statement,
         // atomic on every replica.
         let inserted = sqlx::query(
@@ -23,10 +17,10 @@ impl NonceBackend for SqlStore {
              ON CONFLICT (client_id, nonce) DO UPDATE SET expires_at_ms = excluded.expires_at_ms
                WHERE lacre_nonces.expires_at_ms < $4",
         )
-        .bind(client_id.to_owned())
-        .bind(nonce.to_owned())
-        .bind(expires_at_ms)
-        .bind(now_ms)
+        .bind(u.client_id.to_owned())
+        .bind(u.nonce.to_owned())
+        .bind(u.expires_at_ms)
+        .bind(u.now_ms)
         .execute(&self.pool)
         .await
         .map_err(|e| {

@@ -64,10 +64,11 @@ pub(super) fn args_cases(t: &mut Table, others_job: &str) {
     ];
     for (tool, args) in cases {
         let e = make(tool, args, |_| {});
-        t.add(
+        t.refuse(
             format!("args/{tool} {args}"),
-            e.to_json(),
-            invalid_args(&e.request_id),
+            &e,
+            422,
+            ErrorCode::InvalidArgs,
         );
     }
     // The accepted side of the ranges.
@@ -79,11 +80,7 @@ pub(super) fn args_cases(t: &mut Table, others_job: &str) {
         ("batch_sum", r#"{"numbers":[1.7976931348623157e308]}"#),
     ] {
         let e = make(tool, args, |_| {});
-        t.add(
-            format!("args accepted/{tool} {args}"),
-            e.to_json(),
-            ok(&e.request_id),
-        );
+        t.accept(format!("args accepted/{tool} {args}"), &e);
     }
     for (tool, args) in [
         ("start_long_task", r#"{"seconds":1}"#),
@@ -100,38 +97,33 @@ pub(super) fn args_cases(t: &mut Table, others_job: &str) {
 
     // Tools that do not exist or are not allowed.
     let e = make("no_such_tool", "{}", |_| {});
-    t.add(
-        "tool/unknown tool",
-        e.to_json(),
-        err(404, ErrorCode::UnknownTool, &e.request_id),
-    );
+    t.refuse("tool/unknown tool", &e, 404, ErrorCode::UnknownTool);
     let e = make("Batch_Sum", r#"{"numbers":[1]}"#, |_| {});
-    t.add(
+    t.refuse(
         "tool/tool name in another case",
-        e.to_json(),
-        err(404, ErrorCode::UnknownTool, &e.request_id),
+        &e,
+        404,
+        ErrorCode::UnknownTool,
     );
     let e = make("start_long_task", r#"{"seconds":1}"#, |e| {
         e.client_id = "client-002".into()
     });
-    t.add(
-        "tool/forbidden tool",
-        e.to_json(),
-        err(403, ErrorCode::ForbiddenTool, &e.request_id),
-    );
+    t.refuse("tool/forbidden tool", &e, 403, ErrorCode::ForbiddenTool);
     let e = make("no_such_tool", "{}", |e| e.client_id = "client-002".into());
-    t.add(
+    t.refuse(
         "tool/restricted client, missing tool: forbidden",
-        e.to_json(),
-        err(403, ErrorCode::ForbiddenTool, &e.request_id),
+        &e,
+        403,
+        ErrorCode::ForbiddenTool,
     );
     let e = make("start_long_task", r#"{"seconds":"bad"}"#, |e| {
         e.client_id = "client-002".into()
     });
-    t.add(
+    t.refuse(
         "tool/forbidden before invalid args",
-        e.to_json(),
-        err(403, ErrorCode::ForbiddenTool, &e.request_id),
+        &e,
+        403,
+        ErrorCode::ForbiddenTool,
     );
 
     // Jobs: another client's job is unknown to it.
@@ -141,16 +133,18 @@ pub(super) fn args_cases(t: &mut Table, others_job: &str) {
     );
     for tool in ["poll_job", "cancel_job"] {
         let e = make(tool, &args, |e| e.client_id = "client-002".into());
-        t.add(
+        t.refuse(
             format!("jobs/{tool} of another client's job"),
-            e.to_json(),
-            err(404, ErrorCode::UnknownJob, &e.request_id),
+            &e,
+            404,
+            ErrorCode::UnknownJob,
         );
         let e = make(tool, r#"{"job_id":"no-such-job"}"#, |_| {});
-        t.add(
+        t.refuse(
             format!("jobs/{tool} of a job that does not exist"),
-            e.to_json(),
-            err(404, ErrorCode::UnknownJob, &e.request_id),
+            &e,
+            404,
+            ErrorCode::UnknownJob,
         );
     }
     let e = make(
@@ -158,20 +152,22 @@ pub(super) fn args_cases(t: &mut Table, others_job: &str) {
         r#"{"job_id":"no-such-job","wait_ms":null}"#,
         |_| {},
     );
-    t.add(
+    t.refuse(
         "jobs/poll_job with wait_ms null",
-        e.to_json(),
-        err(404, ErrorCode::UnknownJob, &e.request_id),
+        &e,
+        404,
+        ErrorCode::UnknownJob,
     );
     let e = make(
         "poll_job",
         &format!(r#"{{"job_id":"{}"}}"#, others_job.to_uppercase()),
         |_| {},
     );
-    t.add(
+    t.refuse(
         "jobs/poll_job of the job id in uppercase",
-        e.to_json(),
-        err(404, ErrorCode::UnknownJob, &e.request_id),
+        &e,
+        404,
+        ErrorCode::UnknownJob,
     );
     // Its owner still sees it, cancels it, and then polls a cancelled job.
     let e = make("poll_job", &args, |_| {});
@@ -182,11 +178,12 @@ pub(super) fn args_cases(t: &mut Table, others_job: &str) {
     };
     t.add("jobs/owner polls its job", e.to_json(), expect);
     let e = make("cancel_job", &args, |_| {});
-    t.add("jobs/owner cancels its job", e.to_json(), ok(&e.request_id));
+    t.accept("jobs/owner cancels its job", &e);
     let e = make("poll_job", &args, |_| {});
-    t.add(
+    t.refuse(
         "jobs/owner polls its cancelled job",
-        e.to_json(),
-        err(200, ErrorCode::JobCancelled, &e.request_id),
+        &e,
+        200,
+        ErrorCode::JobCancelled,
     );
 }

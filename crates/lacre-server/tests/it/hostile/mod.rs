@@ -100,6 +100,16 @@ impl Table {
     fn len(&self) -> usize {
         self.cases.len()
     }
+
+    /// `e`, sent whole, refused with `code` and its own request id.
+    fn refuse(&mut self, name: impl Into<String>, e: &Envelope, http: u16, code: ErrorCode) {
+        self.add(name, e.to_json(), err(http, code, &e.request_id));
+    }
+
+    /// `e`, sent whole, answered `ok`.
+    fn accept(&mut self, name: impl Into<String>, e: &Envelope) {
+        self.add(name, e.to_json(), ok(&e.request_id));
+    }
 }
 
 fn err(http: u16, code: ErrorCode, request_id: &str) -> Expect {
@@ -584,10 +594,11 @@ fn spec_disagreement_cases(t: &mut Table) {
     // §9: "`payload`, if present, must be an object" (null means absent only
     // for wait_ms, state and limit). `"payload": null` is accepted (202).
     let e = make("start_long_task", r#"{"seconds":1,"payload":null}"#, |_| {});
-    t.add(
+    t.refuse(
         "args/start_long_task payload null",
-        e.to_json(),
-        invalid_args(&e.request_id),
+        &e,
+        422,
+        ErrorCode::InvalidArgs,
     );
     // invalid_args messages quote the offending value with Rust's Debug
     // escaping: one raw DEL byte (U+007F) becomes the 6 characters

@@ -6,7 +6,7 @@ use super::*;
 pub(super) fn replay_cases(t: &mut Table) {
     let replayed = |e: &Envelope| err(401, ErrorCode::ReplayedNonce, &e.request_id);
     let first = sum();
-    t.add("replay/first use", first.to_json(), ok(&first.request_id));
+    t.accept("replay/first use", &first);
     t.add(
         "replay/same envelope again",
         first.to_json(),
@@ -38,11 +38,7 @@ pub(super) fn replay_cases(t: &mut Table) {
     other.client_id = "client-002".into();
     other.request_id = unique("rid");
     other.sign(&key_of("client-002"));
-    t.add(
-        "replay/same nonce, other client: accepted",
-        other.to_json(),
-        ok(&other.request_id),
-    );
+    t.accept("replay/same nonce, other client: accepted", &other);
     let mut other2 = other.clone();
     other2.request_id = unique("rid");
     other2.sign(&key_of("client-002"));
@@ -54,11 +50,7 @@ pub(super) fn replay_cases(t: &mut Table) {
     let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
         e.client_id = ED_CLIENT.into()
     });
-    t.add(
-        "replay/Ed25519 client first use",
-        e.to_json(),
-        ok(&e.request_id),
-    );
+    t.accept("replay/Ed25519 client first use", &e);
     t.add("replay/Ed25519 client replay", e.to_json(), replayed(&e));
 
     // Refusals before the nonce step do not burn the nonce.
@@ -66,53 +58,45 @@ pub(super) fn replay_cases(t: &mut Table) {
     let mut forged = genuine.clone();
     forged.args = parse_args(r#"{"numbers":[666]}"#);
     forged.request_id = unique("rid");
-    t.add(
+    t.refuse(
         "replay/forged use of a nonce",
-        forged.to_json(),
-        err(401, ErrorCode::BadSignature, &forged.request_id),
+        &forged,
+        401,
+        ErrorCode::BadSignature,
     );
-    t.add(
-        "replay/genuine use after the forged one",
-        genuine.to_json(),
-        ok(&genuine.request_id),
-    );
+    t.accept("replay/genuine use after the forged one", &genuine);
     let genuine = sum();
     let mut stale = genuine.clone();
     stale.ts_ms = NOW - WINDOW - 1;
     stale.request_id = unique("rid");
     stale.sign(&key_of("client-001"));
-    t.add(
+    t.refuse(
         "replay/stale use of a nonce",
-        stale.to_json(),
-        err(401, ErrorCode::StaleTimestamp, &stale.request_id),
+        &stale,
+        401,
+        ErrorCode::StaleTimestamp,
     );
-    t.add(
-        "replay/genuine use after the stale one",
-        genuine.to_json(),
-        ok(&genuine.request_id),
-    );
+    t.accept("replay/genuine use after the stale one", &genuine);
     let genuine = sum();
     let mut wrong = genuine.clone();
     wrong.server_id = "elsewhere".into();
     wrong.request_id = unique("rid");
     wrong.sign(&key_of("client-001"));
-    t.add(
+    t.refuse(
         "replay/wrong-server use of a nonce",
-        wrong.to_json(),
-        err(401, ErrorCode::WrongServer, &wrong.request_id),
+        &wrong,
+        401,
+        ErrorCode::WrongServer,
     );
-    t.add(
-        "replay/genuine use after the wrong-server one",
-        genuine.to_json(),
-        ok(&genuine.request_id),
-    );
+    t.accept("replay/genuine use after the wrong-server one", &genuine);
 
     // Refusals after the nonce step burn it.
     let bad_args = make("batch_sum", r#"{"numbers":[]}"#, |_| {});
-    t.add(
+    t.refuse(
         "replay/invalid_args use of a nonce",
-        bad_args.to_json(),
-        invalid_args(&bad_args.request_id),
+        &bad_args,
+        422,
+        ErrorCode::InvalidArgs,
     );
     let mut fixed = bad_args.clone();
     fixed.args = parse_args(r#"{"numbers":[1]}"#);
@@ -124,10 +108,11 @@ pub(super) fn replay_cases(t: &mut Table) {
         replayed(&fixed),
     );
     let unknown = make("no_such_tool", "{}", |_| {});
-    t.add(
+    t.refuse(
         "replay/unknown_tool use of a nonce",
-        unknown.to_json(),
-        err(404, ErrorCode::UnknownTool, &unknown.request_id),
+        &unknown,
+        404,
+        ErrorCode::UnknownTool,
     );
     let mut fixed = unknown.clone();
     fixed.tool = "batch_sum".into();
@@ -144,11 +129,7 @@ pub(super) fn replay_cases(t: &mut Table) {
     let mut retry = first.clone();
     retry.nonce = unique("nonce");
     retry.sign(&key_of("client-001"));
-    t.add(
-        "replay/immediate call",
-        first.to_json(),
-        ok(&first.request_id),
-    );
+    t.accept("replay/immediate call", &first);
     t.add(
         "replay/immediate retry with a fresh nonce",
         retry.to_json(),

@@ -149,11 +149,7 @@ pub(super) fn signature_cases(t: &mut Table) {
     let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
         e.client_id = ED_CLIENT.into()
     });
-    t.add(
-        "signature/Ed25519 client, valid",
-        e.to_json(),
-        ok(&e.request_id),
-    );
+    t.accept("signature/Ed25519 client, valid", &e);
     let mut e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
         e.client_id = ED_CLIENT.into()
     });
@@ -209,52 +205,53 @@ pub(super) fn signature_cases(t: &mut Table) {
     let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
         e.client_id = "client-999".into()
     });
-    t.add(
-        "who/unknown client",
-        e.to_json(),
-        err(401, ErrorCode::UnknownClient, &e.request_id),
-    );
+    t.refuse("who/unknown client", &e, 401, ErrorCode::UnknownClient);
     let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
         e.client_id = "CLIENT-001".into()
     });
-    t.add(
+    t.refuse(
         "who/client id in another case",
-        e.to_json(),
-        err(401, ErrorCode::UnknownClient, &e.request_id),
+        &e,
+        401,
+        ErrorCode::UnknownClient,
     );
     let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
         e.client_id = "client-001 ".into()
     });
-    t.add(
+    t.refuse(
         "who/client id with a trailing space",
-        e.to_json(),
-        err(401, ErrorCode::UnknownClient, &e.request_id),
+        &e,
+        401,
+        ErrorCode::UnknownClient,
     );
     let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
         e.server_id = "mcp-server-002".into()
     });
-    t.add(
+    t.refuse(
         "who/valid signature for another server_id",
-        e.to_json(),
-        err(401, ErrorCode::WrongServer, &e.request_id),
+        &e,
+        401,
+        ErrorCode::WrongServer,
     );
     let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
         e.server_id = "MCP-SERVER-001".into()
     });
-    t.add(
+    t.refuse(
         "who/server id in another case",
-        e.to_json(),
-        err(401, ErrorCode::WrongServer, &e.request_id),
+        &e,
+        401,
+        ErrorCode::WrongServer,
     );
     let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
         e.server_id = "elsewhere".into();
         e.client_id = "client-999".into();
         e.ts_ms = 0;
     });
-    t.add(
+    t.refuse(
         "order/wrong server before unknown client",
-        e.to_json(),
-        err(401, ErrorCode::WrongServer, &e.request_id),
+        &e,
+        401,
+        ErrorCode::WrongServer,
     );
     let e = sum();
     let body = Raw::of(&e)
@@ -274,10 +271,11 @@ pub(super) fn signature_cases(t: &mut Table) {
         bad_sig(&e),
     );
     let e = make("no_such_tool", "{}", |e| e.ts_ms = 0);
-    t.add(
+    t.refuse(
         "order/stale timestamp before unknown tool",
-        e.to_json(),
-        err(401, ErrorCode::StaleTimestamp, &e.request_id),
+        &e,
+        401,
+        ErrorCode::StaleTimestamp,
     );
 }
 
