@@ -4,51 +4,22 @@
 //!
 //! Run: `cargo run --release -p lacre-server --example dispatch_count -- 1000`
 
-use lacre_proto::{Envelope, FixedClock, Map, SigningKey, Value};
-use lacre_server::{Server, ToolFilter};
+#[path = "common/dispatch_workload.rs"]
+mod workload;
+
+use lacre_proto::FixedClock;
 use std::sync::Arc;
 
 fn main() {
-    let n: usize = std::env::args()
+    let n: u64 = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
     let now = 1_700_000_000_000;
-    let client_key = SigningKey::hmac(b"client_secret_key_456").unwrap_or_else(|e| panic!("{e}"));
-    let server = Server::builder(
-        "mcp-server-001",
-        SigningKey::hmac(b"server_secret_key_123").unwrap_or_else(|e| panic!("{e}")),
-    )
-    .client(
-        "client-001",
-        vec![client_key.verifying_key()],
-        ToolFilter::All,
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
-    .clock(Arc::new(FixedClock(now)))
-    .build();
-    let mut args = Map::new();
-    args.insert(
-        "numbers".into(),
-        Value::Array((1..=8).map(|i| Value::from(i * 10)).collect()),
-    );
+    let w = workload::Workload::new(Some(Arc::new(FixedClock(now))));
+    let server = &w.server;
     // Signed outside the counted part as much as possible: all up front.
-    let bodies: Vec<Vec<u8>> = (0..n)
-        .map(|i| {
-            let mut env = Envelope {
-                request_id: format!("req-{i:08}"),
-                ts_ms: now,
-                client_id: "client-001".into(),
-                server_id: "mcp-server-001".into(),
-                tool: "batch_sum".into(),
-                args: args.clone(),
-                nonce: format!("nonce-{i:08}"),
-                signature: String::new(),
-            };
-            env.sign(&client_key);
-            env.to_json()
-        })
-        .collect();
+    let bodies: Vec<Vec<u8>> = (0..n).map(|i| w.body(i, now)).collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

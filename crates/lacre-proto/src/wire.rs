@@ -150,6 +150,12 @@ macro_rules! message_bytes {
             out
         }
 
+        /// Parses and checks the message from JSON bytes (see `from_value`).
+        pub fn parse(bytes: &[u8], limits: ParseLimits) -> Result<Self, EnvelopeError> {
+            let value = json::parse(bytes, limits).map_err(EnvelopeError::Json)?;
+            Self::from_value(value)
+        }
+
         /// The whole message as canonical JSON, signature included.
         pub fn to_json(&self) -> Vec<u8> {
             let mut signed = Vec::with_capacity(256);
@@ -187,12 +193,6 @@ impl Envelope {
     /// Signs the envelope in place with `key`.
     pub fn sign(&mut self, key: &SigningKey) {
         self.signature = key.sign_hex(&self.signing_bytes());
-    }
-
-    /// Parses and checks an envelope from JSON bytes.
-    pub fn parse(bytes: &[u8], limits: ParseLimits) -> Result<Envelope, EnvelopeError> {
-        let value = json::parse(bytes, limits).map_err(EnvelopeError::Json)?;
-        Envelope::from_value(value)
     }
 
     /// Checks an already parsed JSON value: exactly the seed's fields, of the
@@ -279,12 +279,6 @@ impl Response {
         let mut out = Vec::with_capacity(signed.len() + self.signature.len() + 16);
         insert_signature(&signed, split, &self.signature, &mut out);
         out
-    }
-
-    /// Parses and checks a response from JSON bytes.
-    pub fn parse(bytes: &[u8], limits: ParseLimits) -> Result<Response, EnvelopeError> {
-        let value = json::parse(bytes, limits).map_err(EnvelopeError::Json)?;
-        Response::from_value(value)
     }
 
     /// Checks an already parsed JSON value (the seed's `MCPResponse` rules).

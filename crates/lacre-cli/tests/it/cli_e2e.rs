@@ -4,12 +4,9 @@
 
 use crate::support::{
     job_id_of, json, raw_post, Cmd, ServeGuard, TempDir, CLIENT2_ID, CLIENT2_SECRET, CLIENT3_ID,
-    CLIENT_ID, CLIENT_SECRET, SERVER_ID, SERVER_SECRET,
+    CLIENT_ID, CLIENT_SECRET, SERVER_ID, SERVER_SECRET, SUM_ARGS, SUM_RESULT,
 };
 use std::time::{Duration, Instant};
-
-const SUM_ARGS: &str = r#"{"numbers":[10,20,30]}"#;
-const SUM_RESULT: &str = "{\"count\":3,\"total\":60.0}\n";
 
 // ---- calls ----------------------------------------------------------------
 
@@ -28,9 +25,8 @@ fn call_prints_the_result_as_canonical_json() {
 #[test]
 fn secrets_from_the_environment() {
     let s = ServeGuard::start("env-secrets");
-    let out = Cmd::lacre(&["call", "batch_sum", SUM_ARGS])
-        .args(&["--url", &s.url, "--client-id", CLIENT_ID])
-        .args(&["--server-id", SERVER_ID])
+    let out = s
+        .sum_call()
         .env("LACRE_SECRET", CLIENT_SECRET)
         .env("LACRE_SERVER_SECRET", SERVER_SECRET)
         .cwd(s.dir.path())
@@ -381,9 +377,8 @@ fn server_errors_exit_4_with_the_code() {
     );
 
     // Wrong client secret.
-    let out = Cmd::lacre(&["call", "batch_sum", SUM_ARGS])
-        .args(&["--url", &s.url, "--client-id", CLIENT_ID])
-        .args(&["--server-id", SERVER_ID])
+    let out = s
+        .sum_call()
         .args(&["--secret-file", &s.file("wrong.secret")])
         .args(&["--server-secret-file", &s.file("server.secret")])
         .run();
@@ -437,12 +432,7 @@ fn wrong_server_id_is_refused() {
 
     // The CLI fails and names both ids (it currently reports the reply's
     // server_id mismatch, exit 5; see `wrong_server_id_exits_4`).
-    let mut args = s.client_args(CLIENT_ID);
-    let at = args.iter().position(|a| a == "--server-id").expect("flag") + 1;
-    args[at] = "other-server".into();
-    let out = Cmd::lacre(&["call", "batch_sum", SUM_ARGS])
-        .args(&args)
-        .run();
+    let out = sum_for_another_server(&s);
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stdout.is_empty(), "{}", out.stdout);
     assert!(
@@ -452,24 +442,28 @@ fn wrong_server_id_is_refused() {
     );
 }
 
-#[test]
-fn wrong_server_id_exits_4() {
-    let s = ServeGuard::start("wrong-server-4");
+/// `lacre call batch_sum` with this client's flags but `--server-id other-server`.
+fn sum_for_another_server(s: &ServeGuard) -> crate::support::Output {
     let mut args = s.client_args(CLIENT_ID);
     let at = args.iter().position(|a| a == "--server-id").expect("flag") + 1;
     args[at] = "other-server".into();
-    let out = Cmd::lacre(&["call", "batch_sum", SUM_ARGS])
+    Cmd::lacre(&["call", "batch_sum", SUM_ARGS])
         .args(&args)
-        .run();
+        .run()
+}
+
+#[test]
+fn wrong_server_id_exits_4() {
+    let s = ServeGuard::start("wrong-server-4");
+    let out = sum_for_another_server(&s);
     expect_server_error(&out, "wrong_server", "wrong --server-id");
 }
 
 #[test]
 fn wrong_server_secret_exits_5() {
     let s = ServeGuard::start("wrong-server-secret");
-    let out = Cmd::lacre(&["call", "batch_sum", SUM_ARGS])
-        .args(&["--url", &s.url, "--client-id", CLIENT_ID])
-        .args(&["--server-id", SERVER_ID])
+    let out = s
+        .sum_call()
         .args(&["--secret-file", &s.file("client-001.secret")])
         .args(&["--server-secret-file", &s.file("wrong.secret")])
         .run();

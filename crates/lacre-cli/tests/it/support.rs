@@ -16,6 +16,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_lacre");
 pub const SERVER_ID: &str = "mcp-server-001";
 pub const SERVER_SECRET: &str = "server_secret_key_123";
 pub const CLIENT_ID: &str = "client-001";
+/// `batch_sum` arguments and the result the CLI prints for them.
+pub const SUM_ARGS: &str = r#"{"numbers":[10,20,30]}"#;
+pub const SUM_RESULT: &str = "{\"count\":3,\"total\":60.0}\n";
 pub const CLIENT_SECRET: &str = "client_secret_key_456";
 /// A second client that may call only `batch_sum`.
 pub const CLIENT2_ID: &str = "client-002";
@@ -410,6 +413,14 @@ impl ServeGuard {
     }
 
     /// `lacre ARGS... <client-001 flags>`, run in the server's directory.
+    /// `lacre call batch_sum` against this server with its URL and ids on
+    /// the command line and no key yet.
+    pub fn sum_call(&self) -> Cmd {
+        Cmd::lacre(&["call", "batch_sum", SUM_ARGS])
+            .args(&["--url", &self.url, "--client-id", CLIENT_ID])
+            .args(&["--server-id", SERVER_ID])
+    }
+
     pub fn lacre<S: AsRef<str>>(&self, args: &[S]) -> Output {
         self.lacre_as(CLIENT_ID, args)
     }

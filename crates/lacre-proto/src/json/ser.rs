@@ -59,6 +59,15 @@ struct Variant<T> {
     inner: T,
 }
 
+/// Integers of 32 bits or fewer: every one fits the protocol's `Int`.
+macro_rules! small_ints {
+    ($($name:ident: $t:ty),*) => {
+        $(fn $name(self, v: $t) -> Result<Value, DeError> {
+            Ok(Value::from(i64::from(v)))
+        })*
+    };
+}
+
 impl ser::Serializer for ValueSerializer {
     type Ok = Value;
     type Error = DeError;
@@ -70,17 +79,17 @@ impl ser::Serializer for ValueSerializer {
     type SerializeStruct = Obj;
     type SerializeStructVariant = Variant<Obj>;
 
+    small_ints!(
+        serialize_i8: i8,
+        serialize_i16: i16,
+        serialize_i32: i32,
+        serialize_u8: u8,
+        serialize_u16: u16,
+        serialize_u32: u32
+    );
+
     fn serialize_bool(self, v: bool) -> Result<Value, DeError> {
         Ok(Value::Bool(v))
-    }
-    fn serialize_i8(self, v: i8) -> Result<Value, DeError> {
-        Ok(Value::from(i64::from(v)))
-    }
-    fn serialize_i16(self, v: i16) -> Result<Value, DeError> {
-        Ok(Value::from(i64::from(v)))
-    }
-    fn serialize_i32(self, v: i32) -> Result<Value, DeError> {
-        Ok(Value::from(i64::from(v)))
     }
     fn serialize_i64(self, v: i64) -> Result<Value, DeError> {
         Ok(Value::from(v))
@@ -90,15 +99,6 @@ impl ser::Serializer for ValueSerializer {
             Ok(i) => Value::from(i),
             Err(_) => Value::Number(Number::BigInt(v.to_string().into())),
         })
-    }
-    fn serialize_u8(self, v: u8) -> Result<Value, DeError> {
-        Ok(Value::from(i64::from(v)))
-    }
-    fn serialize_u16(self, v: u16) -> Result<Value, DeError> {
-        Ok(Value::from(i64::from(v)))
-    }
-    fn serialize_u32(self, v: u32) -> Result<Value, DeError> {
-        Ok(Value::from(i64::from(v)))
     }
     fn serialize_u64(self, v: u64) -> Result<Value, DeError> {
         Ok(int_u64(v))

@@ -35,6 +35,12 @@ impl TestServer {
         Self::start_with(|b| b).await
     }
 
+    /// A test server on these stores.
+    pub async fn on_stores(stores: &lacre_server::store::Stores) -> TestServer {
+        let (jobs, nonces) = (stores.jobs.clone(), stores.nonces.clone());
+        Self::start_with(|b| b.job_store(jobs).nonce_store(nonces)).await
+    }
+
     pub async fn start_with(
         customize: impl FnOnce(lacre_server::ServerBuilder) -> lacre_server::ServerBuilder,
     ) -> TestServer {
@@ -174,6 +180,14 @@ impl TestServer {
             w.shutdown(Duration::from_secs(1)).await;
         }
     }
+}
+
+/// A reply's `Content-Type`, if it has a readable one.
+pub fn content_type(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// Parses a reply and checks its signature with the server's key.

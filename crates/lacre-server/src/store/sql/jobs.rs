@@ -142,15 +142,8 @@ impl JobStore for SqlStore {
     }
 
     async fn heartbeat(&self, beat: Heartbeat<'_>) -> Result<LeaseStatus, StoreError> {
-        let Heartbeat {
-            id,
-            fence,
-            now_ms,
-            lease_ms,
-            progress,
-        } = beat;
-        let has_progress = progress.is_some();
-        let (fraction, message) = match progress {
+        let has_progress = beat.progress.is_some();
+        let (fraction, message) = match beat.progress {
             Some((f, m)) => (Some(f), m),
             None => (None, None),
         };
@@ -162,13 +155,13 @@ impl JobStore for SqlStore {
                 version = version + $4
              WHERE id = $1 AND fence = $2 AND state = 'running'",
         )
-        .bind(id.to_owned())
-        .bind(to_i64(fence))
-        .bind(now_ms.saturating_add(lease_ms))
+        .bind(beat.id.to_owned())
+        .bind(to_i64(beat.fence))
+        .bind(beat.now_ms.saturating_add(beat.lease_ms))
         .bind(i64::from(has_progress))
         .bind(fraction)
         .bind(message)
-        .bind(now_ms)
+        .bind(beat.now_ms)
         .execute(&self.pool)
         .await
         .map_err(unavailable)?
@@ -179,7 +172,7 @@ impl JobStore for SqlStore {
             }
             return Ok(LeaseStatus::Held);
         }
-        Ok(match self.fetch_job(id).await? {
+        Ok(match self.fetch_job(beat.id).await? {
             Some(job) if job.state == JobState::Cancelled => LeaseStatus::Cancelled,
             _ => LeaseStatus::Lost,
         })

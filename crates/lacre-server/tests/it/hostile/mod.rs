@@ -207,11 +207,7 @@ async fn run_case(s: &TestServer, case: &Case) -> Result<(), String> {
         .map_err(|_| "no reply within 20 s".to_owned())?
         .map_err(|e| format!("transport error: {e}"))?;
     let status = resp.status().as_u16();
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let ct = content_type(&resp);
     let body = tokio::time::timeout(Duration::from_secs(20), resp.bytes())
         .await
         .map_err(|_| "body not read within 20 s".to_owned())?
@@ -431,12 +427,7 @@ async fn hostile_slowloris_does_not_starve_valid_calls() {
     // Valid calls meanwhile are answered quickly.
     for _ in 0..5 {
         let t = Instant::now();
-        let e = envelope(
-            "client-001",
-            CLIENT_SECRET,
-            "batch_sum",
-            serde_json::json!({"numbers": [1]}),
-        );
+        let e = sum_call();
         let reply = s.send(&e).await;
         assert_eq!(reply.0, 200);
         assert!(
@@ -455,12 +446,7 @@ async fn hostile_slowloris_does_not_starve_valid_calls() {
             "slow connection {i} closed after {closed:?}"
         );
     }
-    let e = envelope(
-        "client-001",
-        CLIENT_SECRET,
-        "batch_sum",
-        serde_json::json!({"numbers": [1]}),
-    );
+    let e = sum_call();
     assert_eq!(s.send(&e).await.0, 200);
     s.stop().await;
 }
@@ -510,12 +496,7 @@ async fn hostile_slow_and_short_bodies_get_signed_replies() {
             t.elapsed()
         );
     }
-    let e = envelope(
-        "client-001",
-        CLIENT_SECRET,
-        "batch_sum",
-        serde_json::json!({"numbers": [1]}),
-    );
+    let e = sum_call();
     assert_eq!(s.send(&e).await.0, 200);
     s.stop().await;
 }
@@ -524,17 +505,8 @@ async fn hostile_slow_and_short_bodies_get_signed_replies() {
 async fn hostile_replay_after_restart_with_sqlite_store() {
     let (url, dir) = crate::store_contract::sqlite_url("hostile-restart");
     let stores = store::open(&url).await.unwrap();
-    let s = TestServer::start_with(|b| {
-        b.job_store(stores.jobs.clone())
-            .nonce_store(stores.nonces.clone())
-    })
-    .await;
-    let env = envelope(
-        "client-001",
-        CLIENT_SECRET,
-        "batch_sum",
-        serde_json::json!({"numbers": [1]}),
-    );
+    let s = TestServer::on_stores(&stores).await;
+    let env = sum_call();
     assert_eq!(s.send(&env).await.0, 200);
     s.stop().await;
     drop(stores);
@@ -542,11 +514,7 @@ async fn hostile_replay_after_restart_with_sqlite_store() {
 
     // A new server on the same file: the replay is refused.
     let stores = store::open(&url).await.unwrap();
-    let s = TestServer::start_with(|b| {
-        b.job_store(stores.jobs.clone())
-            .nonce_store(stores.nonces.clone())
-    })
-    .await;
+    let s = TestServer::on_stores(&stores).await;
     assert_error(
         &s.send(&env).await,
         401,
@@ -566,12 +534,7 @@ async fn hostile_replay_after_restart_with_sqlite_store() {
     other.client_id = "client-002".into();
     other.sign(&SigningKey::hmac(OTHER_SECRET).unwrap());
     assert_eq!(s.send(&other).await.0, 200, "same nonce, other client");
-    let fresh = envelope(
-        "client-001",
-        CLIENT_SECRET,
-        "batch_sum",
-        serde_json::json!({"numbers": [1]}),
-    );
+    let fresh = sum_call();
     assert_eq!(s.send(&fresh).await.0, 200);
     s.stop().await;
     drop(stores);

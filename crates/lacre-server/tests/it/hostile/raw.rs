@@ -190,11 +190,7 @@ pub(super) async fn soak(s: &TestServer, tasks: usize, per_task: usize) -> Resul
                     .await
                     .map_err(|e| format!("request {task}/{i}: {e}"))?;
                 let status = resp.status().as_u16();
-                let ct = resp
-                    .headers()
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
+                let ct = content_type(&resp);
                 let bytes = resp
                     .bytes()
                     .await
