@@ -6,20 +6,18 @@ use crate::ExitCode;
 use anyhow::Result;
 use lacre_client::{Client, ClientError, JobHandle, JobState, JobView};
 use lacre_proto::builtin::{decode_result, encode_result, Accepted, JobList};
-use lacre_proto::{json, Map, ParseLimits, Status, Value};
+use lacre_proto::json::ObjectError;
+use lacre_proto::{parse_object, Map, ParseLimits, Status, Value};
 use std::io::IsTerminal;
 
 fn parse_args(text: Option<&str>) -> Result<Map, String> {
     let Some(text) = text else {
         return Ok(Map::new());
     };
-    match json::parse(text.as_bytes(), ParseLimits::default()) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(other) => Err(format!(
-            "ARGS_JSON must be a json object, got {}",
-            other.type_name()
-        )),
-        Err(e) => Err(format!("ARGS_JSON is not valid json: {e}")),
+    match parse_object(text.as_bytes(), ParseLimits::default()) {
+        Ok(m) => Ok(m),
+        Err(ObjectError::Json(e)) => Err(format!("ARGS_JSON is not valid json: {e}")),
+        Err(e) => Err(format!("ARGS_JSON {e}")),
     }
 }
 
@@ -177,14 +175,8 @@ pub async fn jobs(
                     "JOB", "TOOL", "STATE", "PROGRESS"
                 );
                 for j in jobs {
-                    let progress = percent(j.progress);
-                    println!(
-                        "{:<38} {:<18} {:<10} {:>8}",
-                        j.job_id,
-                        j.tool,
-                        j.state.as_str(),
-                        progress
-                    );
+                    let (id, tool, state, done) = (j.job_id, j.tool, j.state, percent(j.progress));
+                    println!("{id:<38} {tool:<18} {state:<10} {done:>8}");
                 }
                 Ok(ExitCode::Ok)
             } else {
@@ -231,16 +223,9 @@ pub async fn jobs_in_store(
         "JOB", "CLIENT", "TOOL", "STATE", "PROGRESS", "ATTEMPT"
     );
     for j in jobs {
-        let progress = percent(j.progress);
-        println!(
-            "{:<38} {:<16} {:<18} {:<10} {:>8} {:>7}",
-            j.id,
-            j.client_id,
-            j.tool,
-            j.state.as_str(),
-            progress,
-            j.attempt
-        );
+        let (id, client, tool, attempt) = (j.id, j.client_id, j.tool, j.attempt);
+        let (state, done) = (j.state.as_str(), percent(j.progress));
+        println!("{id:<38} {client:<16} {tool:<18} {state:<10} {done:>8} {attempt:>7}");
     }
     Ok(ExitCode::Ok)
 }

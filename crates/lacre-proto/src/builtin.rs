@@ -85,7 +85,7 @@ impl JobState {
 
 impl fmt::Display for JobState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -370,13 +370,10 @@ fn number_as_f64(v: &Value) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json::{parse, ParseLimits};
+    use crate::json::{parse_object, ParseLimits};
 
     fn obj(text: &str) -> Map {
-        match parse(text.as_bytes(), ParseLimits::default()) {
-            Ok(Value::Object(m)) => m,
-            other => panic!("not an object: {other:?}"),
-        }
+        parse_object(text.as_bytes(), ParseLimits::default()).unwrap()
     }
 
     #[test]

@@ -53,7 +53,9 @@ pub mod wire;
 
 pub use builtin::JobState;
 pub use error::{EnvelopeError, ErrorCode, ResponseError, VerifyError};
-pub use json::{canonical, parse, JsonError, JsonErrorKind, Map, Number, ParseLimits, Value};
+pub use json::{
+    canonical, parse, parse_object, JsonError, JsonErrorKind, Map, Number, ParseLimits, Value,
+};
 pub use keys::{from_hex, to_hex, Algorithm, KeyError, SignatureError, SigningKey, VerifyingKey};
 pub use verify::{
     authenticate, verify_request, verify_response, Authenticated, Clock, FixedClock, KeyLookup,

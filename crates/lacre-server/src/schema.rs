@@ -70,13 +70,10 @@ impl ArgsSchema {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lacre_proto::{json::parse, ParseLimits};
+    use lacre_proto::ParseLimits;
 
     fn args(text: &str) -> Map {
-        match parse(text.as_bytes(), ParseLimits::default()) {
-            Ok(Value::Object(m)) => m,
-            other => panic!("{other:?}"),
-        }
+        lacre_proto::parse_object(text.as_bytes(), ParseLimits::default()).unwrap()
     }
 
     fn numbers_schema() -> ArgsSchema {

@@ -19,6 +19,26 @@ use std::collections::BTreeMap;
 pub use canonical::{canonical, canonical_into, canonical_map_into, write_float, write_string};
 pub use parse::{parse, JsonError, JsonErrorKind, ParseLimits};
 
+/// Why a text is not a JSON object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ObjectError {
+    /// Not valid JSON (within the limits).
+    #[error("{0}")]
+    Json(#[from] JsonError),
+    /// Valid JSON of another type (its name).
+    #[error("must be a json object, got {0}")]
+    NotAnObject(&'static str),
+}
+
+/// Parses a JSON text that must be an object (tool arguments, results).
+pub fn parse_object(input: &[u8], limits: ParseLimits) -> Result<Map, ObjectError> {
+    match parse(input, limits)? {
+        Value::Object(m) => Ok(m),
+        other => Err(ObjectError::NotAnObject(other.type_name())),
+    }
+}
+
 /// A JSON object. Keys are kept sorted by Unicode code point (the byte order
 /// of UTF-8), which is the order `sort_keys=True` writes them in.
 pub type Map = BTreeMap<String, Value>;

@@ -223,27 +223,26 @@ impl ser::SerializeSeq for Seq {
     }
 }
 
-impl ser::SerializeTuple for Seq {
-    type Ok = Value;
-    type Error = DeError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), DeError> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result<Value, DeError> {
-        ser::SerializeSeq::end(self)
-    }
+/// Tuples and tuple structs are sequences.
+macro_rules! seq_like {
+    ($($trait:ident :: $method:ident),*) => {
+        $(impl ser::$trait for Seq {
+            type Ok = Value;
+            type Error = DeError;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), DeError> {
+                ser::SerializeSeq::serialize_element(self, value)
+            }
+            fn end(self) -> Result<Value, DeError> {
+                ser::SerializeSeq::end(self)
+            }
+        })*
+    };
 }
 
-impl ser::SerializeTupleStruct for Seq {
-    type Ok = Value;
-    type Error = DeError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), DeError> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result<Value, DeError> {
-        ser::SerializeSeq::end(self)
-    }
-}
+seq_like!(
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field
+);
 
 impl ser::SerializeTupleVariant for Variant<Seq> {
     type Ok = Value;

@@ -12,10 +12,8 @@ pub(super) fn json_text(map: &Map) -> String {
 }
 
 pub(super) fn parse_map(text: &str) -> Result<Map, StoreError> {
-    match lacre_proto::parse(text.as_bytes(), ParseLimits::default()) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err(corrupt("stored json is not an object")),
-    }
+    lacre_proto::parse_object(text.as_bytes(), ParseLimits::default())
+        .map_err(|_| corrupt("stored json is not an object"))
 }
 
 pub(super) fn job_from_row(row: &AnyRow) -> Result<JobRecord, StoreError> {

@@ -202,57 +202,51 @@ pub(super) fn signature_cases(t: &mut Table) {
     t.add("signature/Ed25519 by another key", e.to_json(), bad_sig(&e));
 
     // Who: unknown client, another server, and the order of the checks.
-    let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
-        e.client_id = "client-999".into()
-    });
-    t.refuse("who/unknown client", &e, 401, ErrorCode::UnknownClient);
-    let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
-        e.client_id = "CLIENT-001".into()
-    });
-    t.refuse(
-        "who/client id in another case",
-        &e,
-        401,
-        ErrorCode::UnknownClient,
-    );
-    let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
-        e.client_id = "client-001 ".into()
-    });
-    t.refuse(
-        "who/client id with a trailing space",
-        &e,
-        401,
-        ErrorCode::UnknownClient,
-    );
-    let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
-        e.server_id = "mcp-server-002".into()
-    });
-    t.refuse(
-        "who/valid signature for another server_id",
-        &e,
-        401,
-        ErrorCode::WrongServer,
-    );
-    let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
-        e.server_id = "MCP-SERVER-001".into()
-    });
-    t.refuse(
-        "who/server id in another case",
-        &e,
-        401,
-        ErrorCode::WrongServer,
-    );
-    let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
-        e.server_id = "elsewhere".into();
-        e.client_id = "client-999".into();
-        e.ts_ms = 0;
-    });
-    t.refuse(
-        "order/wrong server before unknown client",
-        &e,
-        401,
-        ErrorCode::WrongServer,
-    );
+    type Tweak = fn(&mut Envelope);
+    let who: [(&str, Tweak, ErrorCode); 6] = [
+        (
+            "who/unknown client",
+            |e| e.client_id = "client-999".into(),
+            ErrorCode::UnknownClient,
+        ),
+        (
+            "who/client id in another case",
+            |e| e.client_id = "CLIENT-001".into(),
+            ErrorCode::UnknownClient,
+        ),
+        (
+            "who/client id with a trailing space",
+            |e| e.client_id = "client-001 ".into(),
+            ErrorCode::UnknownClient,
+        ),
+        (
+            "who/valid signature for another server_id",
+            |e| e.server_id = "mcp-server-002".into(),
+            ErrorCode::WrongServer,
+        ),
+        (
+            "who/server id in another case",
+            |e| e.server_id = "MCP-SERVER-001".into(),
+            ErrorCode::WrongServer,
+        ),
+        (
+            "order/wrong server before unknown client",
+            |e| {
+                e.server_id = "elsewhere".into();
+                e.client_id = "client-999".into();
+                e.ts_ms = 0;
+            },
+            ErrorCode::WrongServer,
+        ),
+    ];
+    for (name, tweak, code) in who {
+        t.refuse(
+            name,
+            &make("batch_sum", r#"{"numbers":[1]}"#, tweak),
+            401,
+            code,
+        );
+    }
     let e = sum();
     let body = Raw::of(&e)
         .set("client_id", q("client-999"))
