@@ -41,6 +41,10 @@ pub fn keygen(alg: Algorithm, out: &Path, client_id: &str) -> Result<ExitCode> {
             println!("wrote an ed25519 private key to {}", out.display());
             println!("public key: {}", to_hex(&public));
             println!("fingerprint: {}", key.fingerprint());
+            println!(
+                "fingerprint_sha256 (pin it with --server-fingerprint): {}",
+                key.verifying_key().fingerprint_sha256()
+            );
             println!("\n# as a client key, in the server's lacre.toml:");
             println!("[[clients]]\nid = \"{client_id}\"\nalg = \"ed25519\"\npublic_key_hex = \"{}\"\ntools = [\"*\"]", to_hex(&public));
             println!("\n# or as the server's own key:");

@@ -30,6 +30,8 @@ pub enum ExitCode {
     Server = 4,
     /// A signature or response check failed.
     Verification = 5,
+    /// The request may have reached the server; whether it ran is unknown.
+    OutcomeUnknown = 6,
     /// Interrupted by Ctrl-C.
     Interrupted = 130,
 }

@@ -28,6 +28,7 @@ pub fn report_code(err: &ClientError) -> ExitCode {
     match err {
         ClientError::Server { .. } => ExitCode::Server,
         ClientError::Transport(_) | ClientError::Timeout => ExitCode::Transport,
+        ClientError::OutcomeUnknown(_) => ExitCode::OutcomeUnknown,
         ClientError::InvalidUrl { .. } => ExitCode::Usage,
         ClientError::Verification(_) | ClientError::Trust(_) => ExitCode::Verification,
         ClientError::Usage(_) => ExitCode::Usage,

@@ -88,8 +88,16 @@ async fn shutdown_signal() {
 
 /// Opens (and migrates) the store, saying which one is used.
 pub async fn open_store(url: &str) -> Result<lacre_server::store::Stores> {
+    open_store_with(url, lacre_proto::ParseLimits::default()).await
+}
+
+/// As [`open_store`], reading stored JSON with these limits.
+pub async fn open_store_with(
+    url: &str,
+    limits: lacre_proto::ParseLimits,
+) -> Result<lacre_server::store::Stores> {
     let shown = lacre_server::store::redact(url);
-    let stores = lacre_server::store::open(url)
+    let stores = lacre_server::store::open_with_limits(url, limits)
         .await
         .with_context(|| format!("cannot open store {shown}"))?;
     tracing::info!(store = %shown, "store ready (schema up to date)");
@@ -109,7 +117,7 @@ pub async fn serve(args: &ServeArgs) -> Result<ExitCode> {
     if let Some(store) = &args.store {
         settings.store = store.clone();
     }
-    let stores = open_store(&settings.store).await?;
+    let stores = open_store_with(&settings.store, settings.parse_limits).await?;
     let bench_tools = args.bench_tools;
     let server: Server = settings
         .server_with(&stores, |reg| {
@@ -136,6 +144,12 @@ pub async fn serve(args: &ServeArgs) -> Result<ExitCode> {
         server.fingerprint(),
         lacre_server::store::redact(&settings.store)
     );
+    if settings.signing.algorithm() == lacre_proto::Algorithm::Ed25519 {
+        eprintln!(
+            "lacre: clients may pin this server with --server-fingerprint {}",
+            settings.signing.verifying_key().fingerprint_sha256()
+        );
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(addr) = settings.metrics_listen {
         let (metrics_listener, local) = lacre_server::http::bind(addr)

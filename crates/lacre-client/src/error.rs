@@ -25,6 +25,10 @@ pub enum ClientError {
     /// The call (with its retries) took longer than the total timeout.
     #[error("timed out")]
     Timeout,
+    /// The request may have reached the server, and whether it ran is not
+    /// known: not retried, because running it twice could do harm.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// The reply failed verification (forged, tampered, misrouted).
     #[error("reply rejected: {0}")]
     Verification(#[source] ResponseError),
@@ -69,6 +73,14 @@ pub enum TransportError {
         #[source]
         source: lacre_proto::EnvelopeError,
     },
+}
+
+impl TransportError {
+    /// Whether the request certainly never reached the server (the
+    /// connection could not be made), so that sending it again is safe.
+    pub fn certainly_undelivered(&self) -> bool {
+        matches!(self, TransportError::Http(e) if e.is_connect())
+    }
 }
 
 impl From<TransportError> for ClientError {

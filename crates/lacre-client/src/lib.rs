@@ -37,7 +37,7 @@ use lacre_proto::builtin::{
     PollJobIn, ServerIdentityIn,
 };
 use lacre_proto::{
-    verify_response, Clock, Envelope, ErrorCode, Map, Response, SigningKey, Status, Value,
+    judge_reply, Clock, Envelope, Map, Response, Sent, SigningKey, Status, Value, Verdict,
     VerifyingKey,
 };
 use serde::de::DeserializeOwned;
@@ -50,9 +50,10 @@ use std::time::Duration;
 pub enum ServerTrust {
     /// The server's verifying key (its HMAC secret, or its Ed25519 public key).
     Key(VerifyingKey),
-    /// The server's fingerprint: on first contact the client fetches
-    /// `/.well-known/lacre.json`, checks that the published Ed25519 key has
-    /// this fingerprint, and then trusts that key.
+    /// A pin of the server's key: on first contact the client fetches
+    /// `/.well-known/lacre.json`, checks that the published Ed25519 key's
+    /// `fingerprint_sha256` starts with this pin (32 to 64 lowercase hex
+    /// characters, at least 128 bits), and then trusts that key.
     Fingerprint(String),
 }
 
@@ -79,10 +80,19 @@ pub struct ClientBuilder {
     call_timeout: Duration,
     total_timeout: Duration,
     retries: u32,
+    max_skew_ms: u64,
     clock: Arc<dyn Clock>,
 }
 
 impl ClientBuilder {
+    /// How far a reply's `ts_ms` may be from this client's clock before
+    /// the reply is refused as stale (default 300 000 ms, the protocol's
+    /// window): a stored reply cannot be handed back later.
+    pub fn max_skew_ms(mut self, ms: u64) -> Self {
+        self.max_skew_ms = ms;
+        self
+    }
+
     /// The client's signing key (HMAC secret or Ed25519 private key).
     pub fn key(mut self, key: SigningKey) -> Self {
         self.key = Some(key);
@@ -137,7 +147,10 @@ impl ClientBuilder {
             .map_err(TransportError::Http)?;
         let server_key = match &trust {
             ServerTrust::Key(k) => Some(k.clone()),
-            ServerTrust::Fingerprint(_) => None,
+            ServerTrust::Fingerprint(pin) => {
+                lacre_proto::check_pin(pin).map_err(|e| ClientError::Usage(e.to_string()))?;
+                None
+            }
         };
         Ok(Client {
             inner: Arc::new(Inner {
@@ -148,6 +161,8 @@ impl ClientBuilder {
                 key,
                 trust,
                 server_key: RwLock::new(server_key),
+                max_skew_ms: self.max_skew_ms,
+                long_poll: RwLock::new(None),
                 call_timeout: self.call_timeout,
                 total_timeout: self.total_timeout,
                 retries: self.retries,
@@ -165,6 +180,10 @@ struct Inner {
     key: SigningKey,
     trust: ServerTrust,
     server_key: RwLock<Option<VerifyingKey>>,
+    /// How far a reply's timestamp may be from this client's clock.
+    max_skew_ms: u64,
+    /// Whether the server advertises long polling (`None`: not asked yet).
+    long_poll: RwLock<Option<bool>>,
     call_timeout: Duration,
     total_timeout: Duration,
     retries: u32,
@@ -205,6 +224,19 @@ pub struct JobHandle {
     pub id: String,
 }
 
+/// The built-in tools, which may run twice without harm (reads, and a
+/// cancel of what is already cancelled).
+const BUILTIN_IDEMPOTENT: [&str; 4] = ["server_identity", "poll_job", "list_jobs", "cancel_job"];
+
+/// When a transport failure is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Always (up to the retry count): the call is idempotent.
+    Always,
+    /// Only when the request certainly did not reach the server.
+    IfUndelivered,
+}
+
 /// Largest reply the client reads (a hostile peer must not exhaust memory).
 pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
 
@@ -217,27 +249,6 @@ async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>,
         out.extend_from_slice(&chunk);
     }
     Ok(out)
-}
-
-/// A signed refusal the server sends before it could read the request's
-/// `request_id` (it answers with `""`): overloaded, too large, unreadable.
-fn unaddressed_refusal(raw: &[u8]) -> Option<lacre_proto::Response> {
-    let r = lacre_proto::Response::parse(raw, lacre_proto::ParseLimits::default()).ok()?;
-    let code = ErrorCode::split_error_text(r.error.as_deref()?).0;
-    let refusal = matches!(
-        code,
-        ErrorCode::Overloaded | ErrorCode::TooLarge | ErrorCode::BadEnvelope
-    );
-    (r.request_id.is_empty() && r.status == Status::Error && refusal).then_some(r)
-}
-
-fn wrong_server_error(raw: &[u8]) -> bool {
-    lacre_proto::Response::parse(raw, lacre_proto::ParseLimits::default()).is_ok_and(|r| {
-        r.status == Status::Error
-            && r.error
-                .as_deref()
-                .is_some_and(|e| ErrorCode::split_error_text(e).0 == ErrorCode::WrongServer)
-    })
 }
 
 /// A fresh UUIDv4. A failing random generator is an error: a fixed nonce
@@ -275,6 +286,7 @@ impl Client {
             call_timeout: Duration::from_secs(30),
             total_timeout: Duration::from_secs(120),
             retries: 3,
+            max_skew_ms: lacre_proto::DEFAULT_MAX_SKEW_MS,
             clock: Arc::new(SystemClock),
         }
     }
@@ -355,10 +367,10 @@ impl Client {
             .ok_or_else(|| {
                 ClientError::Trust("server publishes an invalid public key".to_owned())
             })?;
-        if &key.fingerprint() != expected {
+        if !key.matches_pin(expected).unwrap_or(false) {
             return Err(ClientError::Trust(format!(
-                "server key fingerprint {} does not match the expected {expected}",
-                key.fingerprint()
+                "server key fingerprint {} does not match the pinned {expected}",
+                key.fingerprint_sha256()
             )));
         }
         if let Ok(mut g) = self.inner.server_key.write() {
@@ -384,15 +396,33 @@ impl Client {
     }
 
     /// Calls with an argument map; `extra_wait` lengthens the per-attempt
-    /// timeout (long polls).
+    /// timeout (long polls). A call that may have reached the server is
+    /// retried only when running it twice does no harm: the built-in tools
+    /// (reads, and `cancel_job`); see [`Client::start`] for long-running
+    /// tools. Otherwise the failure is [`ClientError::OutcomeUnknown`].
     pub async fn call_map(
         &self,
         tool: &str,
         args: Map,
         extra_wait: Duration,
     ) -> Result<Reply, ClientError> {
+        let retry = if BUILTIN_IDEMPOTENT.contains(&tool) {
+            Retry::Always
+        } else {
+            Retry::IfUndelivered
+        };
+        self.call_retrying(tool, args, extra_wait, retry).await
+    }
+
+    async fn call_retrying(
+        &self,
+        tool: &str,
+        args: Map,
+        extra_wait: Duration,
+        retry: Retry,
+    ) -> Result<Reply, ClientError> {
         let request_id = random_uuid()?;
-        let attempt = self.call_with_retries(&request_id, tool, args, extra_wait);
+        let attempt = self.call_with_retries(&request_id, tool, args, extra_wait, retry);
         match tokio::time::timeout(self.inner.total_timeout + extra_wait, attempt).await {
             Ok(r) => r,
             Err(_) => Err(ClientError::Timeout),
@@ -405,6 +435,7 @@ impl Client {
         tool: &str,
         args: Map,
         extra_wait: Duration,
+        retry: Retry,
     ) -> Result<Reply, ClientError> {
         let server_key = self.server_key().await?;
         let mut backoff = Duration::from_millis(100);
@@ -413,6 +444,14 @@ impl Client {
             // Same request_id every attempt; fresh nonce and timestamp.
             let env = self.envelope(request_id, tool, args.clone())?;
             match self.send_once(&env, &server_key, extra_wait).await {
+                Err(ClientError::Transport(e))
+                    if retry == Retry::IfUndelivered && !e.certainly_undelivered() =>
+                {
+                    return Err(ClientError::OutcomeUnknown(format!(
+                        "{e}; the request may have reached the server, and `{tool}` is not retried \
+                         because running it twice could do harm"
+                    )));
+                }
                 Err(ClientError::Transport(e)) if attempt < self.inner.retries => {
                     tracing::debug!(error = %e, attempt, "transport failure, retrying");
                     attempt += 1;
@@ -431,64 +470,58 @@ impl Client {
         server_key: &VerifyingKey,
         extra_wait: Duration,
     ) -> Result<Reply, ClientError> {
+        let body = env.to_json();
         let resp = self
             .inner
             .http
             .post(self.inner.url.clone())
             .header("content-type", "application/json")
-            .body(env.to_json())
+            .body(body.clone())
             .timeout(self.inner.call_timeout + extra_wait)
             .send()
             .await
             .map_err(TransportError::Http)?;
         let http_status = resp.status();
         let raw = read_capped(resp, MAX_REPLY_BYTES).await?;
-        let verified =
-            match verify_response(&raw, server_key, &env.request_id, &self.inner.server_id) {
-                Ok(v) => v,
-                Err(lacre_proto::ResponseError::Malformed(source))
-                    if http_status.is_server_error() =>
-                {
-                    return Err(TransportError::Unsigned {
-                        status: http_status.as_u16(),
-                        source,
-                    }
-                    .into())
+        let sent = Sent {
+            bytes: &body,
+            request_id: &env.request_id,
+            server_id: &self.inner.server_id,
+        };
+        let now = self.inner.clock.now_ms();
+        match judge_reply(&raw, server_key, sent, now, self.inner.max_skew_ms) {
+            Ok(Verdict::Success(response)) => Ok(Reply { response, raw }),
+            Ok(Verdict::Refused {
+                code,
+                message,
+                response,
+            }) => Err(ClientError::Server {
+                code,
+                message,
+                response: Box::new(response),
+            }),
+            Ok(Verdict::OutcomeUnknown { code, message, .. }) => Err(ClientError::OutcomeUnknown(
+                format!("{code}: {message} (the request may have reached the server)"),
+            )),
+            Err(lacre_proto::ResponseError::Malformed(source)) if http_status.is_server_error() => {
+                Err(TransportError::Unsigned {
+                    status: http_status.as_u16(),
+                    source,
                 }
-                // The signature and request_id held (they are checked
-                // first): a signed `wrong_server` error from the server we
-                // trust is a configuration mistake, not tampering.
-                Err(lacre_proto::ResponseError::ServerIdMismatch { .. })
-                    if wrong_server_error(&raw) =>
-                {
-                    let response =
-                        lacre_proto::Response::parse(&raw, lacre_proto::ParseLimits::default())
-                            .map_err(|e| {
-                                ClientError::Verification(lacre_proto::ResponseError::Malformed(e))
-                            })?;
-                    return Err(server_error(response));
-                }
-                // The signature held (it is checked before the request_id):
-                // the server refused before it could read the request.
-                Err(lacre_proto::ResponseError::RequestIdMismatch { .. })
-                    if unaddressed_refusal(&raw).is_some() =>
-                {
-                    let response =
-                        unaddressed_refusal(&raw).ok_or_else(|| unexpected_status("refusal"))?;
-                    return Err(server_error(response));
-                }
-                Err(e) => return Err(ClientError::Verification(e)),
-            };
-        let response = verified.into_inner();
-        if response.status == Status::Error || !response.ok {
-            return Err(server_error(response));
+                .into())
+            }
+            Err(e) => Err(ClientError::Verification(e)),
         }
-        Ok(Reply { response, raw })
     }
 
     /// Starts a long-running tool; returns its job.
+    /// A lost reply is retried with the same `request_id`: the server's
+    /// idempotency for long-running tools (SPEC §10.3) returns the job the
+    /// lost attempt created instead of starting a second one.
     pub async fn start<A: Serialize>(&self, tool: &str, args: A) -> Result<JobHandle, ClientError> {
-        let reply = self.call(tool, args).await?;
+        let reply = self
+            .call_retrying(tool, to_args(&args)?, Duration::ZERO, Retry::Always)
+            .await?;
         let accepted: Accepted = decode_result("accepted reply", &reply.result())?;
         Ok(JobHandle {
             id: accepted.job_id,
@@ -558,15 +591,36 @@ impl Client {
         Ok(JobView::from_response(&reply.response)?)
     }
 
+    /// Whether the server long-polls, from what its `server_identity`
+    /// advertises (`capabilities.long_poll`), asked once and remembered.
+    /// `None` when it could not be asked.
+    async fn long_poll_support(&self) -> Option<bool> {
+        if let Some(known) = self.inner.long_poll.read().ok().and_then(|g| *g) {
+            return Some(known);
+        }
+        let known = match self.identity().await {
+            Ok(identity) => identity.capabilities.long_poll == Some(true),
+            // A verified answer without the capability: the seed's server.
+            Err(ClientError::Server { .. } | ClientError::Decode(_)) => false,
+            Err(_) => return None,
+        };
+        if let Ok(mut g) = self.inner.long_poll.write() {
+            *g = Some(known);
+        }
+        Some(known)
+    }
+
     /// Waits for a job to finish, reporting progress; returns its result.
-    /// Uses long polling, and falls back to polling with backoff against
-    /// servers that do not support `wait_ms` (such as the seed's).
+    /// Long-polls a server that advertises it; polls others (such as the
+    /// seed's) with backoff. When the server could not be asked, it tries a
+    /// long poll and, on an error reply to it, polls without `wait_ms`.
     pub async fn wait(
         &self,
         job: &JobHandle,
         mut on_progress: impl FnMut(&JobProgress),
     ) -> Result<Map, ClientError> {
-        let mut long_poll = true;
+        let advertised = self.long_poll_support().await;
+        let mut long_poll = advertised != Some(false);
         let mut delay = Duration::from_millis(200);
         loop {
             let wait = long_poll.then_some(Duration::from_secs(25));
@@ -579,10 +633,11 @@ impl Client {
                         delay = (delay.mul_f64(1.5)).min(Duration::from_secs(2));
                     }
                 }
-                Err(ClientError::Server {
-                    code: ErrorCode::InvalidArgs,
-                    ..
-                }) if long_poll => {
+                // Only a guess can be wrong: an error reply to a long poll
+                // the server never advertised is retried once without it.
+                Err(ClientError::Server { .. } | ClientError::OutcomeUnknown(_))
+                    if long_poll && advertised.is_none() =>
+                {
                     tracing::debug!("server refuses wait_ms; falling back to polling");
                     long_poll = false;
                 }
@@ -602,17 +657,6 @@ impl Client {
         Ok(outcome
             .ok_or_else(|| unexpected_status("cancel_job"))?
             .state)
-    }
-}
-
-/// A verified error reply, as the error it carries.
-fn server_error(response: Response) -> ClientError {
-    let text = response.error.clone().unwrap_or_default();
-    let (code, message) = ErrorCode::split_error_text(&text);
-    ClientError::Server {
-        code,
-        message: message.to_owned(),
-        response: Box::new(response),
     }
 }
 

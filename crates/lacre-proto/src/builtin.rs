@@ -194,6 +194,10 @@ pub struct Capabilities {
     /// The timestamp window, ± ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_skew_ms: Option<i64>,
+    /// Whether `poll_job` takes `wait_ms` (long polling). A server that
+    /// does not say so (the seed's) is polled without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_poll: Option<bool>,
     /// The tools this caller may call.
     #[serde(default, deserialize_with = "tool_entries")]
     pub tools: Vec<ToolInfo>,

@@ -153,6 +153,24 @@ pub enum ResponseError {
         /// The server the response names.
         got: String,
     },
+    /// An error reply bound to other bytes than the request sent.
+    #[error("error reply is bound to another request (request_sha256 {got:?})")]
+    BindingMismatch {
+        /// The binding the reply carries.
+        got: String,
+    },
+    /// The reply's timestamp is outside the window around the client's clock.
+    #[error(
+        "reply timestamp {ts_ms} is more than {max_skew_ms} ms from the client's clock ({now_ms})"
+    )]
+    StaleReply {
+        /// The reply's `ts_ms`.
+        ts_ms: i64,
+        /// The client's clock.
+        now_ms: i64,
+        /// The window.
+        max_skew_ms: u64,
+    },
 }
 
 macro_rules! error_codes {
@@ -227,6 +245,26 @@ error_codes! {
 }
 
 impl ErrorCode {
+    /// Whether an error with this code, bound to a request's exact bytes,
+    /// tells the request's outcome. It does unless someone other than the
+    /// client could have obtained it for those bytes after the server had
+    /// already run them: a copy sent later finds the server busy
+    /// (`overloaded`), the timestamp stale (`stale_timestamp`), the
+    /// database away (`store_unavailable`), or the nonce used
+    /// (`replayed_nonce`: the request was received before). Every other
+    /// code is decided by the bytes and the server's configuration alone,
+    /// or answers the one time the nonce is accepted (SPEC §6.5).
+    pub fn tells_outcome(&self) -> bool {
+        !matches!(
+            self,
+            ErrorCode::Overloaded
+                | ErrorCode::StaleTimestamp
+                | ErrorCode::StoreUnavailable
+                | ErrorCode::ReplayedNonce
+                | ErrorCode::TooLarge
+        )
+    }
+
     /// Splits a response's `error` text `"<code>: <message>"` into its parts.
     pub fn split_error_text(text: &str) -> (ErrorCode, &str) {
         match text.split_once(": ") {

@@ -73,6 +73,26 @@ pub enum KeyError {
     /// An Ed25519 public key that is not a valid curve point (or is weak).
     #[error("invalid ed25519 public key")]
     InvalidPublicKey,
+    /// A fingerprint pin of fewer than 128 bits, or more than 256.
+    #[error("a pinned fingerprint must be 32 to 64 hex characters (128 to 256 bits), got {0}; pin the full fingerprint_sha256")]
+    WeakPin(usize),
+}
+
+/// Shortest fingerprint accepted as a pin, in hex characters (128 bits).
+pub const MIN_PIN_HEX: usize = 32;
+
+/// Checks that `pin` can name a key: 32 to 64 lowercase hex characters.
+pub fn check_pin(pin: &str) -> Result<(), KeyError> {
+    if !pin
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(KeyError::InvalidHex);
+    }
+    if !(MIN_PIN_HEX..=64).contains(&pin.len()) {
+        return Err(KeyError::WeakPin(pin.len()));
+    }
+    Ok(())
 }
 
 /// Why a signature did not verify.
@@ -259,13 +279,29 @@ impl VerifyingKey {
     /// of the secret it still lets a weak secret be guessed offline, which
     /// is why generated secrets are 32 random bytes.
     pub fn fingerprint(&self) -> String {
+        let mut hex = self.fingerprint_sha256();
+        hex.truncate(16);
+        hex
+    }
+
+    /// The whole 256-bit digest the short [`fingerprint`](Self::fingerprint)
+    /// is the start of (64 hex characters): what a client pins.
+    pub fn fingerprint_sha256(&self) -> String {
         let digest: [u8; 32] = match self {
             VerifyingKey::Hmac(k) => k.tag(b"lacre-fingerprint"),
             VerifyingKey::Ed25519(k) => Sha256::digest(k.as_bytes()).into(),
         };
-        let mut hex = to_hex(&digest);
-        hex.truncate(16);
-        hex
+        to_hex(&digest)
+    }
+
+    /// Whether this key is the one `pin` names: `pin` is the start of
+    /// [`fingerprint_sha256`](Self::fingerprint_sha256), at least
+    /// [`MIN_PIN_HEX`] lowercase hex characters (128 bits: a second
+    /// preimage of a 64-bit pin costs about 2^64 key generations, within
+    /// reach of a determined attacker).
+    pub fn matches_pin(&self, pin: &str) -> Result<bool, KeyError> {
+        check_pin(pin)?;
+        Ok(self.fingerprint_sha256().starts_with(pin))
     }
 
     /// Checks a lowercase hex signature over `msg`, in constant time for HMAC.
@@ -397,5 +433,45 @@ mod tests {
         let fp = SigningKey::hmac(secret).unwrap().fingerprint();
         assert_eq!(fp.len(), 16);
         assert_ne!(fp, plain[..16]);
+    }
+
+    #[test]
+    fn published_fingerprints() {
+        // docs/SPEC.md §5.4.
+        let hmac = SigningKey::hmac(b"server_secret_key_123").unwrap();
+        assert_eq!(hmac.fingerprint(), "816428146c618215");
+        let ed = VerifyingKey::ed25519(
+            &from_hex("03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(ed.fingerprint(), "56475aa75463474c");
+        assert_eq!(
+            ed.fingerprint_sha256(),
+            "56475aa75463474c0285df5dbf2bcab73da651358839e9b77481b2eab107708c"
+        );
+    }
+
+    #[test]
+    fn pins_must_be_at_least_128_bits() {
+        let ed = SigningKey::ed25519_from_seed(&[9u8; 32])
+            .unwrap()
+            .verifying_key();
+        let full = ed.fingerprint_sha256();
+        assert_eq!(ed.matches_pin(&full), Ok(true));
+        assert_eq!(ed.matches_pin(&full[..32]), Ok(true));
+        // The 64-bit display form is no pin.
+        assert_eq!(
+            ed.matches_pin(&ed.fingerprint()),
+            Err(KeyError::WeakPin(16))
+        );
+        assert_eq!(ed.matches_pin(&full[..31]), Err(KeyError::WeakPin(31)));
+        assert_eq!(
+            ed.matches_pin(&full.to_uppercase()),
+            Err(KeyError::InvalidHex)
+        );
+        let other = SigningKey::ed25519_from_seed(&[8u8; 32])
+            .unwrap()
+            .verifying_key();
+        assert_eq!(other.matches_pin(&full), Ok(false));
     }
 }

@@ -56,11 +56,14 @@ pub use error::{EnvelopeError, ErrorCode, ResponseError, VerifyError};
 pub use json::{
     canonical, parse, parse_object, JsonError, JsonErrorKind, Map, Number, ParseLimits, Value,
 };
-pub use keys::{from_hex, to_hex, Algorithm, KeyError, SignatureError, SigningKey, VerifyingKey};
+pub use keys::{
+    check_pin, from_hex, to_hex, Algorithm, KeyError, SignatureError, SigningKey, VerifyingKey,
+};
 pub use verify::{
-    authenticate, verify_request, verify_response, Authenticated, Clock, FixedClock, KeyLookup,
-    Keyring, KeyringError, NonceError, NonceStore, NonceUse, Rejected, ResponseSigner, Verified,
-    VerifyConfig, DEFAULT_MAX_SKEW_MS, MAX_KEYS_PER_CLIENT,
+    authenticate, bind_to_request, binding_of, judge_reply, request_digest, verify_request,
+    verify_response, Authenticated, Clock, FixedClock, KeyLookup, Keyring, KeyringError,
+    NonceError, NonceStore, NonceUse, Rejected, ResponseSigner, Sent, Verdict, Verified,
+    VerifyConfig, DEFAULT_MAX_SKEW_MS, MAX_KEYS_PER_CLIENT, REQUEST_BINDING,
 };
 pub use wire::{Envelope, Response, Status, MAX_ID_CHARS, VERSION};
 

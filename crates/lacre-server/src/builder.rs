@@ -202,6 +202,7 @@ fn identity(
             algorithms: vec!["hmac-sha256".to_owned(), "ed25519".to_owned()],
             server_algorithm: Some(signer.key().algorithm().as_str().to_owned()),
             max_skew_ms: Some(i64::try_from(verify.max_skew_ms).unwrap_or(i64::MAX)),
+            long_poll: Some(true),
             tools,
         },
     }

@@ -176,6 +176,7 @@ impl Server {
             "algorithm": key.algorithm().as_str(),
             "algorithms": ["hmac-sha256", "ed25519"],
             "fingerprint": self.fingerprint(),
+            "fingerprint_sha256": key.verifying_key().fingerprint_sha256(),
             "max_skew_ms": self.inner.verify.max_skew_ms,
         });
         if let (Some(pk), Some(map)) = (
@@ -190,17 +191,29 @@ impl Server {
         doc
     }
 
-    /// A signed error reply for a request that never reached the
-    /// dispatcher (too large, overloaded, rate limited...).
+    /// A signed error reply for a request whose bytes were not read (too
+    /// large, overloaded, unreadable): `request_id` `""`, bound to nothing.
     pub fn error_reply(&self, request_id: &str, err: &CallError) -> Reply {
+        self.refusal(request_id, err, None)
+    }
+
+    /// A signed error reply bound to the request's bytes (SPEC §6.5): its
+    /// `result` is `{"request_sha256": ...}`, so that only the sender of
+    /// these exact bytes can take it as the answer to its request.
+    fn bound_error(&self, request: &[u8], request_id: &str, err: &CallError) -> Reply {
+        self.refusal(request_id, err, Some(request))
+    }
+
+    fn refusal(&self, request_id: &str, err: &CallError, request: Option<&[u8]>) -> Reply {
         let code = err.code();
         // Messages may quote what the caller sent (a bad argument): keep the
         // reply small, whatever the request was.
         let message = truncate_message(err.public_message(), MAX_ERROR_MESSAGE_CHARS);
-        let (response, wire) =
-            self.inner
-                .signer
-                .error_json(request_id, self.inner.clock.now_ms(), &code, &message);
+        let now = self.inner.clock.now_ms();
+        let (response, wire) = self
+            .inner
+            .signer
+            .error_json(request_id, now, &code, &message, request);
         Reply {
             kind: ReplyKind::Error(code),
             response,
@@ -231,8 +244,8 @@ impl Server {
         // One line per request. Never the signature, the arguments or keys.
         tracing::info!(
             target: "lacre::request",
-            request_id = %reply.response.request_id,
-            client_id = %who.client_id,
+            request_id = ?reply.response.request_id,
+            client_id = ?who.client_id,
             tool = %who.tool,
             status = %outcome,
             latency_us = latency.as_micros() as u64,
@@ -266,13 +279,13 @@ impl Server {
     async fn handle_inner(&self, body: &[u8], who: &mut Caller) -> Reply {
         let inner = &*self.inner;
         let Ok(_permit) = inner.in_flight.try_acquire() else {
-            return self.error_reply("", &CallError::Overloaded);
+            return self.bound_error(body, "", &CallError::Overloaded);
         };
         let auth = match authenticate(body, &inner.verify, &inner.keyring, &*inner.clock) {
             Ok(a) => a,
             Err(rej) => {
-                tracing::debug!(code = %rej.error.code(), reason = %rej.error, "request rejected");
-                return self.error_reply(&rej.request_id, &CallError::Rejected(rej.error));
+                tracing::debug!(code = %rej.error.code(), reason = ?rej.error.to_string(), "request rejected");
+                return self.bound_error(body, &rej.request_id, &CallError::Rejected(rej.error));
             }
         };
         let env = auth.envelope();
@@ -280,14 +293,17 @@ impl Server {
         let nonce = inner.nonces.check_and_record(&auth.nonce_use()).await;
         let verified = match auth.finish(nonce) {
             Ok(v) => v,
-            Err(rej) => return self.error_reply(&rej.request_id, &CallError::Rejected(rej.error)),
+            Err(rej) => {
+                return self.bound_error(body, &rej.request_id, &CallError::Rejected(rej.error))
+            }
         };
         // From here on the caller is authenticated: label by tool (bounded
         // to the registry, so hostile names cannot grow the metrics).
         let tool = inner.registry.get(&verified.tool);
         who.tool = tool.map_or("unknown", |t| t.static_name());
         if let Err(retry_after_ms) = inner.rates.check(&verified.client_id, inner.clock.now_ms()) {
-            return self.error_reply(
+            return self.bound_error(
+                body,
                 &verified.request_id,
                 &CallError::RateLimited { retry_after_ms },
             );
@@ -309,9 +325,9 @@ impl Server {
             }
             Err(err) => {
                 if let CallError::Store(e) = &err {
-                    tracing::warn!(error = %e, request_id = %verified.request_id, "store failure");
+                    tracing::warn!(error = %e, request_id = ?verified.request_id, "store failure");
                 }
-                self.error_reply(&verified.request_id, &err)
+                self.bound_error(body, &verified.request_id, &err)
             }
         }
     }
@@ -336,12 +352,15 @@ impl Server {
                     client_id: env.client_id.clone(),
                     request_id: env.request_id.clone(),
                 };
-                match crate::limits::timeout_lazy(inner.tool_timeout, f(env.args.clone(), ctx))
-                    .await
-                {
-                    Ok(Ok(result)) => Ok((Status::Ok, result)),
-                    Ok(Err(ToolError::InvalidArgs(m))) => Err(CallError::InvalidArgs(m)),
-                    Ok(Err(ToolError::Failed(m))) => Err(CallError::Internal(m)),
+                let run = crate::limits::catch_panic(f(env.args.clone(), ctx));
+                match crate::limits::timeout_lazy(inner.tool_timeout, run).await {
+                    Ok(Ok(Ok(result))) => Ok((Status::Ok, result)),
+                    Ok(Ok(Err(ToolError::InvalidArgs(m)))) => Err(CallError::InvalidArgs(m)),
+                    Ok(Ok(Err(ToolError::Failed(m)))) => Err(CallError::Internal(m)),
+                    Ok(Err(panic)) => {
+                        tracing::error!(tool = %env.tool, panic = ?panic, "tool panicked");
+                        Err(CallError::Internal(format!("tool {:?} panicked", env.tool)))
+                    }
                     Err(_) => Err(CallError::Internal(format!(
                         "tool {:?} did not answer within {} ms",
                         env.tool,

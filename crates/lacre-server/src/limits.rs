@@ -78,6 +78,29 @@ pub async fn timeout_lazy<F: std::future::Future>(
     }
 }
 
+/// Runs `fut`, turning a panic inside it into `Err` with the panic's
+/// message: a tool that panics gets a signed `internal` reply instead of a
+/// dropped connection (which a client would retry, running the tool again).
+pub async fn catch_panic<F: std::future::Future>(fut: F) -> Result<F::Output, String> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(std::task::Poll::Ready(out)) => std::task::Poll::Ready(Ok(out)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(payload) => std::task::Poll::Ready(Err(panic_message(payload.as_ref()))),
+        }
+    })
+    .await
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +121,18 @@ mod tests {
         })
         .await;
         assert_eq!(pending_then_ready.ok(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn panics_become_errors() {
+        let ok = catch_panic(async { 1 }).await;
+        assert_eq!(ok, Ok(1));
+        let boom = catch_panic(async {
+            tokio::task::yield_now().await;
+            panic!("tool exploded");
+        })
+        .await;
+        assert_eq!(boom, Err::<(), _>("tool exploded".to_owned()));
     }
 
     #[test]

@@ -676,6 +676,16 @@ fn serve_without_config_writes_one_and_a_profile() {
         "{}",
         out.stdout
     );
+    // files_and_secrets: the database holds every client's arguments and
+    // results: owner-only, like the config (its WAL files too).
+    #[cfg(unix)]
+    for file in ["lacre.db", "lacre.db-wal", "lacre.db-shm"] {
+        assert_eq!(
+            mode(&cwd.join(file)) & 0o077,
+            0,
+            "{file} is readable by others"
+        );
+    }
     drop(s);
 
     // A second start reuses the file instead of writing fresh keys.
@@ -865,4 +875,33 @@ fn sign_then_verify_round_trips() {
         .stdin(out.stdout.as_str())
         .run();
     out.expect_code(5, "verify with another secret");
+}
+
+#[test]
+fn log_lines_cannot_be_forged_through_request_fields() {
+    // An unauthenticated request whose request_id holds a newline, a fake
+    // log line and an ANSI escape: the request log must show it escaped.
+    let s = ServeGuard::start("log-injection");
+    let body = r#"{"args":{},"client_id":"client-001","nonce":"n","request_id":"evil\n2026-12-01T00:00:00.000000Z  INFO lacre::request: forged\u001b[31m","server_id":"mcp-server-001","signature":"00","tool":"batch_sum","ts_ms":1,"v":"mcp/0.1"}"#;
+    let reply = raw_post(&s.url, body.as_bytes());
+    assert!(reply.contains("bad_signature"), "{reply}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = s.stderr_text();
+        if log.contains("evil") || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(log.contains("evil"), "the request was not logged: {log}");
+    for line in log.lines() {
+        assert!(
+            !line.starts_with("2026-12-01T00:00:00.000000Z"),
+            "a forged log line: {line:?}"
+        );
+        assert!(
+            !line.contains('\u{1b}'),
+            "a raw escape in the log: {line:?}"
+        );
+    }
 }

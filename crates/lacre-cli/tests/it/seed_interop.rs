@@ -122,9 +122,10 @@ fn lacre_cli_against_seed_server() {
     out.ok("lacre call start_long_task --wait against the seed");
     assert_eq!(out.stdout, "{\"data\":\"complete\"}\n");
 
-    // The seed's signed errors are server errors.
+    // The seed's signed errors are not bound to the request's bytes, so
+    // they cannot tell its outcome (SPEC §6.5): exit 6, with the code.
     let out = lacre(&["call", "no_such_tool", "{}"]);
-    out.expect_code(4, "unknown tool at the seed");
+    out.expect_code(6, "unknown tool at the seed");
     assert!(out.stderr.contains("unknown_tool"), "{}", out.stderr);
 
     // Replies that do not verify: exit 5, nothing on stdout.

@@ -11,7 +11,7 @@ macro_rules! assert_fails {
 }
 
 use lacre_proto::{
-    Envelope, Map, ParseLimits, ResponseError, ResponseSigner, SigningKey, Status, Value,
+    Envelope, ErrorCode, Map, ParseLimits, ResponseError, ResponseSigner, SigningKey, Status, Value,
 };
 
 fn honest_reply(body: &[u8], key: &SigningKey) -> lacre_proto::Response {
@@ -91,7 +91,7 @@ async fn a_reply_from_another_server_is_rejected() {
         sum_against(move |body| {
             let env = Envelope::parse(body, ParseLimits::default()).unwrap();
             ResponseSigner::new("impostor", key.clone())
-                .success(&env.request_id, 0, Status::Ok, None)
+                .success(&env.request_id, env.ts_ms, Status::Ok, None)
                 .to_json()
         }),
         ClientError::Verification(ResponseError::ServerIdMismatch { .. })
@@ -107,38 +107,104 @@ async fn an_unsigned_error_is_rejected() {
     );
 }
 
-#[tokio::test]
-async fn a_signed_refusal_before_reading_the_request_is_a_server_error() {
+/// A signed error, stamped now, from the trusted server.
+fn signed_error(request_id: &str, code: ErrorCode, bound_to: Option<&[u8]>) -> Vec<u8> {
     let key = SigningKey::hmac(SERVER_SECRET).unwrap();
+    ResponseSigner::new(SERVER_ID, key)
+        .error(request_id, now_ms(), &code, "refused", bound_to)
+        .to_json()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn request_id_of(body: &[u8]) -> String {
+    Envelope::parse(body, ParseLimits::default())
+        .unwrap()
+        .request_id
+}
+
+#[tokio::test]
+async fn an_unaddressed_refusal_is_never_the_outcome_of_a_request() {
+    // forged_refusals: anyone gets a signed refusal with request_id "" by
+    // posting `{`; handed back for another request it used to be taken as
+    // that request's answer. It says nothing about whether the request ran.
+    for code in [
+        ErrorCode::Overloaded,
+        ErrorCode::BadEnvelope,
+        ErrorCode::UnknownJob,
+    ] {
+        assert_fails!(
+            sum_against(move |_| signed_error("", code.clone(), None)),
+            ClientError::OutcomeUnknown(_)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refusal_bound_to_other_bytes_is_rejected() {
+    // forged_refusals: a copy of the victim's request with a zeroed
+    // signature gets a signed bad_signature with the victim's request_id;
+    // its binding names the copy, not the victim's bytes.
     assert_fails!(
-        sum_against(move |_| {
-            ResponseSigner::new(SERVER_ID, key.clone())
-                .error(
-                    "",
-                    0,
-                    &lacre_proto::ErrorCode::Overloaded,
-                    "server overloaded, retry later",
-                )
-                .to_json()
+        sum_against(|body| {
+            let mut copy = body.to_vec();
+            copy.push(b' ');
+            signed_error(&request_id_of(body), ErrorCode::BadSignature, Some(&copy))
         }),
-        ClientError::Server {
-            code: lacre_proto::ErrorCode::Overloaded,
-            ..
-        }
+        ClientError::Verification(ResponseError::BindingMismatch { .. })
     );
 }
 
 #[tokio::test]
-async fn an_unaddressed_reply_of_another_kind_is_still_rejected() {
-    // Only refusals the server sends before it can read a request may carry
-    // an empty request_id; anything else must answer the request sent.
+async fn an_unbound_refusal_with_the_request_id_does_not_tell_the_outcome() {
+    assert_fails!(
+        sum_against(|body| signed_error(&request_id_of(body), ErrorCode::InvalidArgs, None)),
+        ClientError::OutcomeUnknown(_)
+    );
+}
+
+#[tokio::test]
+async fn a_bound_refusal_tells_the_outcome_unless_a_copy_could_have_caused_it() {
+    assert_fails!(
+        sum_against(|body| {
+            signed_error(&request_id_of(body), ErrorCode::InvalidArgs, Some(body))
+        }),
+        ClientError::Server {
+            code: ErrorCode::InvalidArgs,
+            ..
+        }
+    );
+    // An attacker who sent the victim's bytes first gets replayed_nonce,
+    // or stale_timestamp by waiting: the request may well have run.
+    for code in [
+        ErrorCode::ReplayedNonce,
+        ErrorCode::StaleTimestamp,
+        ErrorCode::Overloaded,
+    ] {
+        assert_fails!(
+            sum_against(move |body| signed_error(&request_id_of(body), code.clone(), Some(body))),
+            ClientError::OutcomeUnknown(_)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stored_reply_from_long_ago_is_rejected() {
+    // forged_refusals: reply timestamps were never checked, so a stored
+    // reply could be handed back forever.
     let key = SigningKey::hmac(SERVER_SECRET).unwrap();
     assert_fails!(
-        sum_against(move |_| {
+        sum_against(move |body| {
+            let env = Envelope::parse(body, ParseLimits::default()).unwrap();
             ResponseSigner::new(SERVER_ID, key.clone())
-                .error("", 0, &lacre_proto::ErrorCode::UnknownJob, "no")
+                .success(&env.request_id, now_ms() - 3_600_000, Status::Ok, None)
                 .to_json()
         }),
-        ClientError::Verification(ResponseError::RequestIdMismatch { .. })
+        ClientError::Verification(ResponseError::StaleReply { .. })
     );
 }

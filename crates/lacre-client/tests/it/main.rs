@@ -6,4 +6,5 @@
 
 mod forged;
 mod retry;
+mod seed_style;
 mod support;

@@ -88,3 +88,22 @@ async fn transport_failures_are_reported_after_bounded_retries() {
     assert!(started.elapsed() >= std::time::Duration::from_millis(650));
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn an_immediate_call_that_may_have_run_is_not_retried() {
+    // retries_run_twice: behind a proxy that loses the first reply, a
+    // batch_sum was sent again (and ran again). Now the client says it
+    // does not know the outcome, and the server saw the call once.
+    let real = real_server().await;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let url = dropping_proxy(real.addr, seen.clone()).await;
+    let err = client(&url)
+        .call("batch_sum", serde_json::json!({"numbers": [1]}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, lacre_client::ClientError::OutcomeUnknown(_)),
+        "{err:?}"
+    );
+    assert_eq!(seen.load(Ordering::SeqCst), 1, "the call was sent again");
+}

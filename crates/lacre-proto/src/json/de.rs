@@ -100,8 +100,22 @@ impl<'de> de::Deserializer<'de> for &'de Value {
         }
     }
 
+    // A string field takes a JSON string only. (Through `deserialize_any`
+    // an integer too large for a float arrives as its text, which a
+    // `String` field would otherwise accept.)
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self {
+            Value::String(s) => visitor.visit_borrowed_str(s),
+            other => Err(de::Error::invalid_type(unexpected(other), &visitor)),
+        }
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
     serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char
         bytes byte_buf unit unit_struct seq tuple tuple_struct map struct
         identifier ignored_any
     }
@@ -170,6 +184,17 @@ fn unexpected(v: &Value) -> de::Unexpected<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn string_fields_refuse_numbers_of_any_size() {
+        // lax_integers: a 401-digit integer used to arrive as its text.
+        let big = Value::Number(Number::BigInt("9".repeat(401).into()));
+        assert!(from_value::<String>(&big).is_err());
+        assert!(from_value::<String>(&Value::from(5)).is_err());
+        assert_eq!(from_value::<String>(&Value::from("x")), Ok("x".to_owned()));
+        // Where any value is wanted, big integers still come through.
+        assert!(from_value::<serde_json::Value>(&big).is_ok());
+    }
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize, PartialEq)]

@@ -14,6 +14,8 @@ pub const DEFAULT_WORKERS: usize = 16;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 /// A worker's claim on a job without a heartbeat, ms.
 pub const DEFAULT_LEASE_MS: u64 = 30_000;
+/// Allowance between replicas' clocks, ms.
+pub const DEFAULT_REPLICA_SKEW_MS: u64 = crate::jobs::DEFAULT_REPLICA_SKEW_MS.unsigned_abs();
 /// Time to receive the request headers, ms.
 pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
 /// Time to receive the body, ms.

@@ -150,11 +150,20 @@ pub struct FileConfig {
     /// `sqlite://PATH` (default `sqlite://lacre.db`, relative to the config
     /// file) or `postgres://...`.
     pub store: Option<Spanned<String>>,
+    /// The store URL from this environment variable instead (keeps a
+    /// database password out of the file and of `ps`).
+    pub store_env: Option<Spanned<String>>,
+    /// The store URL from this file instead (relative to the config file).
+    pub store_file: Option<Spanned<PathBuf>>,
     /// How long a worker's claim on a job lasts without a heartbeat
     /// (default 30000 ms); a job whose worker died is taken over after it.
     pub lease_ms: Option<Spanned<u64>>,
     /// Most requests handled at once; more get `overloaded` (default 1024).
     pub max_in_flight: Option<usize>,
+    /// How far apart replicas' clocks may be, ms (default 60000): shared
+    /// nonce and idempotency records are pruned only this long after they
+    /// expire, so a replica ahead cannot delete what one behind still needs.
+    pub replica_skew_ms: Option<u64>,
     /// Where `/metrics` is served instead of the main address (an internal
     /// address, e.g. "127.0.0.1:9790"); unset: on the main address.
     pub metrics_listen: Option<Spanned<String>>,

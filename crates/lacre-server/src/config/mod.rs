@@ -175,6 +175,33 @@ rate_limit = { per_second = 5, burst = 10 }
     }
 
     #[test]
+    fn the_store_url_can_stay_out_of_the_file() {
+        // files_and_secrets: a password belongs in the environment or a
+        // private file, not in the config or on the command line.
+        let base = "server_id = \"s\"\n[signing]\nsecret = \"x\"\n";
+        std::env::set_var("LACRE_TEST_STORE_URL", "postgres://u:pw@h/db\n");
+        let s = Settings::parse(
+            Path::new("c.toml"),
+            &format!("store_env = \"LACRE_TEST_STORE_URL\"\n{base}"),
+        )
+        .unwrap();
+        assert_eq!(s.store, "postgres://u:pw@h/db");
+        let dir = std::env::temp_dir().join(format!("lacre-store-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("store.url"), "memory\n").unwrap();
+        let s = Settings::parse(
+            &dir.join("c.toml"),
+            &format!("store_file = \"store.url\"\n{base}"),
+        )
+        .unwrap();
+        assert_eq!(s.store, "memory");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let both = format!("store = \"memory\"\nstore_env = \"X\"\n{base}");
+        let e = Settings::parse(Path::new("c.toml"), &both).unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
     fn key_lists_inherit_the_client_alg() {
         let pk = SigningKey::ed25519_from_seed(&[1u8; 32])
             .unwrap()

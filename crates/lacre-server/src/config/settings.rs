@@ -42,6 +42,8 @@ pub struct Settings {
     pub store: String,
     /// Job lease.
     pub lease_ms: u64,
+    /// Allowance between replicas' clocks.
+    pub replica_skew_ms: u64,
     /// Where `/metrics` is served, if not on the main address.
     pub metrics_listen: Option<SocketAddr>,
     /// JSON parsing limits.
@@ -112,23 +114,7 @@ impl Settings {
                 "set server_id = \"my-server\"",
             ));
         }
-        let store = match &raw.store {
-            None => super::resolve_sqlite_path(DEFAULT_STORE, path),
-            Some(s) => match crate::store::StoreKind::of(s.get_ref()) {
-                Some(crate::store::StoreKind::Sqlite) => {
-                    super::resolve_sqlite_path(s.get_ref(), path)
-                }
-                Some(_) => s.get_ref().clone(),
-                None => return Err(ctx.err(
-                    Some(ctx.line_of(s.span().start)),
-                    format!(
-                        "store {:?} is not supported",
-                        crate::store::redact(s.get_ref())
-                    ),
-                    "use store = \"memory\", \"sqlite://lacre.db\" or \"postgres://user@host/db\"",
-                )),
-            },
-        };
+        let store = store_url(&ctx, &raw)?;
         let metrics_listen = match &raw.metrics_listen {
             None => None,
             Some(a) => Some(address(&ctx, a, "metrics_listen", "127.0.0.1:9790")?),
@@ -209,6 +195,7 @@ impl Settings {
             store,
             max_in_flight: raw.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT).max(1),
             lease_ms,
+            replica_skew_ms: raw.replica_skew_ms.unwrap_or(DEFAULT_REPLICA_SKEW_MS),
             metrics_listen,
             parse_limits,
             http,
@@ -216,6 +203,59 @@ impl Settings {
             signing,
             clients,
         })
+    }
+}
+
+/// The store URL: `store`, `store_env` or `store_file` (at most one),
+/// checked, with a relative SQLite path made relative to the config file.
+fn store_url(ctx: &Ctx, raw: &FileConfig) -> Result<String, ConfigError> {
+    let line = |span: std::ops::Range<usize>| Some(ctx.line_of(span.start));
+    let given = [
+        raw.store.as_ref().map(|s| line(s.span())),
+        raw.store_env.as_ref().map(|s| line(s.span())),
+        raw.store_file.as_ref().map(|s| line(s.span())),
+    ];
+    if given.iter().flatten().count() > 1 {
+        return Err(ctx.err(
+            given.iter().flatten().nth(1).copied().flatten(),
+            "give the store as one of store, store_env, store_file",
+            "keep one of them",
+        ));
+    }
+    let (url, at) = if let Some(s) = &raw.store {
+        (s.get_ref().clone(), line(s.span()))
+    } else if let Some(var) = &raw.store_env {
+        let at = line(var.span());
+        let value = std::env::var(var.get_ref()).map_err(|_| {
+            ctx.err(
+                at,
+                format!("environment variable {} is not set", var.get_ref()),
+                format!("export {}=postgres://... before starting", var.get_ref()),
+            )
+        })?;
+        (value.trim().to_owned(), at)
+    } else if let Some(file) = &raw.store_file {
+        let at = line(file.span());
+        let full = crate::keys::resolve_path(&ctx.base_dir(), file.get_ref());
+        let text = std::fs::read_to_string(&full).map_err(|e| {
+            ctx.err(
+                at,
+                format!("cannot read {}: {e}", full.display()),
+                "check the path (relative paths are relative to the config file)",
+            )
+        })?;
+        (text.trim().to_owned(), at)
+    } else {
+        (DEFAULT_STORE.to_owned(), None)
+    };
+    match crate::store::StoreKind::of(&url) {
+        Some(crate::store::StoreKind::Sqlite) => Ok(super::resolve_sqlite_path(&url, ctx.file)),
+        Some(_) => Ok(url),
+        None => Err(ctx.err(
+            at,
+            format!("store {:?} is not supported", crate::store::redact(&url)),
+            "use store = \"memory\", \"sqlite://lacre.db\" or \"postgres://user@host/db\"",
+        )),
     }
 }
 

@@ -45,6 +45,7 @@ impl Settings {
             lease_ms: i64::try_from(lease).unwrap_or(30_000),
             heartbeat_ms: (lease / 3).max(10),
             maintenance_interval_ms: (lease / 2).clamp(10, 5_000),
+            replica_skew_ms: i64::try_from(self.replica_skew_ms).unwrap_or(i64::MAX),
             ..WorkerConfig::default()
         }
     }

@@ -3,7 +3,7 @@
 
 use super::{
     Claim, CreateOutcome, Heartbeat, JobOutcome, JobRecord, JobState, JobStore, LeaseStatus,
-    NewJob, PruneStats,
+    NewJob, Prune, PruneStats,
 };
 use crate::error::StoreError;
 use std::collections::{HashMap, VecDeque};
@@ -326,7 +326,12 @@ impl JobStore for MemoryJobStore {
         Ok(touched)
     }
 
-    async fn prune(&self, now_ms: i64, retention_ms: i64) -> Result<PruneStats, StoreError> {
+    async fn prune(&self, prune: Prune) -> Result<PruneStats, StoreError> {
+        let Prune {
+            now_ms,
+            retention_ms,
+            ..
+        } = prune;
         let mut st = self.lock();
         let before_jobs = st.jobs.len();
         st.jobs.retain(|_, e| {

@@ -139,6 +139,23 @@ pub enum JobOutcome {
     Failed(String),
 }
 
+/// What to prune, and by whose clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prune {
+    /// Now, by the pruning replica's clock.
+    pub now_ms: i64,
+    /// How long finished jobs are kept.
+    pub retention_ms: i64,
+    /// How far apart replicas' clocks may be. A nonce record is deleted only
+    /// once it expired by this much: a replica whose clock is ahead must not
+    /// delete a record that a replica behind would still need to refuse a
+    /// replay (that replica accepts timestamps up to its own window's edge).
+    pub replica_skew_ms: i64,
+}
+
+/// Default allowance between replicas' clocks.
+pub const DEFAULT_REPLICA_SKEW_MS: i64 = 60_000;
+
 /// Counts of what pruning removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PruneStats {
@@ -189,9 +206,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// Re-queues running jobs whose lease expired before `now_ms`, or fails
     /// them after `max_attempts` claims. Returns how many it touched.
     async fn rescue(&self, now_ms: i64, max_attempts: u32) -> Result<u64, StoreError>;
-    /// Removes finished jobs older than `retention_ms` and expired
-    /// idempotency records.
-    async fn prune(&self, now_ms: i64, retention_ms: i64) -> Result<PruneStats, StoreError>;
+    /// Removes finished jobs past retention, and idempotency records and
+    /// nonces (stores that keep them) expired by more than the replicas'
+    /// clock-skew allowance.
+    async fn prune(&self, prune: Prune) -> Result<PruneStats, StoreError>;
     /// Every client's jobs, newest first (operators: `lacre jobs --store`).
     async fn list_all(
         &self,

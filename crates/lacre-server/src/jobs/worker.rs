@@ -1,7 +1,7 @@
 //! The worker pool: claims queued jobs, runs their handlers, keeps their
 //! leases alive, and records the outcome under the claim's fencing token.
 
-use super::{Claim, Heartbeat, JobContext, JobOutcome, JobStore, LeaseStatus};
+use super::{Claim, Heartbeat, JobContext, JobOutcome, JobStore, LeaseStatus, Prune};
 use crate::tool::{Handler, Registry};
 use lacre_proto::Clock;
 use std::sync::Arc;
@@ -26,6 +26,8 @@ pub struct WorkerConfig {
     pub retention_ms: i64,
     /// How often expired leases are rescued and old jobs pruned.
     pub maintenance_interval_ms: u64,
+    /// How far apart the replicas' clocks may be (see [`Prune`]).
+    pub replica_skew_ms: i64,
 }
 
 impl Default for WorkerConfig {
@@ -38,6 +40,7 @@ impl Default for WorkerConfig {
             max_attempts: 3,
             retention_ms: 24 * 3600 * 1000,
             maintenance_interval_ms: 5_000,
+            replica_skew_ms: super::DEFAULT_REPLICA_SKEW_MS,
         }
     }
 }
@@ -245,7 +248,12 @@ async fn maintenance_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
         if let Err(e) = shared.store.rescue(now, shared.config.max_attempts).await {
             tracing::warn!(error = %e, "lease rescue failed");
         }
-        if let Err(e) = shared.store.prune(now, shared.config.retention_ms).await {
+        let prune = Prune {
+            now_ms: now,
+            retention_ms: shared.config.retention_ms,
+            replica_skew_ms: shared.config.replica_skew_ms,
+        };
+        if let Err(e) = shared.store.prune(prune).await {
             tracing::warn!(error = %e, "pruning failed");
         }
     }

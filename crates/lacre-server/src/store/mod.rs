@@ -48,26 +48,53 @@ pub struct Stores {
     pub nonces: Arc<dyn NonceBackend>,
 }
 
-/// The URL with any password replaced, for logs.
+/// The URL with any password replaced, for logs: in the user-info part
+/// (`postgres://u:pw@h`) and in query parameters (`?password=pw`,
+/// `?sslpassword=pw`).
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = url.get(scheme_end + 3..at).unwrap_or_default();
+            let userinfo = base.get(scheme_end + 3..at).unwrap_or_default();
             match userinfo.split_once(':') {
                 Some((user, _)) => format!(
                     "{}{user}:***{}",
-                    url.get(..scheme_end + 3).unwrap_or_default(),
-                    url.get(at..).unwrap_or_default()
+                    base.get(..scheme_end + 3).unwrap_or_default(),
+                    base.get(at..).unwrap_or_default()
                 ),
-                None => url.to_owned(),
+                None => base.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.to_ascii_lowercase().contains("password") => format!("{k}=***"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }
 
-/// Opens the store `url` names and brings its schema up to date.
+/// Opens the store `url` names and brings its schema up to date, reading
+/// stored JSON with the default parsing limits.
 pub async fn open(url: &str) -> Result<Stores, StoreError> {
+    open_with_limits(url, lacre_proto::ParseLimits::default()).await
+}
+
+/// As [`open`], reading stored JSON with the server's own parsing limits.
+pub async fn open_with_limits(
+    url: &str,
+    limits: lacre_proto::ParseLimits,
+) -> Result<Stores, StoreError> {
     match StoreKind::of(url) {
         Some(StoreKind::Memory) => Ok(Stores {
             kind: StoreKind::Memory,
@@ -75,7 +102,7 @@ pub async fn open(url: &str) -> Result<Stores, StoreError> {
             nonces: Arc::new(MemoryNonceStore::new()),
         }),
         Some(kind) => {
-            let store = SqlStore::connect(url).await?;
+            let store = SqlStore::connect(url, limits).await?;
             Ok(Stores {
                 kind,
                 jobs: store.clone(),
@@ -104,6 +131,15 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        // files_and_secrets: a password in the query is hidden too.
+        assert_eq!(
+            redact("postgres://u@h/db?password=hunter2&sslmode=require"),
+            "postgres://u@h/db?password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://u:a@h/db?sslpassword=x"),
+            "postgres://u:***@h/db?sslpassword=***"
+        );
     }
 
     #[tokio::test]

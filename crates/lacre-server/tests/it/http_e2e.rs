@@ -271,6 +271,28 @@ async fn failed_jobs_and_failing_tools() {
 }
 
 #[tokio::test]
+async fn a_panicking_tool_gets_a_signed_internal_reply() {
+    let s = TestServer::start().await;
+    let reply = s
+        .expect_error(
+            "client-001",
+            "panic_now",
+            json!({"message": "boom"}),
+            500,
+            ErrorCode::Internal,
+        )
+        .await;
+    assert!(
+        reply.error.as_deref().unwrap().contains("panicked"),
+        "{reply:?}"
+    );
+    // The server goes on serving.
+    let (http, resp) = s.call("batch_sum", json!({"numbers": [1, 2]})).await;
+    assert_eq!((http, resp.status), (200, Status::Ok));
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn idempotent_retry_returns_the_same_job() {
     let s = TestServer::start().await;
     let first = envelope(

@@ -3,7 +3,9 @@
 //! reachable PostgreSQL they are skipped with a message (and fail in CI).
 
 use lacre_proto::{Map, NonceError, Value};
-use lacre_server::jobs::{CreateOutcome, Heartbeat, JobOutcome, JobState, LeaseStatus, NewJob};
+use lacre_server::jobs::{
+    CreateOutcome, Heartbeat, JobOutcome, JobState, LeaseStatus, NewJob, Prune,
+};
 use lacre_server::store::{self, Stores};
 use std::time::Duration;
 
@@ -269,7 +271,7 @@ async fn contract(stores: Stores) {
 
     // prune: finished jobs past retention (a, b, c finished before 50 000;
     // d at 60 500 stays) and expired idempotency records
-    let stats = s.prune(100_000, 50_000).await.unwrap();
+    let stats = s.prune(prune(100_000, 50_000)).await.unwrap();
     assert_eq!(stats.jobs, 3, "{stats:?}");
     assert_eq!(stats.idempotency, 4, "{stats:?}");
     assert!(s.get("job-a").await.unwrap().is_none());
@@ -306,9 +308,42 @@ async fn contract(stores: Stores) {
         Ok(())
     );
     if stores.kind != store::StoreKind::Memory {
-        let stats = s.prune(40_000, 1_000_000).await.unwrap();
+        let stats = s.prune(prune(40_000, 1_000_000)).await.unwrap();
         assert_eq!(stats.nonces, 2, "{stats:?}");
     }
+}
+
+/// replay_across_skewed_replicas: replica C's clock runs 15 s ahead of
+/// replica B's on one database. C's pruning must leave the record B still
+/// needs: B accepts timestamps up to its own window's edge, so a record
+/// that is expired by C's clock is not yet expired by B's.
+async fn skewed_pruning_keeps_records_a_slower_replica_needs(url: &str) {
+    let b = store::open(url).await.unwrap();
+    let c = store::open(url).await.unwrap();
+    let (b_now, skew) = (1_000_000, 15_000);
+    // The envelope's timestamp is at B's window edge: it expires at b_now.
+    let used = nonce_use("c", "edge", b_now, b_now - 1);
+    assert_eq!(b.nonces.check_and_record(&used).await, Ok(()));
+    let c_prune = Prune {
+        now_ms: b_now + skew,
+        retention_ms: 1_000_000,
+        replica_skew_ms: lacre_server::jobs::DEFAULT_REPLICA_SKEW_MS,
+    };
+    c.jobs.prune(c_prune).await.unwrap();
+    // A fresh store object on B's side, so the refusal must come from the
+    // database (a front set in memory would hide a pruned record).
+    let b2 = store::open(url).await.unwrap();
+    assert_eq!(
+        b2.nonces.check_and_record(&used).await,
+        Err(NonceError::Replayed),
+        "the replay was accepted after a replica ahead pruned its record"
+    );
+    // Past the allowance, the record goes.
+    let later = Prune {
+        now_ms: b_now + lacre_server::jobs::DEFAULT_REPLICA_SKEW_MS + 1,
+        ..c_prune
+    };
+    assert_eq!(c.jobs.prune(later).await.unwrap().nonces, 1);
 }
 
 /// A nonce recorded through one store object is refused through another on
@@ -354,6 +389,7 @@ async fn sqlite_store_keeps_the_contract() {
         JobState::Queued
     );
     replays_are_refused_by_the_database(&url).await;
+    skewed_pruning_keeps_records_a_slower_replica_needs(&url).await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -364,6 +400,7 @@ async fn postgres_store_keeps_the_contract() {
     };
     contract(store::open(&url).await.unwrap()).await;
     replays_are_refused_by_the_database(&url).await;
+    skewed_pruning_keeps_records_a_slower_replica_needs(&url).await;
     drop_schema(&url).await;
 }
 
@@ -440,4 +477,59 @@ fn nonce_use<'a>(
         expires_at_ms,
         now_ms,
     }
+}
+
+/// Pruning by a single replica (no clock skew).
+fn prune(now_ms: i64, retention_ms: i64) -> Prune {
+    Prune {
+        now_ms,
+        retention_ms,
+        replica_skew_ms: 0,
+    }
+}
+
+#[tokio::test]
+async fn stored_json_is_read_with_the_servers_limits_and_bad_rows_are_skipped() {
+    // stored_json_limits: a server with raised [limits] accepts a 300 kB
+    // string; it must read it back with the same limits, not the defaults.
+    let (url, dir) = sqlite_url("stored-limits");
+    let raised = lacre_proto::ParseLimits {
+        max_string_bytes: 512 * 1024,
+        ..lacre_proto::ParseLimits::default()
+    };
+    let stores = store::open_with_limits(&url, raised).await.unwrap();
+    let mut big = new_job("big", "c", "r-big", "h", 10);
+    big.args
+        .insert("s".into(), Value::from("x".repeat(300 * 1024)));
+    stores.jobs.create(big).await.unwrap();
+    stores
+        .jobs
+        .create(new_job("small", "c", "r-small", "h", 20))
+        .await
+        .unwrap();
+    let got = stores.jobs.get("big").await.unwrap().unwrap();
+    assert_eq!(
+        got.args.get("s").and_then(Value::as_str).map(str::len),
+        Some(300 * 1024)
+    );
+    assert_eq!(stores.jobs.list("c", None, 10).await.unwrap().len(), 2);
+
+    // One row that does not decode (damaged on disk) hides nothing else.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE lacre_jobs SET args = '{' WHERE id = 'big'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let listed = stores.jobs.list("c", None, 10).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        ["small"]
+    );
+    assert!(matches!(
+        stores.jobs.get("big").await,
+        Err(lacre_server::StoreError::Corrupt(_))
+    ));
+    drop(stores);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -73,6 +73,12 @@ impl TestServer {
             )
             .unwrap()
             .tools(|reg| {
+                reg.immediate("panic_now", "Always panics.", |a: FailIn, _| async move {
+                    if !a.message.is_empty() {
+                        panic!("{}", a.message);
+                    }
+                    Ok::<Never, ToolError>(Never {})
+                });
                 reg.immediate("fail_now", "Always fails.", |a: FailIn, _| async move {
                     Err::<Never, _>(ToolError::failed(a.message))
                 });
@@ -120,10 +126,11 @@ impl TestServer {
     /// Posts raw bytes; returns the HTTP status and the reply, after
     /// checking that it is a well-formed response signed by the server.
     pub async fn post_raw(&self, body: impl Into<Vec<u8>>) -> (u16, Response) {
+        let body: Vec<u8> = body.into();
         let resp = self
             .http
             .post(&self.url)
-            .body(body.into())
+            .body(body.clone())
             .send()
             .await
             .unwrap();
@@ -134,7 +141,9 @@ impl TestServer {
             .map(|v| v.to_str().unwrap().to_owned());
         assert_eq!(ct.as_deref(), Some("application/json"));
         let bytes = resp.bytes().await.unwrap();
-        (status, check_signed(&bytes))
+        let reply = check_signed(&bytes);
+        check_binding(&reply, &body).unwrap();
+        (status, reply)
     }
 
     pub async fn send(&self, env: &Envelope) -> (u16, Response) {
@@ -275,7 +284,32 @@ pub fn assert_error(reply: &(u16, Response), http: u16, code: ErrorCode, request
         "error text {text:?}"
     );
     assert_eq!(resp.request_id, request_id);
-    assert!(resp.result.is_none());
+    // An error carries nothing but, when the server read the request, its
+    // binding (checked against the bytes by `check_binding`).
+    if let Some(result) = &resp.result {
+        let digest = lacre_proto::binding_of(resp).unwrap_or_default();
+        assert!(
+            result.len() == 1 && digest.len() == 64,
+            "an error's result is only its binding: {result:?}"
+        );
+    }
+}
+
+/// Checks that an error reply to `request` is bound to exactly those bytes
+/// (SPEC §6.5); replies the server sends without reading a request
+/// (`too_large`, `overloaded` at the door) carry no binding.
+pub fn check_binding(resp: &Response, request: &[u8]) -> Result<(), String> {
+    if resp.status != Status::Error {
+        return Ok(());
+    }
+    match lacre_proto::binding_of(resp) {
+        Some(d) if d == lacre_proto::request_digest(request) => Ok(()),
+        Some(d) => Err(format!("bound to other bytes ({d}): {resp:?}")),
+        None if resp.request_id.is_empty() => Ok(()),
+        None => Err(format!(
+            "an error with a request_id but no binding: {resp:?}"
+        )),
+    }
 }
 
 pub fn result_json(resp: &Response) -> serde_json::Value {

@@ -4,7 +4,7 @@ use lacre_proto::Map;
 use lacre_server::error::StoreError;
 use lacre_server::jobs::{
     Claim, CreateOutcome, Heartbeat, JobOutcome, JobRecord, JobState, JobStore, LeaseStatus,
-    MemoryJobStore, NewJob, PruneStats, WorkerConfig,
+    MemoryJobStore, NewJob, Prune, PruneStats, WorkerConfig,
 };
 use lacre_server::{Registry, ToolArgs, ToolError};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -60,8 +60,8 @@ impl JobStore for Counting {
     async fn rescue(&self, now: i64, max: u32) -> Result<u64, StoreError> {
         self.inner.rescue(now, max).await
     }
-    async fn prune(&self, now: i64, retention: i64) -> Result<PruneStats, StoreError> {
-        self.inner.prune(now, retention).await
+    async fn prune(&self, prune: Prune) -> Result<PruneStats, StoreError> {
+        self.inner.prune(prune).await
     }
     async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
         self.inner.count_by_state().await

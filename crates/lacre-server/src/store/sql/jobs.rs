@@ -5,7 +5,7 @@ use super::{corrupt, unavailable, SqlStore, PRUNE_BATCH};
 use crate::error::StoreError;
 use crate::jobs::{
     Claim, CreateOutcome, Heartbeat, JobOutcome, JobRecord, JobState, JobStore, LeaseStatus,
-    NewJob, PruneStats,
+    NewJob, Prune, PruneStats,
 };
 use crate::store::StoreKind;
 use sqlx::Row;
@@ -61,7 +61,7 @@ impl JobStore for SqlStore {
                 .map_err(unavailable)?;
             if let Some(row) = existing {
                 tx.rollback().await.map_err(unavailable)?;
-                return Ok(CreateOutcome::Existing(job_from_row(&row)?));
+                return Ok(CreateOutcome::Existing(job_from_row(&row, self.limits)?));
             }
             // The record outlived its job (pruned): point it at the new one.
             sqlx::query(
@@ -88,7 +88,7 @@ impl JobStore for SqlStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(unavailable)?;
-        let record = job_from_row(&row)?;
+        let record = job_from_row(&row, self.limits)?;
         tx.commit().await.map_err(unavailable)?;
         self.changed();
         Ok(CreateOutcome::Created(record))
@@ -133,7 +133,7 @@ impl JobStore for SqlStore {
         tx.commit().await.map_err(unavailable)?;
         let Some(row) = row else { return Ok(None) };
         let fence: i64 = row.try_get("fence").map_err(|_| corrupt("fence"))?;
-        let job = job_from_row(&row)?;
+        let job = job_from_row(&row, self.limits)?;
         self.changed();
         Ok(Some(Claim {
             job,
@@ -228,7 +228,7 @@ impl JobStore for SqlStore {
         .map_err(unavailable)?;
         if let Some(row) = row {
             self.changed();
-            return job_from_row(&row).map(Some);
+            return job_from_row(&row, self.limits).map(Some);
         }
         // Not cancellable: finished (returned unchanged), or not this client's.
         Ok(self
@@ -287,9 +287,11 @@ impl JobStore for SqlStore {
         Ok(touched)
     }
 
-    async fn prune(&self, now_ms: i64, retention_ms: i64) -> Result<PruneStats, StoreError> {
+    async fn prune(&self, prune: Prune) -> Result<PruneStats, StoreError> {
         let mut stats = PruneStats::default();
-        let cutoff = now_ms.saturating_sub(retention_ms);
+        let cutoff = prune.now_ms.saturating_sub(prune.retention_ms);
+        // Records shared by every replica expire by the skew allowance later.
+        let expired = prune.now_ms.saturating_sub(prune.replica_skew_ms.max(0));
         let batches: [(&str, i64, &mut u64); 3] = [
             (
                 "DELETE FROM lacre_jobs WHERE id IN (
@@ -300,13 +302,13 @@ impl JobStore for SqlStore {
             (
                 "DELETE FROM lacre_idempotency WHERE (client_id, request_id) IN (
                    SELECT client_id, request_id FROM lacre_idempotency WHERE expires_at_ms <= $1 LIMIT $2)",
-                now_ms,
+                expired,
                 &mut stats.idempotency,
             ),
             (
                 "DELETE FROM lacre_nonces WHERE (client_id, nonce) IN (
                    SELECT client_id, nonce FROM lacre_nonces WHERE expires_at_ms < $1 LIMIT $2)",
-                now_ms,
+                expired,
                 &mut stats.nonces,
             ),
         ];

@@ -17,6 +17,7 @@ mod rows;
 use super::StoreKind;
 use crate::error::{Cause, StoreError};
 use crate::jobs::{JobRecord, JobState};
+use lacre_proto::ParseLimits;
 use rows::job_from_row;
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
@@ -85,6 +86,8 @@ pub struct SqlStore {
     /// different schemas do not wake each other.
     channel: String,
     nonce_count: AtomicUsize,
+    /// How stored JSON is parsed.
+    limits: ParseLimits,
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
@@ -120,14 +123,42 @@ fn split_schema(url: &str) -> (String, Option<String>) {
     (url, schema)
 }
 
+/// Creates a missing SQLite database file readable by its owner only
+/// (0600, less the umask): it holds every client's arguments and results.
+/// SQLite gives the `-wal` and `-shm` files the database file's mode.
+fn create_private(url: &str) -> Result<(), StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(":memory:") || std::path::Path::new(path).exists() {
+        return Ok(());
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        // Another process created it first: it owns the mode.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Unavailable(crate::error::Cause::new(e))),
+    }
+}
+
 fn valid_schema_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 63 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl SqlStore {
     /// Connects, applies the schema, and (PostgreSQL) starts listening for
-    /// other replicas' changes.
-    pub async fn connect(url: &str) -> Result<Arc<SqlStore>, StoreError> {
+    /// other replicas' changes. Stored JSON is read back with `limits`:
+    /// the server's own, so that whatever it accepted it can read again.
+    pub async fn connect(url: &str, limits: ParseLimits) -> Result<Arc<SqlStore>, StoreError> {
         sqlx::any::install_default_drivers();
         let kind = super::StoreKind::of(url)
             .ok_or_else(|| StoreError::UnsupportedUrl(super::redact(url)))?;
@@ -136,6 +167,9 @@ impl SqlStore {
             if !valid_schema_name(s) {
                 return Err(StoreError::InvalidUrl(format!("invalid schema name {s:?}")));
             }
+        }
+        if kind == StoreKind::Sqlite {
+            create_private(&url)?;
         }
         let url = match kind {
             // Create the database file if missing.
@@ -197,6 +231,7 @@ impl SqlStore {
             notifier,
             channel,
             nonce_count: AtomicUsize::new(0),
+            limits,
         });
         store.migrate().await?;
         if kind == StoreKind::Postgres {
@@ -384,7 +419,17 @@ impl SqlStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-        rows.iter().map(job_from_row).collect()
+        // One row that no longer decodes must not hide every other job.
+        Ok(rows
+            .iter()
+            .filter_map(|row| match job_from_row(row, self.limits) {
+                Ok(job) => Some(job),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping a job row that does not decode");
+                    None
+                }
+            })
+            .collect())
     }
 
     async fn fetch_job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
@@ -393,7 +438,7 @@ impl SqlStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
-        row.map(|r| job_from_row(&r)).transpose()
+        row.map(|r| job_from_row(&r, self.limits)).transpose()
     }
 }
 

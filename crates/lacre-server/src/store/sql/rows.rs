@@ -11,12 +11,12 @@ pub(super) fn json_text(map: &Map) -> String {
     String::from_utf8_lossy(&lacre_proto::canonical(&Value::Object(map.clone()))).into_owned()
 }
 
-pub(super) fn parse_map(text: &str) -> Result<Map, StoreError> {
-    lacre_proto::parse_object(text.as_bytes(), ParseLimits::default())
+pub(super) fn parse_map(text: &str, limits: ParseLimits) -> Result<Map, StoreError> {
+    lacre_proto::parse_object(text.as_bytes(), limits)
         .map_err(|_| corrupt("stored json is not an object"))
 }
 
-pub(super) fn job_from_row(row: &AnyRow) -> Result<JobRecord, StoreError> {
+pub(super) fn job_from_row(row: &AnyRow, limits: ParseLimits) -> Result<JobRecord, StoreError> {
     let get_s = |c: &str| {
         row.try_get::<String, _>(c)
             .map_err(|e| StoreError::Corrupt(format!("{c}: {e}")))
@@ -36,13 +36,15 @@ pub(super) fn job_from_row(row: &AnyRow) -> Result<JobRecord, StoreError> {
         client_id: get_s("client_id")?,
         request_id: get_s("request_id")?,
         tool: get_s("tool")?,
-        args: parse_map(&get_s("args")?)?,
+        args: parse_map(&get_s("args")?, limits)?,
         state,
         progress: row
             .try_get::<Option<f64>, _>("progress")
             .map_err(|e| StoreError::Corrupt(format!("progress: {e}")))?,
         message: opt_s("message")?,
-        result: opt_s("result")?.map(|t| parse_map(&t)).transpose()?,
+        result: opt_s("result")?
+            .map(|t| parse_map(&t, limits))
+            .transpose()?,
         error: opt_s("error")?,
         attempt: u32::try_from(get_i("attempt")?).unwrap_or(u32::MAX),
         created_ms: get_i("created_ms")?,

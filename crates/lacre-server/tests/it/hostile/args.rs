@@ -62,6 +62,17 @@ pub(super) fn args_cases(t: &mut Table, others_job: &str) {
         ("server_identity", r#"{"x":1}"#),
         ("server_identity", r#"{"verbose":null}"#),
     ];
+    // lax_integers: an integer too large for a float is no string.
+    let digits = "9".repeat(401);
+    for tool in ["poll_job", "cancel_job"] {
+        let e = make(tool, &format!(r#"{{"job_id":{digits}}}"#), |_| {});
+        t.refuse(
+            format!("args/{tool} with a 401-digit job_id"),
+            &e,
+            422,
+            ErrorCode::InvalidArgs,
+        );
+    }
     for (tool, args) in cases {
         let e = make(tool, args, |_| {});
         t.refuse(

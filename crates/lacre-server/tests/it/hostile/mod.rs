@@ -157,6 +157,7 @@ fn check_reply(
     status: u16,
     content_type: Option<&str>,
     body: &[u8],
+    request: &[u8],
     expect: &Expect,
 ) -> Result<(), String> {
     if content_type != Some("application/json") {
@@ -166,6 +167,7 @@ fn check_reply(
         ));
     }
     let resp: Response = attempt(|| check_signed(body))?;
+    check_binding(&resp, request)?;
     match expect {
         Expect::Error {
             http,
@@ -199,7 +201,7 @@ async fn run_case(s: &TestServer, case: &Case) -> Result<(), String> {
         // close the connection; reqwest, still writing, would then report a
         // transport error. Write and read concurrently instead.
         let (status, ct, body) = post_concurrently(&addr_of(s), case.body.clone()).await?;
-        return check_reply(status, Some(&ct), &body, &case.expect);
+        return check_reply(status, Some(&ct), &body, &case.body, &case.expect);
     }
     let send = s.http.post(&s.url).body(case.body.clone()).send();
     let resp = tokio::time::timeout(Duration::from_secs(20), send)
@@ -212,7 +214,7 @@ async fn run_case(s: &TestServer, case: &Case) -> Result<(), String> {
         .await
         .map_err(|_| "body not read within 20 s".to_owned())?
         .map_err(|e| format!("body read error: {e}"))?;
-    check_reply(status, ct.as_deref(), &body, &case.expect)
+    check_reply(status, ct.as_deref(), &body, &case.body, &case.expect)
 }
 
 /// Sends every case in order (order matters for replays) and returns the
@@ -298,7 +300,7 @@ async fn hostile_inputs_table() {
         match stream_huge(&s, chunked).await {
             Ok((status, ct, body, sent)) => {
                 let expect = err(413, ErrorCode::TooLarge, "");
-                if let Err(e) = check_reply(status, Some(&ct), &body, &expect) {
+                if let Err(e) = check_reply(status, Some(&ct), &body, b"", &expect) {
                     failures.push(format!("stream/100 MiB {what}: {e}"));
                 }
                 if sent >= 8 << 20 {
@@ -592,7 +594,7 @@ async fn hostile_review_findings_stay_fixed() {
         match short_body(&s, 1000, b"{\"request_id\":", close).await {
             Ok((status, ct, body)) => {
                 let expect = err(400, ErrorCode::BadEnvelope, "");
-                if let Err(e) = check_reply(status, Some(&ct), &body, &expect) {
+                if let Err(e) = check_reply(status, Some(&ct), &body, b"", &expect) {
                     failures.push(format!("body/{name}: {e}"));
                 }
             }

@@ -185,7 +185,7 @@ pub(super) async fn soak(s: &TestServer, tasks: usize, per_task: usize) -> Resul
                 sent += body.len() as u64;
                 let resp = http
                     .post(&url)
-                    .body(body)
+                    .body(body.clone())
                     .send()
                     .await
                     .map_err(|e| format!("request {task}/{i}: {e}"))?;
@@ -195,7 +195,7 @@ pub(super) async fn soak(s: &TestServer, tasks: usize, per_task: usize) -> Resul
                     .bytes()
                     .await
                     .map_err(|e| format!("reply {task}/{i}: {e}"))?;
-                check_reply(status, ct.as_deref(), &bytes, &expect)
+                check_reply(status, ct.as_deref(), &bytes, &body, &expect)
                     .map_err(|e| format!("request {task}/{i}: {e}"))?;
             }
             Ok::<u64, String>(sent)
