@@ -208,3 +208,66 @@ async fn a_stored_reply_from_long_ago_is_rejected() {
         ClientError::Verification(ResponseError::StaleReply { .. })
     );
 }
+
+/// A man in the middle before a real server: it forwards the client's
+/// request (which runs), then sends `tamper(request)` itself and hands the
+/// client the server's signed answer to that instead.
+async fn mitm(upstream: std::net::SocketAddr, tamper: fn(&[u8]) -> Vec<u8>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                while let Some((_, body)) = read_request(&mut client).await {
+                    let http = reqwest::Client::new();
+                    let url = format!("http://{upstream}/mcp");
+                    let real = http.post(&url).body(body.clone()).send().await.unwrap();
+                    assert!(real.status().is_success(), "the real request ran");
+                    let forged = http.post(&url).body(tamper(&body)).send().await.unwrap();
+                    let status = forged.status().as_u16();
+                    let bytes = forged.bytes().await.unwrap();
+                    write_response(&mut client, status, &bytes).await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}/mcp")
+}
+
+fn zero_signature(body: &[u8]) -> Vec<u8> {
+    let mut env = Envelope::parse(body, ParseLimits::default()).unwrap();
+    env.signature = "0".repeat(64);
+    env.to_json()
+}
+
+#[tokio::test]
+async fn a_refusal_of_a_tampered_copy_is_not_the_answer_to_the_request_that_ran() {
+    // forged_refusals, over real HTTP against a real server: the copy's
+    // bad_signature carries the victim's request_id but the copy's binding.
+    let real = real_server().await;
+    let url = mitm(real.addr, zero_signature).await;
+    let err = client(&url)
+        .call("batch_sum", serde_json::json!({"numbers": [1]}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Verification(ResponseError::BindingMismatch { .. })
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_replay_of_the_exact_bytes_says_the_outcome_is_unknown() {
+    // The same bytes again are genuinely bound, but replayed_nonce only
+    // says that they were received before: the call may have run.
+    let real = real_server().await;
+    let url = mitm(real.addr, <[u8]>::to_vec).await;
+    let err = client(&url)
+        .call("batch_sum", serde_json::json!({"numbers": [1]}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::OutcomeUnknown(_)), "{err:?}");
+}

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod forged;
+mod pinning;
 mod retry;
 mod seed_style;
 mod support;
