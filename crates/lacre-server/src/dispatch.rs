@@ -105,6 +105,12 @@ pub(crate) struct Inner {
     pub(crate) job_counts: std::sync::Mutex<Option<CachedCounts>>,
 }
 
+/// A request's place among those handled at once; released on drop.
+#[derive(Debug)]
+pub struct Admission {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// A protocol server: cheap to clone, shared by every transport.
 #[derive(Clone)]
 pub struct Server {
@@ -225,12 +231,32 @@ impl Server {
         }
     }
 
+    /// A place among the requests handled at once (`max_in_flight`), or
+    /// `None` when the server is full. Transports take it before they
+    /// buffer a request body, so memory is bounded before anyone is
+    /// authenticated.
+    pub fn admit(&self) -> Option<Admission> {
+        Arc::clone(&self.inner.in_flight)
+            .try_acquire_owned()
+            .ok()
+            .map(|permit| Admission { _permit: permit })
+    }
+
     /// Handles one request body and returns the signed reply. Never fails:
     /// every error becomes a signed error response.
     pub async fn handle(&self, body: &[u8]) -> Reply {
+        match self.admit() {
+            Some(admission) => self.handle_admitted(body, admission).await,
+            None => self.bound_error(body, "", &CallError::Overloaded),
+        }
+    }
+
+    /// [`Server::handle`] for a request already admitted.
+    pub async fn handle_admitted(&self, body: &[u8], admission: Admission) -> Reply {
         let started = std::time::Instant::now();
         let mut who = Caller::default();
         let reply = self.handle_inner(body, &mut who).await;
+        drop(admission);
         // Outcome labels are static (a status or a known code), so the
         // metrics need no allocation and their label set stays bounded.
         let outcome = reply.kind.label();
@@ -278,9 +304,6 @@ impl Server {
 
     async fn handle_inner(&self, body: &[u8], who: &mut Caller) -> Reply {
         let inner = &*self.inner;
-        let Ok(_permit) = inner.in_flight.try_acquire() else {
-            return self.bound_error(body, "", &CallError::Overloaded);
-        };
         let auth = match authenticate(body, &inner.verify, &inner.keyring, &*inner.clock) {
             Ok(a) => a,
             Err(rej) => {

@@ -5,7 +5,7 @@ use crate::dispatch::{Reply, ReplyKind, Server};
 use crate::error::CallError;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -16,6 +16,9 @@ use std::sync::Arc;
 
 /// Default request body limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// Default budget of request body bytes held at once: 64 MiB.
+pub const DEFAULT_BODY_BUDGET: usize = 64 * 1024 * 1024;
 
 /// Limits and timeouts of the HTTP transport.
 #[derive(Debug, Clone)]
@@ -31,6 +34,10 @@ pub struct HttpConfig {
     pub request_timeout: std::time::Duration,
     /// Most open connections; further clients wait in the accept queue.
     pub max_connections: usize,
+    /// Most bytes of request bodies held at once, all connections together
+    /// (default 64 MiB); a request whose body does not fit is answered
+    /// `overloaded` before its body is read.
+    pub body_budget: usize,
     /// Whether `/metrics` is served on this listener too (it may instead be
     /// bound to a separate address with [`serve_metrics`]).
     pub metrics: bool,
@@ -44,6 +51,7 @@ impl Default for HttpConfig {
             body_timeout: std::time::Duration::from_secs(10),
             request_timeout: std::time::Duration::from_secs(60),
             max_connections: 4096,
+            body_budget: DEFAULT_BODY_BUDGET,
             metrics: true,
         }
     }
@@ -81,6 +89,16 @@ pub fn http_status(kind: &ReplyKind) -> u16 {
 struct AppState {
     server: Server,
     config: Arc<HttpConfig>,
+    /// Bytes of request bodies held at once, in units of [`BUDGET_UNIT`].
+    budget: Arc<tokio::sync::Semaphore>,
+}
+
+/// The body budget is counted in KiB.
+const BUDGET_UNIT: usize = 1024;
+
+/// Budget units for a body of `bytes` (at least one).
+fn budget_units(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(BUDGET_UNIT).max(1)).unwrap_or(u32::MAX)
 }
 
 fn json_response(status: u16, body: Vec<u8>) -> Response {
@@ -106,10 +124,25 @@ fn reply_response(reply: Reply) -> Response {
     resp
 }
 
-async fn mcp(State(app): State<AppState>, body: Body) -> Response {
+async fn mcp(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    // Admission before the body is buffered: a place in flight, then the
+    // body's bytes from the global budget (its Content-Length, or the body
+    // limit when it has none). Refused at once, signed, while nothing of
+    // the body has been read.
+    let limit = app.config.body_limit;
+    let Some(admission) = app.server.admit() else {
+        return reply_response(app.server.error_reply("", &CallError::Overloaded));
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let reserve = declared.unwrap_or(limit).min(limit);
+    let Ok(_budget) = Arc::clone(&app.budget).try_acquire_many_owned(budget_units(reserve)) else {
+        return reply_response(app.server.error_reply("", &CallError::Overloaded));
+    };
     // Read the body ourselves so that an oversized one gets a signed
     // `too_large` reply instead of a bare 413.
-    let limit = app.config.body_limit;
     let read =
         crate::limits::timeout_lazy(app.config.body_timeout, axum::body::to_bytes(body, limit))
             .await;
@@ -133,7 +166,8 @@ async fn mcp(State(app): State<AppState>, body: Body) -> Response {
             return reply_response(app.server.error_reply("", &err));
         }
     };
-    match crate::limits::timeout_lazy(app.config.request_timeout, app.server.handle(&bytes)).await {
+    let handled = app.server.handle_admitted(&bytes, admission);
+    match crate::limits::timeout_lazy(app.config.request_timeout, handled).await {
         Ok(reply) => reply_response(reply),
         Err(_) => {
             // The handler was dropped before its own log line: say it here.
@@ -179,6 +213,9 @@ pub fn router(server: Server, config: HttpConfig) -> Router {
     };
     r.with_state(AppState {
         server,
+        budget: Arc::new(tokio::sync::Semaphore::new(budget_units(
+            config.body_budget.max(config.body_limit),
+        ) as usize)),
         config: Arc::new(config),
     })
 }
@@ -234,6 +271,9 @@ pub async fn serve_metrics(
         .route("/healthz", get(healthz))
         .with_state(AppState {
             server,
+            budget: Arc::new(tokio::sync::Semaphore::new(budget_units(
+                config.body_budget.max(config.body_limit),
+            ) as usize)),
             config: Arc::new(config.clone()),
         });
     accept_loop(

@@ -8,6 +8,9 @@ use crate::error::CallError;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+/// Most lines read and not yet answered.
+pub const MAX_PENDING: usize = 64;
+
 /// Reads lines from `input` until it closes, writes replies to `output`.
 /// A line longer than `line_limit` bytes is answered with `too_large`.
 pub async fn serve<R, W>(
@@ -30,10 +33,18 @@ where
         Ok::<(), std::io::Error>(())
     });
     let mut tasks = tokio::task::JoinSet::new();
+    // Backpressure: at most MAX_PENDING lines are read and not yet answered
+    // (a permit is released only once the reply is queued for the writer,
+    // whose queue is bounded too). A peer that stops reading stdout stops
+    // its own input from being read, instead of growing memory.
+    let pending = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_PENDING));
     loop {
         // Collect finished requests as we go, so a long-lived pipe does not
         // accumulate one finished task per line.
         while tasks.try_join_next().is_some() {}
+        let Ok(permit) = std::sync::Arc::clone(&pending).acquire_owned().await else {
+            break;
+        };
         match read_line(&mut input, line_limit).await? {
             Line::Eof => break,
             Line::TooLong => {
@@ -49,6 +60,7 @@ where
                 tasks.spawn(async move {
                     let reply = server.handle(&line).await;
                     let _ = tx.send(reply.into_json()).await;
+                    drop(permit);
                 });
             }
         }

@@ -120,6 +120,9 @@ pub struct LimitsSpec {
     pub tool_timeout_ms: Option<u64>,
     /// Most open connections (default 4096).
     pub max_connections: Option<usize>,
+    /// Most bytes of request bodies held at once (default 67108864); more
+    /// get `overloaded` before their bodies are read.
+    pub body_budget_bytes: Option<usize>,
 }
 
 /// A client's `rate_limit` table.

@@ -157,6 +157,10 @@ impl Settings {
                 .max(100)),
             request_timeout: ms(request_timeout_ms),
             max_connections: l.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS).max(1),
+            body_budget: l
+                .body_budget_bytes
+                .unwrap_or(crate::http::DEFAULT_BODY_BUDGET)
+                .max(body_limit),
             metrics: metrics_listen.is_none(),
         };
         let tool_timeout = ms(l.tool_timeout_ms.unwrap_or(DEFAULT_TOOL_TIMEOUT_MS).max(1));

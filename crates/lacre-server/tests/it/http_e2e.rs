@@ -737,3 +737,58 @@ async fn metrics_count_requests_by_tool_and_outcome() {
     assert!(text.contains("lacre_nonces 2"), "{text}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn bodies_beyond_the_budget_are_refused_before_they_are_read() {
+    // memory_before_auth: bodies were buffered before any limit applied
+    // (600 slow 1 MiB bodies took RSS from 11 MB to 630 MB). Now a body
+    // that does not fit the budget is refused at once, unread.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start_with_http(
+        |b| b,
+        |c| {
+            c.body_limit = 64 * 1024;
+            c.body_budget = 128 * 1024;
+            c.body_timeout = Duration::from_secs(5);
+        },
+    )
+    .await;
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let head = |len: usize| {
+        format!("POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n")
+    };
+    // Two slow clients hold the whole budget with declared 64 KiB bodies.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        c.write_all(head(64 * 1024).as_bytes()).await.unwrap();
+        c.write_all(b"{").await.unwrap();
+        slow.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A third is answered at once, signed, while it has sent no body.
+    let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    third.write_all(head(64 * 1024).as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut reply = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(3), third.read(&mut reply))
+        .await
+        .expect("the refusal comes before the body is sent")
+        .unwrap();
+    let text = String::from_utf8_lossy(&reply[..n]).to_string();
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    let resp = check_signed(body.as_bytes());
+    assert_eq!(
+        resp.error.as_deref().map(|e| e.starts_with("overloaded")),
+        Some(true)
+    );
+    assert_eq!(resp.request_id, "");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // When a slow client goes, its share of the budget comes back.
+    drop(slow);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (http, resp) = s.call("batch_sum", json!({"numbers": [1]})).await;
+    assert_eq!((http, resp.status), (200, Status::Ok));
+    s.stop().await;
+}

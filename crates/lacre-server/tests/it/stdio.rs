@@ -68,3 +68,46 @@ async fn one_reply_per_line_and_too_long_lines() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_peer_that_does_not_read_its_replies_stops_being_read() {
+    // stdio_backpressure: one task per input line, and replies piling up
+    // while stdout was not read: 600 lines of 1 MB grew RSS to 362 MB.
+    let s = TestServer::start().await;
+    let (mut to_server, server_in) = tokio::io::duplex(64 * 1024);
+    // Replies go into a small pipe that nobody reads.
+    let (server_out, _unread) = tokio::io::duplex(1024);
+    let task = tokio::spawn(lacre_server::stdio::serve(
+        s.server.clone(),
+        BufReader::new(server_in),
+        server_out,
+        4096,
+    ));
+    let line = {
+        let mut l = sum_call().to_json();
+        l.push(b'\n');
+        l
+    };
+    let total = 5_000;
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&written);
+    let writer = tokio::spawn(async move {
+        for _ in 0..total {
+            if to_server.write_all(&line).await.is_err() {
+                break;
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let n = written.load(std::sync::atomic::Ordering::SeqCst);
+    // What is read but unanswered is bounded: pending lines, the writer's
+    // queue and the pipes' buffers, not everything the peer sends.
+    assert!(
+        n < 1_000,
+        "{n} of {total} lines were taken in while no reply could be written"
+    );
+    writer.abort();
+    task.abort();
+    s.stop().await;
+}
