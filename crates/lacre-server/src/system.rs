@@ -6,7 +6,7 @@
 //! every tool. Every client may call them, whatever its allow-list.
 
 use crate::error::CallError;
-use crate::jobs::{JobRecord, JobState, JobStore};
+use crate::jobs::{JobRecord, JobState, JobStatus, JobStore};
 use crate::tool::{Registry, ToolArgs, ToolOutcome};
 use lacre_proto::builtin::{
     encode_result, CancelJobIn, CancelOutcome, JobList, JobProgress, JobSummary, ListJobsIn,
@@ -63,9 +63,10 @@ pub struct SystemContext {
 }
 
 impl SystemContext {
-    /// One of the caller's jobs; someone else's job looks exactly like no job.
-    async fn owned_job(&self, job_id: &str) -> Result<JobRecord, CallError> {
-        match self.jobs.get(job_id).await? {
+    /// What `poll_job` shows of one of the caller's jobs; someone else's
+    /// job looks exactly like no job.
+    async fn owned_job(&self, job_id: &str) -> Result<JobStatus, CallError> {
+        match self.jobs.status(job_id).await? {
             Some(job) if job.client_id == self.client_id => Ok(job),
             _ => Err(CallError::UnknownJob(job_id.to_owned())),
         }
@@ -79,7 +80,7 @@ fn encoded<T: serde::Serialize>(what: &'static str, status: Status, value: &T) -
 }
 
 /// The `poll_job` reply for a job as it is now.
-pub(crate) fn job_reply(job: JobRecord) -> ToolOutcome {
+pub(crate) fn job_reply(job: JobStatus) -> ToolOutcome {
     match job.state {
         JobState::Queued | JobState::Running => encoded(
             "job progress",
@@ -113,8 +114,9 @@ pub fn job_summary(job: &JobRecord) -> JobSummary {
 }
 
 async fn poll_job(args: PollJobIn, ctx: SystemContext) -> ToolOutcome {
-    let mut changes = ctx.jobs.changes();
-    changes.borrow_and_update();
+    // Watch before the first read, so no change between the two is missed;
+    // only this job's changes wake this poll.
+    let mut changes = ctx.jobs.watch_job(&args.job_id);
     let mut job = ctx.owned_job(&args.job_id).await?;
     let wait = Duration::from_millis(args.wait_ms.unwrap_or(0));
     if !wait.is_zero() && !job.state.is_terminal() {
@@ -122,11 +124,7 @@ async fn poll_job(args: PollJobIn, ctx: SystemContext) -> ToolOutcome {
         let seen = job.version;
         loop {
             tokio::select! {
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                }
+                _ = changes.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => break,
                 // Fallback for stores whose other replicas cannot wake us
                 // (or a missed wake-up): look again every second.
@@ -159,9 +157,8 @@ async fn cancel_job(args: CancelJobIn, ctx: SystemContext) -> ToolOutcome {
 async fn list_jobs(args: ListJobsIn, ctx: SystemContext) -> ToolOutcome {
     let state = args.state.as_deref().and_then(JobState::parse);
     let limit = usize::try_from(args.limit.unwrap_or(DEFAULT_LIST_LIMIT)).unwrap_or(100);
-    let jobs = ctx.jobs.list(&ctx.client_id, state, limit).await?;
     let list = JobList {
-        jobs: jobs.iter().map(job_summary).collect(),
+        jobs: ctx.jobs.summaries(&ctx.client_id, state, limit).await?,
     };
     encoded("job list", Status::Ok, &list)
 }

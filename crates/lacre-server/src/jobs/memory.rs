@@ -2,11 +2,13 @@
 //! deployments that accept losing jobs on restart.
 
 use super::{
-    Claim, CreateOutcome, Heartbeat, JobOutcome, JobRecord, JobState, JobStore, LeaseStatus,
-    NewJob, Prune, PruneStats,
+    Claim, CreateOutcome, Heartbeat, JobOutcome, JobRecord, JobState, JobStatus, JobStore,
+    JobWatch, JobWatchers, LeaseStatus, NewJob, Prune, PruneStats,
 };
 use crate::error::StoreError;
+use lacre_proto::builtin::JobSummary;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard};
 use tokio::sync::watch;
 
@@ -34,6 +36,7 @@ struct State {
 pub struct MemoryJobStore {
     state: Mutex<State>,
     changes: watch::Sender<u64>,
+    watchers: Arc<JobWatchers>,
 }
 
 impl Default for MemoryJobStore {
@@ -41,6 +44,7 @@ impl Default for MemoryJobStore {
         MemoryJobStore {
             state: Mutex::new(State::default()),
             changes: watch::channel(0).0,
+            watchers: JobWatchers::new(),
         }
     }
 }
@@ -57,27 +61,36 @@ impl MemoryJobStore {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn bump(&self) {
+    /// Marks a change of job `id` (`None`: of several jobs).
+    fn bump(&self, id: Option<&str>) {
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
+        match id {
+            Some(id) => self.watchers.notify(id),
+            None => self.watchers.notify_all(),
+        }
     }
 
-    /// The jobs `keep` selects, newest first, at most `limit`.
-    fn newest_first(&self, keep: impl Fn(&JobRecord) -> bool, limit: usize) -> Vec<JobRecord> {
+    /// The jobs `keep` selects, newest first, at most `limit`, as `view`
+    /// makes them (without copying what the view does not need).
+    fn newest_first<T>(
+        &self,
+        keep: impl Fn(&JobRecord) -> bool,
+        limit: usize,
+        view: impl Fn(&JobRecord) -> T,
+    ) -> Vec<T> {
         let st = self.lock();
-        let mut jobs: Vec<JobRecord> = st
+        let mut jobs: Vec<&JobRecord> = st
             .jobs
             .values()
             .map(|e| &e.job)
             .filter(|j| keep(j))
-            .cloned()
             .collect();
         jobs.sort_by(|a, b| {
             b.created_ms
                 .cmp(&a.created_ms)
                 .then_with(|| b.id.cmp(&a.id))
         });
-        jobs.truncate(limit);
-        jobs
+        jobs.into_iter().take(limit).map(view).collect()
     }
 
     /// Number of jobs held (all states).
@@ -151,7 +164,8 @@ impl JobStore for MemoryJobStore {
             );
             CreateOutcome::Created(record)
         };
-        self.bump();
+        // Nobody waits for a job that did not exist.
+        self.bump(Some(""));
         Ok(outcome)
     }
 
@@ -168,6 +182,7 @@ impl JobStore for MemoryJobStore {
         Ok(self.newest_first(
             |j| j.client_id == client_id && state.is_none_or(|s| j.state == s),
             limit,
+            JobRecord::clone,
         ))
     }
 
@@ -204,7 +219,7 @@ impl JobStore for MemoryJobStore {
                 fence: e.fence,
             }
         };
-        self.bump();
+        self.bump(Some(&claim.job.id));
         Ok(Some(claim))
     }
 
@@ -237,7 +252,7 @@ impl JobStore for MemoryJobStore {
             touch(&mut e.job, now_ms);
             LeaseStatus::Held
         };
-        self.bump();
+        self.bump(Some(id));
         Ok(status)
     }
 
@@ -270,7 +285,7 @@ impl JobStore for MemoryJobStore {
             e.job.finished_ms = Some(now_ms);
             touch(&mut e.job, now_ms);
         }
-        self.bump();
+        self.bump(Some(id));
         Ok(true)
     }
 
@@ -293,7 +308,7 @@ impl JobStore for MemoryJobStore {
             touch(&mut e.job, now_ms);
             e.job.clone()
         };
-        self.bump();
+        self.bump(Some(id));
         Ok(Some(job))
     }
 
@@ -321,7 +336,7 @@ impl JobStore for MemoryJobStore {
             }
         }
         if touched > 0 {
-            self.bump();
+            self.bump(None);
         }
         Ok(touched)
     }
@@ -353,7 +368,11 @@ impl JobStore for MemoryJobStore {
         state: Option<JobState>,
         limit: usize,
     ) -> Result<Vec<JobRecord>, StoreError> {
-        Ok(self.newest_first(|j| state.is_none_or(|s| j.state == s), limit))
+        Ok(self.newest_first(
+            |j| state.is_none_or(|s| j.state == s),
+            limit,
+            JobRecord::clone,
+        ))
     }
 
     async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
@@ -367,6 +386,27 @@ impl JobStore for MemoryJobStore {
         }
         counts.sort_by_key(|(s, _)| s.as_str());
         Ok(counts)
+    }
+
+    fn watch_job(&self, id: &str) -> JobWatch {
+        self.watchers.watch(id)
+    }
+
+    async fn status(&self, id: &str) -> Result<Option<JobStatus>, StoreError> {
+        Ok(self.lock().jobs.get(id).map(|e| JobStatus::of(&e.job)))
+    }
+
+    async fn summaries(
+        &self,
+        client_id: &str,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> Result<Vec<JobSummary>, StoreError> {
+        Ok(self.newest_first(
+            |j| j.client_id == client_id && state.is_none_or(|s| j.state == s),
+            limit,
+            crate::system::job_summary,
+        ))
     }
 
     fn changes(&self) -> watch::Receiver<u64> {

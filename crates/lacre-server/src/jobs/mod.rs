@@ -7,9 +7,11 @@
 //! can record the result (exactly-once result).
 
 mod memory;
+mod waiters;
 mod worker;
 
 pub use memory::MemoryJobStore;
+pub use waiters::{JobWatch, JobWatchers};
 pub use worker::{WorkerConfig, Workers};
 
 use crate::error::StoreError;
@@ -59,6 +61,44 @@ pub struct JobRecord {
     pub finished_ms: Option<i64>,
     /// Increments at every change; long polls wait for it to move.
     pub version: u64,
+}
+
+/// What `poll_job` needs of a job: no arguments, and the result only once
+/// the job is done (a store reads nothing else).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobStatus {
+    /// The job id.
+    pub id: String,
+    /// Its owner.
+    pub client_id: String,
+    /// Where it is.
+    pub state: JobState,
+    /// Progress fraction, if reported.
+    pub progress: Option<f64>,
+    /// Progress message, if any.
+    pub message: Option<String>,
+    /// The result, when done.
+    pub result: Option<Map>,
+    /// The error, when failed.
+    pub error: Option<String>,
+    /// Moves at every change.
+    pub version: u64,
+}
+
+impl JobStatus {
+    /// The status of a record (its arguments are not copied).
+    pub fn of(j: &JobRecord) -> JobStatus {
+        JobStatus {
+            id: j.id.clone(),
+            client_id: j.client_id.clone(),
+            state: j.state,
+            progress: j.progress,
+            message: j.message.clone(),
+            result: j.result.clone().filter(|_| j.state == JobState::Done),
+            error: j.error.clone(),
+            version: j.version,
+        }
+    }
 }
 
 /// A job to create.
@@ -175,6 +215,17 @@ pub trait JobStore: Send + Sync + 'static {
     async fn create(&self, job: NewJob) -> Result<CreateOutcome, StoreError>;
     /// The job with this id, whoever owns it.
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
+    /// What `poll_job` shows of a job, whoever owns it: its arguments are
+    /// not read, its result only once it is done.
+    async fn status(&self, id: &str) -> Result<Option<JobStatus>, StoreError>;
+    /// A client's jobs as `list_jobs` shows them, newest first: neither
+    /// arguments nor results are read.
+    async fn summaries(
+        &self,
+        client_id: &str,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> Result<Vec<lacre_proto::builtin::JobSummary>, StoreError>;
     /// A client's jobs, newest first.
     async fn list(
         &self,
@@ -218,9 +269,13 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> Result<Vec<JobRecord>, StoreError>;
     /// How many jobs are in each state (metrics).
     async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError>;
-    /// A counter that moves whenever any job changes (wake-ups for workers
-    /// and long polls; spurious wake-ups are allowed).
+    /// A counter that moves whenever any job changes (wake-ups for
+    /// workers; spurious wake-ups are allowed).
     fn changes(&self) -> watch::Receiver<u64>;
+    /// Wakes at changes of job `id` (long polls; spurious wake-ups are
+    /// allowed, missed ones are not, within one replica; across replicas a
+    /// lost notification is covered by the caller's fallback poll).
+    fn watch_job(&self, id: &str) -> JobWatch;
 }
 
 /// A progress report: fraction done and an optional message.

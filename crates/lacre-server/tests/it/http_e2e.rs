@@ -792,3 +792,60 @@ async fn bodies_beyond_the_budget_are_refused_before_they_are_read() {
     assert_eq!((http, resp.status), (200, Status::Ok));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn long_polls_wake_for_their_own_job_and_reads_skip_arguments() {
+    // reads_load_too_much: every long poll re-read its job at every change
+    // of any job, and list_jobs / poll_job read whole rows (arguments and
+    // results) for a few small fields.
+    let store = Arc::new(crate::worker::Counting::default());
+    let s = TestServer::start_with({
+        let store = Arc::clone(&store);
+        move |b| b.job_store(store)
+    })
+    .await;
+    let (_, resp) = s.call("start_long_task", json!({"seconds": 5})).await;
+    let a = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+    let polls: Vec<_> = (0..20)
+        .map(|_| {
+            let env = envelope(
+                "client-001",
+                CLIENT_SECRET,
+                "poll_job",
+                json!({"job_id": a, "wait_ms": 2000}),
+            );
+            let body = env.to_json();
+            let http = s.http.clone();
+            let url = s.url.clone();
+            tokio::spawn(async move { http.post(url).body(body).send().await.unwrap() })
+        })
+        .collect();
+    // Meanwhile other jobs churn: each is queued, claimed and finished.
+    for i in 0..30 {
+        s.call("fail_later", json!({"message": format!("churn {i}")}))
+            .await;
+    }
+    for p in polls {
+        assert_eq!(p.await.unwrap().status().as_u16(), 200);
+    }
+    let reads_of_a = store
+        .status_reads
+        .lock()
+        .unwrap()
+        .get(&a)
+        .copied()
+        .unwrap_or(0);
+    // 20 first reads, then wake-ups by A's own changes (claimed, progress
+    // each second) and the 1 s fallback: a few each, not one per change of
+    // the 30 other jobs (about 90 changes, 1 800 reads).
+    eprintln!("reads of the polled job: {reads_of_a}");
+    assert!(reads_of_a < 300, "job {a} was read {reads_of_a} times");
+    let (http, _) = s.call("list_jobs", json!({})).await;
+    assert_eq!(http, 200);
+    assert_eq!(
+        store.whole_reads.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "poll_job or list_jobs read whole job records"
+    );
+    s.stop().await;
+}

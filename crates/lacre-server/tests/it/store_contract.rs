@@ -269,6 +269,33 @@ async fn contract(stores: Stores) {
     assert_eq!(s.list("c1", None, 1).await.unwrap().len(), 1);
     assert_eq!(s.list("c2", None, 10).await.unwrap().len(), 1);
 
+    // status and summaries: what poll_job and list_jobs read, no more.
+    let st = s.status("job-d").await.unwrap().unwrap();
+    assert_eq!((st.state, st.client_id.as_str()), (JobState::Failed, "c1"));
+    assert!(st.result.is_none());
+    assert!(st.error.unwrap().contains("2 attempts"));
+    assert!(s.status("no-such-job").await.unwrap().is_none());
+    let done = s.list("c1", Some(JobState::Done), 10).await.unwrap();
+    let done_status = s.status(&done[0].id).await.unwrap().unwrap();
+    assert_eq!(done_status.result, done[0].result);
+    assert_eq!(done_status.version, done[0].version);
+    let summaries = s.summaries("c1", None, 10).await.unwrap();
+    assert_eq!(
+        summaries
+            .iter()
+            .map(|j| j.job_id.as_str())
+            .collect::<Vec<_>>(),
+        ["job-d", "job-c", "job-a"]
+    );
+    assert_eq!(summaries[0].state, JobState::Failed);
+    assert_eq!(
+        s.summaries("c1", Some(JobState::Done), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
     // prune: finished jobs past retention (a, b, c finished before 50 000;
     // d at 60 500 stays) and expired idempotency records
     let stats = s.prune(prune(100_000, 50_000)).await.unwrap();
@@ -462,6 +489,53 @@ async fn postgres_replicas_share_state_and_wake_each_other() {
     all.dedup();
     assert_eq!(all.len(), n, "a job was claimed twice");
     assert_eq!(n, 21, "x plus 20 jobs");
+
+    // A long poll on one replica wakes for its job's change on the other,
+    // and not for another job's (the NOTIFY payload names the jobs).
+    let claims: Vec<_> = [
+        a.jobs.claim(200, 10_000).await,
+        a.jobs.claim(200, 10_000).await,
+    ]
+    .into_iter()
+    .filter_map(|c| c.unwrap())
+    .collect();
+    assert!(claims.is_empty(), "every job was claimed above");
+    a.jobs
+        .create(new_job("w1", "c", "rw1", "h", 300))
+        .await
+        .unwrap();
+    a.jobs
+        .create(new_job("w2", "c", "rw2", "h", 301))
+        .await
+        .unwrap();
+    let mut watch_w1 = b.jobs.watch_job("w1");
+    let c1 = a.jobs.claim(400, 10_000).await.unwrap().unwrap();
+    let c2 = a.jobs.claim(400, 10_000).await.unwrap().unwrap();
+    let other = if c1.job.id == "w1" { &c2 } else { &c1 };
+    let progress = |id, fence| Heartbeat {
+        id,
+        fence,
+        now_ms: 500,
+        lease_ms: 10_000,
+        progress: Some((0.5, None)),
+    };
+    // Drain the wake-ups of the claims themselves.
+    let _ = tokio::time::timeout(Duration::from_millis(500), watch_w1.changed()).await;
+    a.jobs
+        .heartbeat(progress(&other.job.id, other.fence))
+        .await
+        .unwrap();
+    let woke = tokio::time::timeout(Duration::from_millis(500), watch_w1.changed()).await;
+    assert!(
+        woke.is_err(),
+        "a change of {} woke a poll of w1",
+        other.job.id
+    );
+    let mine = if c1.job.id == "w1" { &c1 } else { &c2 };
+    a.jobs.heartbeat(progress("w1", mine.fence)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), watch_w1.changed())
+        .await
+        .expect("a change of w1 on replica A wakes a poll of w1 on replica B");
     drop_schema(&url).await;
 }
 

@@ -1,10 +1,11 @@
 //! The worker pool against a store that counts what it is asked.
 
+use lacre_proto::builtin::JobSummary;
 use lacre_proto::Map;
 use lacre_server::error::StoreError;
 use lacre_server::jobs::{
-    Claim, CreateOutcome, Heartbeat, JobOutcome, JobRecord, JobState, JobStore, LeaseStatus,
-    MemoryJobStore, NewJob, Prune, PruneStats, WorkerConfig,
+    Claim, CreateOutcome, Heartbeat, JobOutcome, JobRecord, JobState, JobStatus, JobStore,
+    JobWatch, LeaseStatus, MemoryJobStore, NewJob, Prune, PruneStats, WorkerConfig,
 };
 use lacre_server::{Registry, ToolArgs, ToolError};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,11 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// A memory store that counts heartbeats.
+/// A memory store that counts what it is asked.
 #[derive(Default)]
-struct Counting {
+pub struct Counting {
     inner: MemoryJobStore,
     heartbeats: AtomicUsize,
+    /// Whole records read (`get`, `list`): arguments and results included.
+    pub whole_reads: AtomicUsize,
+    /// `status` reads of each job.
+    pub status_reads: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 #[async_trait::async_trait]
@@ -25,7 +30,25 @@ impl JobStore for Counting {
         self.inner.create(job).await
     }
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        self.whole_reads.fetch_add(1, Ordering::Relaxed);
         self.inner.get(id).await
+    }
+    async fn status(&self, id: &str) -> Result<Option<JobStatus>, StoreError> {
+        *self
+            .status_reads
+            .lock()
+            .unwrap()
+            .entry(id.to_owned())
+            .or_default() += 1;
+        self.inner.status(id).await
+    }
+    async fn summaries(
+        &self,
+        c: &str,
+        s: Option<JobState>,
+        l: usize,
+    ) -> Result<Vec<JobSummary>, StoreError> {
+        self.inner.summaries(c, s, l).await
     }
     async fn list(
         &self,
@@ -33,6 +56,7 @@ impl JobStore for Counting {
         s: Option<JobState>,
         l: usize,
     ) -> Result<Vec<JobRecord>, StoreError> {
+        self.whole_reads.fetch_add(1, Ordering::Relaxed);
         self.inner.list(c, s, l).await
     }
     async fn list_all(&self, s: Option<JobState>, l: usize) -> Result<Vec<JobRecord>, StoreError> {
@@ -68,6 +92,9 @@ impl JobStore for Counting {
     }
     fn changes(&self) -> watch::Receiver<u64> {
         self.inner.changes()
+    }
+    fn watch_job(&self, id: &str) -> JobWatch {
+        self.inner.watch_job(id)
     }
 }
 

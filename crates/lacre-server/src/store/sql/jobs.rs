@@ -1,13 +1,14 @@
 //! The job store on SQL: create, claim, heartbeat, finish, cancel, rescue, prune.
 
-use super::rows::{job_from_row, json_text, to_i64};
-use super::{corrupt, unavailable, SqlStore, PRUNE_BATCH};
+use super::rows::{job_from_row, json_text, status_from_row, summary_from_row, to_i64};
+use super::{corrupt, unavailable, Change, SqlStore, PRUNE_BATCH};
 use crate::error::StoreError;
 use crate::jobs::{
-    Claim, CreateOutcome, Heartbeat, JobOutcome, JobRecord, JobState, JobStore, LeaseStatus,
-    NewJob, Prune, PruneStats,
+    Claim, CreateOutcome, Heartbeat, JobOutcome, JobRecord, JobState, JobStatus, JobStore,
+    JobWatch, LeaseStatus, NewJob, Prune, PruneStats,
 };
 use crate::store::StoreKind;
+use lacre_proto::builtin::JobSummary;
 use sqlx::Row;
 use std::sync::atomic::Ordering;
 use tokio::sync::watch;
@@ -90,7 +91,8 @@ impl JobStore for SqlStore {
         .map_err(unavailable)?;
         let record = job_from_row(&row, self.limits)?;
         tx.commit().await.map_err(unavailable)?;
-        self.changed();
+        // A new job: workers wake; nobody waits for it yet.
+        self.changed(Change::New);
         Ok(CreateOutcome::Created(record))
     }
 
@@ -134,7 +136,7 @@ impl JobStore for SqlStore {
         let Some(row) = row else { return Ok(None) };
         let fence: i64 = row.try_get("fence").map_err(|_| corrupt("fence"))?;
         let job = job_from_row(&row, self.limits)?;
-        self.changed();
+        self.changed(Change::Job(&job.id));
         Ok(Some(Claim {
             job,
             fence: u64::try_from(fence).unwrap_or(0),
@@ -168,7 +170,7 @@ impl JobStore for SqlStore {
         .rows_affected();
         if updated == 1 {
             if has_progress {
-                self.changed();
+                self.changed(Change::Job(beat.id));
             }
             return Ok(LeaseStatus::Held);
         }
@@ -205,7 +207,7 @@ impl JobStore for SqlStore {
         .map_err(unavailable)?
         .rows_affected();
         if updated == 1 {
-            self.changed();
+            self.changed(Change::Job(id));
         }
         Ok(updated == 1)
     }
@@ -227,7 +229,7 @@ impl JobStore for SqlStore {
         .await
         .map_err(unavailable)?;
         if let Some(row) = row {
-            self.changed();
+            self.changed(Change::Job(id));
             return job_from_row(&row, self.limits).map(Some);
         }
         // Not cancellable: finished (returned unchanged), or not this client's.
@@ -282,7 +284,7 @@ impl JobStore for SqlStore {
         }
         if touched > 0 {
             tracing::info!(jobs = touched, "rescued jobs whose lease expired");
-            self.changed();
+            self.changed(Change::Many);
         }
         Ok(touched)
     }
@@ -359,6 +361,46 @@ impl JobStore for SqlStore {
                 Ok((state, u64::try_from(n).unwrap_or(0)))
             })
             .collect()
+    }
+
+    fn watch_job(&self, id: &str) -> JobWatch {
+        self.watchers.watch(id)
+    }
+
+    async fn status(&self, id: &str) -> Result<Option<JobStatus>, StoreError> {
+        // Never the arguments; the result only once done.
+        let row = sqlx::query(
+            "SELECT id, client_id, state, progress, message, error, version,
+                CASE WHEN state = 'done' THEN result END AS result
+             FROM lacre_jobs WHERE id = $1",
+        )
+        .bind(id.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.map(|r| status_from_row(&r, self.limits)).transpose()
+    }
+
+    async fn summaries(
+        &self,
+        client_id: &str,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> Result<Vec<JobSummary>, StoreError> {
+        let columns = "id, tool, state, created_ms, updated_ms, progress, message";
+        let rows = self
+            .newest_rows(columns, Some(client_id), state, limit)
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| match summary_from_row(row) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping a job row that does not decode");
+                    None
+                }
+            })
+            .collect())
     }
 
     fn changes(&self) -> watch::Receiver<u64> {

@@ -80,6 +80,11 @@ pub struct SqlStore {
     pool: AnyPool,
     kind: StoreKind,
     changes: watch::Sender<u64>,
+    /// Long polls waiting for one job each.
+    watchers: Arc<crate::jobs::JobWatchers>,
+    /// Jobs changed here since the last NOTIFY (PostgreSQL): its payload,
+    /// so other replicas wake only the long polls of those jobs.
+    to_notify: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Wakes the task that sends `NOTIFY` (PostgreSQL only).
     notifier: Option<Arc<Notify>>,
     /// The notification channel: one per schema, so that replicas in
@@ -148,6 +153,39 @@ fn create_private(url: &str) -> Result<(), StoreError> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(StoreError::Unavailable(crate::error::Cause::new(e))),
     }
+}
+
+/// What changed, for wake-ups.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Change<'a> {
+    /// A job was queued: workers wake, no long poll waits for it yet.
+    New,
+    /// This job changed: its long polls wake.
+    Job(&'a str),
+    /// Several jobs changed: every long poll wakes.
+    Many,
+}
+
+/// The NOTIFY token for a new job (job ids are UUIDs, never `+`).
+const NEW_JOB: &str = "+";
+
+/// NOTIFY payloads listing the tokens `ids` (job ids, [`NEW_JOB`], or `""`
+/// for "wake every poll"), comma-separated, each under PostgreSQL's
+/// 8000-byte payload limit.
+fn notify_payloads(ids: &[String]) -> Vec<String> {
+    const MAX: usize = 7900;
+    let mut out: Vec<String> = Vec::new();
+    for id in ids {
+        let last = out.last_mut().filter(|p| p.len() + id.len() < MAX);
+        match last {
+            Some(p) => {
+                p.push(',');
+                p.push_str(id);
+            }
+            None => out.push(id.clone()),
+        }
+    }
+    out
 }
 
 fn valid_schema_name(s: &str) -> bool {
@@ -228,6 +266,8 @@ impl SqlStore {
             pool,
             kind,
             changes: watch::channel(0).0,
+            watchers: crate::jobs::JobWatchers::new(),
+            to_notify: std::sync::Mutex::new(std::collections::HashSet::new()),
             notifier,
             channel,
             nonce_count: AtomicUsize::new(0),
@@ -325,9 +365,18 @@ impl SqlStore {
                         if let Some(tx) = ready_tx.take() {
                             let _ = tx.send(());
                         }
-                        while let Ok(_n) = l.recv().await {
+                        while let Ok(n) = l.recv().await {
                             let Some(store) = weak.upgrade() else { return };
                             store.changes.send_modify(|v| *v = v.wrapping_add(1));
+                            // The payload names the jobs that changed;
+                            // without one (an older replica), wake every poll.
+                            for token in n.payload().split(',') {
+                                match token {
+                                    "" => store.watchers.notify_all(),
+                                    NEW_JOB => {}
+                                    id => store.watchers.notify(id),
+                                }
+                            }
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "postgres LISTEN failed; retrying"),
@@ -338,6 +387,7 @@ impl SqlStore {
                 // A lost connection may have missed notifications: wake everyone.
                 if let Some(store) = weak.upgrade() {
                     store.changes.send_modify(|v| *v = v.wrapping_add(1));
+                    store.watchers.notify_all();
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -351,25 +401,50 @@ impl SqlStore {
         tokio::spawn(async move {
             loop {
                 // Many changes while a NOTIFY is in flight collapse into one
-                // (a `Notify` keeps at most one permit): debounced, payload-less.
+                // (a `Notify` keeps at most one permit), whose payload lists
+                // the jobs that changed (in several notifications if they do
+                // not fit PostgreSQL's 8000-byte payload).
                 notify.notified().await;
                 let Some(store) = weak.upgrade() else { return };
-                if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
-                    .bind(channel.clone())
-                    .execute(&store.pool)
-                    .await
-                {
-                    tracing::debug!(error = %e, "NOTIFY failed");
+                let ids: Vec<String> = store
+                    .to_notify
+                    .lock()
+                    .map(|mut set| set.drain().collect())
+                    .unwrap_or_default();
+                for payload in notify_payloads(&ids) {
+                    if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+                        .bind(channel.clone())
+                        .bind(payload)
+                        .execute(&store.pool)
+                        .await
+                    {
+                        tracing::debug!(error = %e, "NOTIFY failed");
+                    }
                 }
             }
         });
         ready_rx
     }
 
-    /// Marks a change: wakes local waiters and, on PostgreSQL, the other replicas.
-    fn changed(&self) {
+    /// Marks a change: wakes local workers and the long polls of the job
+    /// that changed and, on PostgreSQL, the other replicas'.
+    fn changed(&self, change: Change<'_>) {
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
+        let token = match change {
+            Change::New => NEW_JOB,
+            Change::Job(id) => {
+                self.watchers.notify(id);
+                id
+            }
+            Change::Many => {
+                self.watchers.notify_all();
+                ""
+            }
+        };
         if let Some(n) = &self.notifier {
+            if let Ok(mut set) = self.to_notify.lock() {
+                set.insert(token.to_owned());
+            }
             n.notify_one();
         }
     }
@@ -391,7 +466,30 @@ impl SqlStore {
         state: Option<JobState>,
         limit: usize,
     ) -> Result<Vec<JobRecord>, StoreError> {
-        let mut sql = String::from("SELECT * FROM lacre_jobs WHERE 1 = 1");
+        let rows = self.newest_rows("*", client_id, state, limit).await?;
+        // One row that no longer decodes must not hide every other job.
+        Ok(rows
+            .iter()
+            .filter_map(|row| match job_from_row(row, self.limits) {
+                Ok(job) => Some(job),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping a job row that does not decode");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// The `columns` of jobs, newest first, optionally of one client and
+    /// in one state.
+    pub(super) async fn newest_rows(
+        &self,
+        columns: &str,
+        client_id: Option<&str>,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        let mut sql = format!("SELECT {columns} FROM lacre_jobs WHERE 1 = 1");
         let mut n = 0;
         let mut param = |sql: &mut String, column: &str| {
             n += 1;
@@ -414,22 +512,10 @@ impl SqlStore {
         if let Some(s) = state {
             q = q.bind(s.as_str().to_owned());
         }
-        let rows = q
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        q.bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await
-            .map_err(unavailable)?;
-        // One row that no longer decodes must not hide every other job.
-        Ok(rows
-            .iter()
-            .filter_map(|row| match job_from_row(row, self.limits) {
-                Ok(job) => Some(job),
-                Err(e) => {
-                    tracing::warn!(error = %e, "skipping a job row that does not decode");
-                    None
-                }
-            })
-            .collect())
+            .map_err(unavailable)
     }
 
     async fn fetch_job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
@@ -445,6 +531,18 @@ impl SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notify_payloads_fit_and_keep_every_token() {
+        let ids: Vec<String> = (0..500).map(|i| format!("{i:036}")).collect();
+        let payloads = notify_payloads(&ids);
+        assert!(payloads.len() > 1);
+        assert!(payloads.iter().all(|p| p.len() < 8000));
+        let back: Vec<&str> = payloads.iter().flat_map(|p| p.split(',')).collect();
+        assert_eq!(back, ids.iter().map(String::as_str).collect::<Vec<_>>());
+        let many = notify_payloads(&["".to_owned(), "a".to_owned()]);
+        assert_eq!(many, [",a"]);
+    }
 
     #[test]
     fn schema_parameter_is_split_off() {

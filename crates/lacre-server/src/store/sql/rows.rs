@@ -2,7 +2,8 @@
 
 use super::corrupt;
 use crate::error::StoreError;
-use crate::jobs::{JobRecord, JobState};
+use crate::jobs::{JobRecord, JobState, JobStatus};
+use lacre_proto::builtin::JobSummary;
 use lacre_proto::{Map, ParseLimits, Value};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -58,4 +59,47 @@ pub(super) fn job_from_row(row: &AnyRow, limits: ParseLimits) -> Result<JobRecor
 
 pub(super) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// What `poll_job` needs from a row of `JobStore::status`'s narrow SELECT.
+pub(super) fn status_from_row(row: &AnyRow, limits: ParseLimits) -> Result<JobStatus, StoreError> {
+    let col = |c: &str, e: sqlx::Error| StoreError::Corrupt(format!("{c}: {e}"));
+    let state: String = row.try_get("state").map_err(|e| col("state", e))?;
+    let result: Option<String> = row.try_get("result").map_err(|e| col("result", e))?;
+    Ok(JobStatus {
+        id: row.try_get("id").map_err(|e| col("id", e))?,
+        client_id: row.try_get("client_id").map_err(|e| col("client_id", e))?,
+        state: JobState::parse(&state).ok_or_else(|| corrupt("unknown job state"))?,
+        progress: row.try_get("progress").map_err(|e| col("progress", e))?,
+        message: row.try_get("message").map_err(|e| col("message", e))?,
+        result: result.map(|t| parse_map(&t, limits)).transpose()?,
+        error: row.try_get("error").map_err(|e| col("error", e))?,
+        version: u64::try_from(
+            row.try_get::<i64, _>("version")
+                .map_err(|e| col("version", e))?,
+        )
+        .unwrap_or(0),
+    })
+}
+
+/// A `list_jobs` entry from a row of `JobStore::summaries`' narrow SELECT.
+pub(super) fn summary_from_row(row: &AnyRow) -> Result<JobSummary, StoreError> {
+    let col = |c: &str, e: sqlx::Error| StoreError::Corrupt(format!("{c}: {e}"));
+    let state: String = row.try_get("state").map_err(|e| col("state", e))?;
+    Ok(JobSummary {
+        job_id: row.try_get("id").map_err(|e| col("id", e))?,
+        tool: row.try_get("tool").map_err(|e| col("tool", e))?,
+        state: JobState::parse(&state).ok_or_else(|| corrupt("unknown job state"))?,
+        created_ms: row
+            .try_get("created_ms")
+            .map_err(|e| col("created_ms", e))?,
+        updated_ms: row
+            .try_get("updated_ms")
+            .map_err(|e| col("updated_ms", e))?,
+        progress: row
+            .try_get::<Option<f64>, _>("progress")
+            .map_err(|e| col("progress", e))?
+            .filter(|p| p.is_finite()),
+        message: row.try_get("message").map_err(|e| col("message", e))?,
+    })
 }
