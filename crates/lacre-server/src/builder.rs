@@ -4,7 +4,7 @@ use crate::access::ToolFilter;
 use crate::dispatch::{Inner, Server};
 use crate::ids::{IdSource, OsRandomIds, SystemClock};
 use crate::jobs::{JobStore, MemoryJobStore};
-use crate::limits::{Rate, RateLimiter};
+use crate::limits::{ClientLimits, ClientSlots, Rate, RateLimiter};
 use crate::nonce::{MemoryNonceStore, NonceBackend};
 use crate::tool::{Registry, ToolKind};
 use lacre_proto::builtin::{Capabilities, ServerIdentity, ToolInfo};
@@ -30,6 +30,8 @@ pub struct ServerBuilder {
     ids: Arc<dyn IdSource>,
     idempotency_ttl_ms: i64,
     rates: HashMap<String, Rate>,
+    client_limits: HashMap<String, ClientLimits>,
+    default_client_limits: ClientLimits,
     max_in_flight: usize,
     tool_timeout: Duration,
 }
@@ -53,6 +55,8 @@ impl ServerBuilder {
             ids: Arc::new(OsRandomIds),
             idempotency_ttl_ms: 24 * 3600 * 1000,
             rates: HashMap::new(),
+            client_limits: HashMap::new(),
+            default_client_limits: ClientLimits::default(),
             max_in_flight: 1024,
             tool_timeout: Duration::from_secs(30),
         }
@@ -62,6 +66,20 @@ impl ServerBuilder {
     /// `internal` (default 30 s). Long-running tools are not limited.
     pub fn tool_timeout(mut self, t: Duration) -> Self {
         self.tool_timeout = t;
+        self
+    }
+
+    /// The limits of one client (see [`ClientLimits`]); others get the
+    /// defaults.
+    pub fn client_limits(mut self, client_id: &str, limits: ClientLimits) -> Self {
+        self.client_limits.insert(client_id.to_owned(), limits);
+        self
+    }
+
+    /// The limits of every client without its own (default
+    /// [`ClientLimits::default`]).
+    pub fn default_client_limits(mut self, limits: ClientLimits) -> Self {
+        self.default_client_limits = limits;
         self
     }
 
@@ -154,6 +172,18 @@ impl ServerBuilder {
                 (id.clone(), Arc::new(identity))
             })
             .collect();
+        let client_slots = self
+            .permissions
+            .keys()
+            .map(|id| {
+                let limits = self
+                    .client_limits
+                    .get(id)
+                    .copied()
+                    .unwrap_or(self.default_client_limits);
+                (id.clone(), ClientSlots::new(limits))
+            })
+            .collect();
         Server {
             inner: Arc::new(Inner {
                 verify,
@@ -168,6 +198,7 @@ impl ServerBuilder {
                 ids: self.ids,
                 idempotency_ttl_ms: self.idempotency_ttl_ms,
                 rates: RateLimiter::new(self.rates),
+                client_slots,
                 in_flight: Arc::new(tokio::sync::Semaphore::new(self.max_in_flight)),
                 metrics: crate::metrics::Metrics::default(),
                 job_counts: std::sync::Mutex::new(None),

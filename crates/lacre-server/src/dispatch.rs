@@ -8,7 +8,7 @@ use crate::access::ToolFilter;
 use crate::builder::ServerBuilder;
 use crate::error::CallError;
 use crate::ids::IdSource;
-use crate::jobs::{CreateOutcome, JobState, JobStore, NewJob, WorkerConfig, Workers};
+use crate::jobs::{CreateOutcome, JobLimit, JobState, JobStore, NewJob, WorkerConfig, Workers};
 use crate::limits::RateLimiter;
 use crate::nonce::NonceBackend;
 use crate::system::SystemContext;
@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Job counts by state and when they were read (metrics).
 type CachedCounts = (std::time::Instant, Vec<(JobState, u64)>);
@@ -99,6 +100,8 @@ pub(crate) struct Inner {
     pub(crate) ids: Arc<dyn IdSource>,
     pub(crate) idempotency_ttl_ms: i64,
     pub(crate) rates: RateLimiter,
+    /// Each client's own places (its limits).
+    pub(crate) client_slots: HashMap<String, crate::limits::ClientSlots>,
     pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
     pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) tool_timeout: Duration,
@@ -109,6 +112,30 @@ pub(crate) struct Inner {
 #[derive(Debug)]
 pub struct Admission {
     _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The places a request holds while it is handled (the global one, its
+/// client's), which a long poll gives back while it waits.
+#[derive(Clone, Default)]
+pub(crate) struct Held(Arc<std::sync::Mutex<(Option<Admission>, Option<OwnedSemaphorePermit>)>>);
+
+impl Held {
+    fn new(admission: Admission) -> Held {
+        Held(Arc::new(std::sync::Mutex::new((Some(admission), None))))
+    }
+
+    fn keep(&self, permit: OwnedSemaphorePermit) {
+        if let Ok(mut g) = self.0.lock() {
+            g.1 = Some(permit);
+        }
+    }
+
+    /// Gives every place back.
+    pub(crate) fn release(&self) {
+        if let Ok(mut g) = self.0.lock() {
+            *g = (None, None);
+        }
+    }
 }
 
 /// A protocol server: cheap to clone, shared by every transport.
@@ -225,6 +252,7 @@ impl Server {
             response,
             retry_after_ms: match err {
                 CallError::RateLimited { retry_after_ms } => Some(*retry_after_ms),
+                CallError::ClientLimit { .. } => Some(1000),
                 _ => None,
             },
             wire,
@@ -255,8 +283,9 @@ impl Server {
     pub async fn handle_admitted(&self, body: &[u8], admission: Admission) -> Reply {
         let started = std::time::Instant::now();
         let mut who = Caller::default();
-        let reply = self.handle_inner(body, &mut who).await;
-        drop(admission);
+        let held = Held::new(admission);
+        let reply = self.handle_inner(body, &mut who, &held).await;
+        held.release();
         // Outcome labels are static (a status or a known code), so the
         // metrics need no allocation and their label set stays bounded.
         let outcome = reply.kind.label();
@@ -302,7 +331,7 @@ impl Server {
         self.inner.metrics.render(&jobs, self.inner.nonces.len())
     }
 
-    async fn handle_inner(&self, body: &[u8], who: &mut Caller) -> Reply {
+    async fn handle_inner(&self, body: &[u8], who: &mut Caller, held: &Held) -> Reply {
         let inner = &*self.inner;
         let auth = match authenticate(body, &inner.verify, &inner.keyring, &*inner.clock) {
             Ok(a) => a,
@@ -331,7 +360,21 @@ impl Server {
                 &CallError::RateLimited { retry_after_ms },
             );
         }
-        let outcome = self.dispatch(&verified, tool).await;
+        // The client's own share of the requests in flight: one client
+        // cannot take every place.
+        if let Some(slots) = inner.client_slots.get(&verified.client_id) {
+            match Arc::clone(&slots.in_flight).try_acquire_owned() {
+                Ok(permit) => held.keep(permit),
+                Err(_) => {
+                    let err = CallError::ClientLimit {
+                        what: "too many requests in flight",
+                        limit: slots.limits.max_in_flight as u64,
+                    };
+                    return self.bound_error(body, &verified.request_id, &err);
+                }
+            }
+        }
+        let outcome = self.dispatch(&verified, tool, held).await;
         match outcome {
             Ok((status, result)) => {
                 let now = inner.clock.now_ms();
@@ -357,7 +400,12 @@ impl Server {
 
     /// Runs the tool the registry found for this request: the one place a
     /// request meets its handler.
-    async fn dispatch(&self, env: &Verified<Envelope>, tool: Option<&Arc<Tool>>) -> ToolOutcome {
+    async fn dispatch(
+        &self,
+        env: &Verified<Envelope>,
+        tool: Option<&Arc<Tool>>,
+        held: &Held,
+    ) -> ToolOutcome {
         let inner = &*self.inner;
         // The system tools (identity and the caller's own jobs) are always
         // allowed. For anything else, a client with an allow-list is told
@@ -369,7 +417,9 @@ impl Server {
         }
         let tool = tool.ok_or_else(|| CallError::UnknownTool(env.tool.clone()))?;
         match &tool.handler {
-            Handler::System(f) => f(env.args.clone(), self.system_context(&env.client_id)).await,
+            Handler::System(f) => {
+                f(env.args.clone(), self.system_context(&env.client_id, held)).await
+            }
             Handler::Immediate(f) => {
                 let ctx = CallContext {
                     client_id: env.client_id.clone(),
@@ -395,10 +445,15 @@ impl Server {
         }
     }
 
-    fn system_context(&self, client_id: &str) -> SystemContext {
+    fn system_context(&self, client_id: &str, held: &Held) -> SystemContext {
         let inner = &*self.inner;
         SystemContext {
             client_id: client_id.to_owned(),
+            held: held.clone(),
+            long_polls: inner
+                .client_slots
+                .get(client_id)
+                .map(|s| (Arc::clone(&s.long_polls), s.limits.max_long_polls)),
             jobs: Arc::clone(&inner.jobs),
             clock: Arc::clone(&inner.clock),
             // Every authenticated client has an entry (identities are built
@@ -427,6 +482,10 @@ impl Server {
     async fn start_job(&self, env: &Verified<Envelope>, tool: &Tool) -> ToolOutcome {
         let inner = &*self.inner;
         tool.validate(&env.args).map_err(CallError::InvalidArgs)?;
+        let limits = inner
+            .client_slots
+            .get(&env.client_id)
+            .map_or_else(crate::limits::ClientLimits::default, |s| s.limits);
         let job = NewJob {
             id: inner.ids.new_id().ok_or_else(|| {
                 CallError::Internal("no randomness available for a job id".to_owned())
@@ -438,6 +497,8 @@ impl Server {
             args: env.args.clone(),
             now_ms: inner.clock.now_ms(),
             idempotency_ttl_ms: inner.idempotency_ttl_ms,
+            max_jobs: limits.max_jobs,
+            max_job_bytes: limits.max_job_bytes,
         };
         match inner.jobs.create(job).await? {
             CreateOutcome::Created(job) | CreateOutcome::Existing(job) => {
@@ -447,6 +508,14 @@ impl Server {
                 Ok((Status::Accepted, result))
             }
             CreateOutcome::Conflict => Err(CallError::IdempotencyConflict(env.request_id.clone())),
+            CreateOutcome::OverLimit(JobLimit::Jobs) => Err(CallError::ClientLimit {
+                what: "too many queued or running jobs",
+                limit: limits.max_jobs,
+            }),
+            CreateOutcome::OverLimit(JobLimit::Bytes) => Err(CallError::ClientLimit {
+                what: "too many bytes of job arguments stored",
+                limit: limits.max_job_bytes,
+            }),
         }
     }
 }

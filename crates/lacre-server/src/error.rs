@@ -89,6 +89,14 @@ pub enum CallError {
         /// When a retry may succeed.
         retry_after_ms: u64,
     },
+    /// The client is at one of its own limits ([`crate::limits::ClientLimits`]).
+    #[error("this client has {what} at once (its limit is {limit}); retry later")]
+    ClientLimit {
+        /// What it has too many of.
+        what: &'static str,
+        /// The limit.
+        limit: u64,
+    },
     /// The server is at its concurrency limit.
     #[error("server overloaded, retry later")]
     Overloaded,
@@ -113,7 +121,7 @@ impl CallError {
             CallError::JobCancelled => ErrorCode::JobCancelled,
             CallError::IdempotencyConflict(_) => ErrorCode::IdempotencyConflict,
             CallError::TooLarge(_) => ErrorCode::TooLarge,
-            CallError::RateLimited { .. } => ErrorCode::RateLimited,
+            CallError::RateLimited { .. } | CallError::ClientLimit { .. } => ErrorCode::RateLimited,
             CallError::Overloaded => ErrorCode::Overloaded,
             CallError::Store(_) => ErrorCode::StoreUnavailable,
             CallError::Internal(_) => ErrorCode::Internal,

@@ -4,6 +4,55 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// What one client may hold at once, so that no client can take what the
+/// others need (the global limits protect the server; these protect the
+/// clients from each other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Requests of this client handled at once (long polls not counted).
+    pub max_in_flight: usize,
+    /// Long polls of this client waiting at once.
+    pub max_long_polls: usize,
+    /// Jobs of this client queued or running.
+    pub max_jobs: u64,
+    /// Bytes of arguments (canonical JSON) of this client's queued or
+    /// running jobs.
+    pub max_job_bytes: u64,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            max_in_flight: 64,
+            max_long_polls: 64,
+            max_jobs: 1000,
+            max_job_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// A client's places: requests in flight and long polls waiting.
+#[derive(Debug)]
+pub(crate) struct ClientSlots {
+    pub(crate) limits: ClientLimits,
+    pub(crate) in_flight: std::sync::Arc<tokio::sync::Semaphore>,
+    pub(crate) long_polls: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl ClientSlots {
+    pub(crate) fn new(limits: ClientLimits) -> ClientSlots {
+        ClientSlots {
+            limits,
+            in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                limits.max_in_flight.max(1),
+            )),
+            long_polls: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                limits.max_long_polls.max(1),
+            )),
+        }
+    }
+}
+
 /// A client's rate: a sustained rate and a burst.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {

@@ -60,6 +60,10 @@ pub struct SystemContext {
     pub clock: Arc<dyn Clock>,
     /// The server as this caller may see it (only the tools it may call).
     pub identity: Arc<ServerIdentity>,
+    /// The places this request holds (given back while a long poll waits).
+    pub(crate) held: crate::dispatch::Held,
+    /// The client's long-poll places and their number.
+    pub(crate) long_polls: Option<(Arc<tokio::sync::Semaphore>, usize)>,
 }
 
 impl SystemContext {
@@ -120,6 +124,22 @@ async fn poll_job(args: PollJobIn, ctx: SystemContext) -> ToolOutcome {
     let mut job = ctx.owned_job(&args.job_id).await?;
     let wait = Duration::from_millis(args.wait_ms.unwrap_or(0));
     if !wait.is_zero() && !job.state.is_terminal() {
+        // A waiting long poll holds one of its client's long-poll places,
+        // not a place among the requests in flight (a client's long polls
+        // must not crowd out everyone's calls).
+        let _long_poll = match &ctx.long_polls {
+            Some((places, limit)) => match Arc::clone(places).try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    return Err(CallError::ClientLimit {
+                        what: "too many long polls",
+                        limit: *limit as u64,
+                    })
+                }
+            },
+            None => None,
+        };
+        ctx.held.release();
         let deadline = tokio::time::Instant::now() + wait;
         let seen = job.version;
         loop {

@@ -98,6 +98,35 @@ pub struct ClientSpec {
     /// A rate limit: `{ per_second = 50, burst = 100 }` (burst defaults
     /// to `per_second`). No limit when absent.
     pub rate_limit: Option<RateSpec>,
+    /// This client's own limits (each field defaults to `[client_limits]`).
+    pub limits: Option<ClientLimitsSpec>,
+}
+
+/// Per-client limits: `[client_limits]` (the defaults of every client) or
+/// a client's `limits = { ... }`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientLimitsSpec {
+    /// Requests handled at once (default 64; long polls not counted).
+    pub max_in_flight: Option<usize>,
+    /// Long polls waiting at once (default 64).
+    pub max_long_polls: Option<usize>,
+    /// Queued + running jobs (default 1000).
+    pub max_jobs: Option<u64>,
+    /// Bytes of arguments of queued + running jobs (default 67108864).
+    pub max_job_bytes: Option<u64>,
+}
+
+impl ClientLimitsSpec {
+    /// These limits over `base`.
+    pub fn over(self, base: crate::limits::ClientLimits) -> crate::limits::ClientLimits {
+        crate::limits::ClientLimits {
+            max_in_flight: self.max_in_flight.unwrap_or(base.max_in_flight).max(1),
+            max_long_polls: self.max_long_polls.unwrap_or(base.max_long_polls).max(1),
+            max_jobs: self.max_jobs.unwrap_or(base.max_jobs).max(1),
+            max_job_bytes: self.max_job_bytes.unwrap_or(base.max_job_bytes),
+        }
+    }
 }
 
 /// The `[limits]` table; every field is optional.
@@ -173,6 +202,9 @@ pub struct FileConfig {
     /// Limits and timeouts.
     #[serde(default)]
     pub limits: LimitsSpec,
+    /// Every client's own limits, unless its table says otherwise.
+    #[serde(default)]
+    pub client_limits: ClientLimitsSpec,
     /// The server's own key.
     pub signing: Spanned<KeySpec>,
     /// Who may call.

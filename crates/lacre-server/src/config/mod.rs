@@ -144,6 +144,16 @@ rate_limit = { per_second = 5, burst = 10 }
     }
 
     #[test]
+    fn client_limits_default_and_override() {
+        let text = "server_id = \"s\"\n[client_limits]\nmax_jobs = 10\n[signing]\nsecret = \"x\"\n[[clients]]\nid = \"a\"\nsecret = \"k\"\n[[clients]]\nid = \"b\"\nsecret = \"k\"\nlimits = { max_jobs = 3, max_long_polls = 2 }\n";
+        let s = Settings::parse(Path::new("c.toml"), text).unwrap();
+        assert_eq!(s.clients[0].limits.max_jobs, 10);
+        assert_eq!(s.clients[0].limits.max_in_flight, 64);
+        assert_eq!(s.clients[1].limits.max_jobs, 3);
+        assert_eq!(s.clients[1].limits.max_long_polls, 2);
+    }
+
+    #[test]
     fn errors_name_file_line_and_fix() {
         let text = "server_id = \"s\"\n[signing]\nsecret = \"x\"\nsecret_hex = \"00\"\n";
         let e = Settings::parse(Path::new("/etc/lacre.toml"), text).unwrap_err();

@@ -23,6 +23,8 @@ pub struct ClientSettings {
     pub tools: ToolFilter,
     /// Its rate limit, if any.
     pub rate: Option<Rate>,
+    /// Its own limits.
+    pub limits: crate::limits::ClientLimits,
 }
 
 /// The configuration, resolved and checked.
@@ -179,8 +181,11 @@ impl Settings {
         let signing = keys::signing_key(&ctx, signing_line, raw.signing.get_ref())?;
         let mut clients = Vec::new();
         let mut seen = std::collections::HashSet::new();
+        let default_limits = raw
+            .client_limits
+            .over(crate::limits::ClientLimits::default());
         for c in &raw.clients {
-            let client = client(&ctx, c)?;
+            let client = client(&ctx, c, default_limits)?;
             if !seen.insert(client.id.clone()) {
                 return Err(ctx.err(
                     Some(ctx.line_of(c.id.span().start)),
@@ -264,7 +269,11 @@ fn store_url(ctx: &Ctx, raw: &FileConfig) -> Result<String, ConfigError> {
 }
 
 /// One `[[clients]]` table, resolved.
-fn client(ctx: &Ctx, c: &ClientSpec) -> Result<ClientSettings, ConfigError> {
+fn client(
+    ctx: &Ctx,
+    c: &ClientSpec,
+    default_limits: crate::limits::ClientLimits,
+) -> Result<ClientSettings, ConfigError> {
     let id = c.id.get_ref();
     let line = Some(ctx.line_of(c.id.span().start));
     if id.is_empty() || id.chars().count() > lacre_proto::MAX_ID_CHARS {
@@ -347,5 +356,6 @@ fn client(ctx: &Ctx, c: &ClientSpec) -> Result<ClientSettings, ConfigError> {
         keys,
         tools: ToolFilter::from_list(c.tools.as_deref().unwrap_or(&["*".to_owned()])),
         rate,
+        limits: c.limits.unwrap_or_default().over(default_limits),
     })
 }

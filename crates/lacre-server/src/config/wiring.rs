@@ -28,7 +28,9 @@ impl Settings {
             .job_store(stores.jobs.clone())
             .nonce_store(stores.nonces.clone());
         for c in &self.clients {
-            b = b.client(&c.id, c.keys.clone(), c.tools.clone())?;
+            b = b
+                .client(&c.id, c.keys.clone(), c.tools.clone())?
+                .client_limits(&c.id, c.limits);
             if let Some(rate) = c.rate {
                 b = b.rate_limit(&c.id, rate);
             }

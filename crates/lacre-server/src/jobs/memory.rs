@@ -30,6 +30,24 @@ struct State {
     jobs: HashMap<String, Entry>,
     queue: VecDeque<String>,
     idempotency: HashMap<(String, String), IdemRecord>,
+    /// Running jobs by client (fair claiming).
+    running: HashMap<String, usize>,
+}
+
+impl State {
+    fn started(&mut self, client_id: &str) {
+        *self.running.entry(client_id.to_owned()).or_default() += 1;
+    }
+}
+
+/// A job of `client_id` stopped running.
+fn stopped(running: &mut HashMap<String, usize>, client_id: &str) {
+    if let Some(n) = running.get_mut(client_id) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            running.remove(client_id);
+        }
+    }
 }
 
 /// Jobs in a `HashMap` behind a mutex.
@@ -127,6 +145,21 @@ impl JobStore for MemoryJobStore {
                     return Ok(CreateOutcome::Existing(e.job.clone()));
                 }
             }
+            // The client's share: checked after idempotency, so that a
+            // retry of a job already created is answered, not refused.
+            let (mut count, mut bytes) = (0u64, 0u64);
+            for e in st.jobs.values() {
+                if e.job.client_id == job.client_id && !e.job.state.is_terminal() {
+                    count += 1;
+                    bytes += super::args_bytes(&e.job.args);
+                }
+            }
+            if count >= job.max_jobs {
+                return Ok(CreateOutcome::OverLimit(super::JobLimit::Jobs));
+            }
+            if bytes.saturating_add(super::args_bytes(&job.args)) > job.max_job_bytes {
+                return Ok(CreateOutcome::OverLimit(super::JobLimit::Bytes));
+            }
             let record = JobRecord {
                 id: job.id.clone(),
                 client_id: job.client_id,
@@ -190,22 +223,32 @@ impl JobStore for MemoryJobStore {
         let claim = {
             let mut st = self.lock();
             let st = &mut *st;
-            let mut found = None;
-            let mut i = 0;
-            while let Some(id) = st.queue.get(i) {
-                match st.jobs.get(id) {
-                    Some(e) if e.job.state == JobState::Queued && e.available_at_ms <= now_ms => {
-                        found = st.queue.remove(i);
-                        break;
-                    }
-                    Some(e) if e.job.state == JobState::Queued => i += 1,
-                    // Cancelled or gone: drop from the queue.
-                    _ => {
-                        st.queue.remove(i);
-                    }
+            // Fair between clients: the oldest available job of the client
+            // with the fewest running jobs (one client's backlog does not
+            // make every other client wait behind it).
+            st.queue.retain(|id| {
+                st.jobs
+                    .get(id)
+                    .is_some_and(|e| e.job.state == JobState::Queued)
+            });
+            let running = &st.running;
+            let mut best: Option<(usize, usize)> = None;
+            for (i, id) in st.queue.iter().enumerate() {
+                let Some(e) = st.jobs.get(id).filter(|e| e.available_at_ms <= now_ms) else {
+                    continue;
+                };
+                let load = running.get(&e.job.client_id).copied().unwrap_or(0);
+                if best.is_none_or(|(l, _)| load < l) {
+                    best = Some((load, i));
                 }
             }
-            let Some(id) = found else { return Ok(None) };
+            let Some(id) = best.and_then(|(_, i)| st.queue.remove(i)) else {
+                return Ok(None);
+            };
+            let Some(client) = st.jobs.get(&id).map(|e| e.job.client_id.clone()) else {
+                return Ok(None);
+            };
+            st.started(&client);
             let Some(e) = st.jobs.get_mut(&id) else {
                 return Ok(None);
             };
@@ -265,12 +308,14 @@ impl JobStore for MemoryJobStore {
     ) -> Result<bool, StoreError> {
         {
             let mut st = self.lock();
+            let st = &mut *st;
             let Some(e) = st.jobs.get_mut(id) else {
                 return Ok(false);
             };
             if e.fence != fence || e.job.state != JobState::Running {
                 return Ok(false);
             }
+            stopped(&mut st.running, &e.job.client_id);
             match outcome {
                 JobOutcome::Done(result) => {
                     e.job.state = JobState::Done;
@@ -297,11 +342,15 @@ impl JobStore for MemoryJobStore {
     ) -> Result<Option<JobRecord>, StoreError> {
         let job = {
             let mut st = self.lock();
+            let st = &mut *st;
             let Some(e) = st.jobs.get_mut(id).filter(|e| e.job.client_id == client_id) else {
                 return Ok(None);
             };
             if e.job.state.is_terminal() {
                 return Ok(Some(e.job.clone()));
+            }
+            if e.job.state == JobState::Running {
+                stopped(&mut st.running, client_id);
             }
             e.job.state = JobState::Cancelled;
             e.job.finished_ms = Some(now_ms);
@@ -322,6 +371,7 @@ impl JobStore for MemoryJobStore {
                     continue;
                 }
                 touched += 1;
+                stopped(&mut st.running, &e.job.client_id);
                 if e.job.attempt >= max_attempts {
                     e.job.state = JobState::Failed;
                     e.job.error = Some(format!("worker lost after {} attempts", e.job.attempt));

@@ -121,6 +121,11 @@ pub struct NewJob {
     pub now_ms: i64,
     /// How long the idempotency record is kept.
     pub idempotency_ttl_ms: i64,
+    /// The client's queued + running jobs may number at most this many
+    /// (with this one) ...
+    pub max_jobs: u64,
+    /// ... and hold at most this many bytes of arguments (canonical JSON).
+    pub max_job_bytes: u64,
 }
 
 /// What [`JobStore::create`] did.
@@ -132,6 +137,23 @@ pub enum CreateOutcome {
     Existing(JobRecord),
     /// The `request_id` was used with other arguments.
     Conflict,
+    /// The client is at its limit of queued + running jobs (`jobs`) or of
+    /// their argument bytes (`bytes`); nothing was created.
+    OverLimit(JobLimit),
+}
+
+/// Which per-client job limit a create would pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobLimit {
+    /// Queued + running jobs.
+    Jobs,
+    /// Their argument bytes.
+    Bytes,
+}
+
+/// The size a job's arguments count for, in the per-client byte limit.
+pub fn args_bytes(args: &Map) -> u64 {
+    lacre_proto::canonical(&lacre_proto::Value::Object(args.clone())).len() as u64
 }
 
 /// A job handed to a worker, with the fencing token of this claim.

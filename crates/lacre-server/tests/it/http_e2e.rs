@@ -559,21 +559,27 @@ async fn rate_limited_clients_get_429_with_a_hint() {
 
 #[tokio::test]
 async fn requests_beyond_the_in_flight_limit_are_overloaded() {
-    let s = TestServer::start_with(|b| b.max_in_flight(1)).await;
-    let (_, resp) = s.call("start_long_task", json!({"seconds": 3})).await;
-    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
-    // Let the job start, so the long poll below waits for its next change (~1 s).
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // A long poll holds the only slot...
+    let s = TestServer::start_with(|b| {
+        b.max_in_flight(1).tools(|reg| {
+            reg.dynamic_immediate(
+                lacre_server::ToolDef {
+                    name: "slow".into(),
+                    description: "Answers after 1 s.".into(),
+                    args_schema: json!({"type": "object"}),
+                },
+                |_, _| async {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Ok(lacre_proto::Map::new())
+                },
+            )
+            .unwrap();
+        })
+    })
+    .await;
+    // A slow call holds the only place...
     let holder = {
-        let env = envelope(
-            "client-001",
-            CLIENT_SECRET,
-            "poll_job",
-            json!({"job_id": job_id, "wait_ms": 1500}),
-        );
-        let http = s.http.clone();
-        let url = s.url.clone();
+        let env = envelope("client-001", CLIENT_SECRET, "slow", json!({}));
+        let (http, url) = (s.http.clone(), s.url.clone());
         tokio::spawn(async move {
             http.post(&url)
                 .body(env.to_json())
@@ -584,12 +590,14 @@ async fn requests_beyond_the_in_flight_limit_are_overloaded() {
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    // ...so this one is refused at once, not queued.
-    // (A queued request would have waited for the slot and answered 200.)
+    // ...so this one is refused at once, not queued, before its body is
+    // read (unbound, request_id ""). A queued request would have waited
+    // for the place and answered 200. (Long polls give their place back
+    // while they wait: `one_client_at_every_limit_does_not_slow_another`.)
     let reply = s.call("batch_sum", json!({"numbers": [1]})).await;
     assert_error(&reply, 503, ErrorCode::Overloaded, "");
     assert_eq!(holder.await.unwrap(), 200);
-    // The slot is free again.
+    // The place is free again.
     assert_eq!(s.call("batch_sum", json!({"numbers": [1]})).await.0, 200);
     s.stop().await;
 }
@@ -846,6 +854,120 @@ async fn long_polls_wake_for_their_own_job_and_reads_skip_arguments() {
         store.whole_reads.load(std::sync::atomic::Ordering::Relaxed),
         0,
         "poll_job or list_jobs read whole job records"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn one_client_at_every_limit_does_not_slow_another() {
+    // fair_sharing: one client filled every in-flight place with long
+    // polls and every other client got `503 overloaded`. Here the server
+    // has 4 places in flight and client A may wait in 8 long polls: they
+    // must not sit on the places everyone shares.
+    let a_limits = lacre_server::limits::ClientLimits {
+        max_in_flight: 8,
+        max_long_polls: 8,
+        max_jobs: 5,
+        max_job_bytes: 1 << 20,
+    };
+    let s = TestServer::start_with(move |b| {
+        b.max_in_flight(4)
+            .client_limits("client-001", a_limits)
+            .tools(|reg| {
+                // A job that changes nothing for a while: its long polls wait.
+                reg.dynamic_long_running(
+                    lacre_server::ToolDef {
+                        name: "hold".into(),
+                        description: "Waits 10 s.".into(),
+                        args_schema: json!({"type": "object"}),
+                    },
+                    |_, _| async {
+                        tokio::time::sleep(Duration::from_secs(10)).await;
+                        Ok(lacre_proto::Map::new())
+                    },
+                )
+                .unwrap();
+            })
+    })
+    .await;
+    let b_sum = || {
+        envelope(
+            "client-002",
+            OTHER_SECRET,
+            "batch_sum",
+            json!({"numbers": [1, 2]}),
+        )
+    };
+    let latency_of_b = |s: &TestServer| {
+        let http = s.http.clone();
+        let url = s.url.clone();
+        async move {
+            let mut worst = Duration::ZERO;
+            for _ in 0..20 {
+                let body = b_sum().to_json();
+                let t = Instant::now();
+                let resp = http.post(&url).body(body).send().await.unwrap();
+                assert_eq!(resp.status().as_u16(), 200, "client B was refused");
+                worst = worst.max(t.elapsed());
+            }
+            worst
+        }
+    };
+    let before = latency_of_b(&s).await;
+
+    // A fills its job quota...
+    let mut jobs = Vec::new();
+    for _ in 0..5 {
+        let (http, resp) = s.call("hold", json!({})).await;
+        assert_eq!(http, 202, "{resp:?}");
+        jobs.push(result_json(&resp)["job_id"].as_str().unwrap().to_owned());
+    }
+    s.expect_error(
+        "client-001",
+        "start_long_task",
+        json!({"seconds": 1}),
+        429,
+        ErrorCode::RateLimited,
+    )
+    .await;
+    // ... and opens far more long polls than the server has places.
+    let polls: Vec<_> = (0..40)
+        .map(|i| {
+            let env = envelope(
+                "client-001",
+                CLIENT_SECRET,
+                "poll_job",
+                json!({"job_id": jobs[i % 5], "wait_ms": 3000}),
+            );
+            let (http, url) = (s.http.clone(), s.url.clone());
+            tokio::spawn(async move {
+                http.post(url)
+                    .body(env.to_json())
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during = latency_of_b(&s).await;
+    let mut statuses = Vec::new();
+    for p in polls {
+        statuses.push(p.await.unwrap());
+    }
+    let waited = statuses.iter().filter(|s| **s == 200).count();
+    // Refused: by A's own limit (429), or while the 4 shared places were
+    // momentarily taken by A's polls on their way to waiting (503).
+    let refused = statuses.iter().filter(|s| **s == 429 || **s == 503).count();
+    eprintln!(
+        "client B's slowest call: {before:?} alone, {during:?} while client A holds {waited} long polls ({refused} refused)"
+    );
+    assert_eq!((waited, refused), (8, 32), "{statuses:?}");
+    assert!(
+        during < Duration::from_secs(1),
+        "client B waited {during:?}"
     );
     s.stop().await;
 }

@@ -4,7 +4,7 @@
 
 use lacre_proto::{Map, NonceError, Value};
 use lacre_server::jobs::{
-    CreateOutcome, Heartbeat, JobOutcome, JobState, LeaseStatus, NewJob, Prune,
+    CreateOutcome, Heartbeat, JobLimit, JobOutcome, JobState, LeaseStatus, NewJob, Prune,
 };
 use lacre_server::store::{self, Stores};
 use std::time::Duration;
@@ -74,7 +74,71 @@ fn new_job(id: &str, client: &str, request: &str, hash: &str, now: i64) -> NewJo
         args: args(1),
         now_ms: now,
         idempotency_ttl_ms: 1_000,
+        max_jobs: u64::MAX,
+        max_job_bytes: u64::MAX,
     }
+}
+
+/// Per-client job limits, checked after idempotency.
+async fn job_limits(stores: &Stores) {
+    let s = &stores.jobs;
+    let limited = |id: &str, req: &str, max_jobs: u64, max_job_bytes: u64| NewJob {
+        max_jobs,
+        max_job_bytes,
+        ..new_job(id, "lim", req, "h", 5_000)
+    };
+    assert!(matches!(
+        s.create(limited("l1", "rl1", 2, u64::MAX)).await.unwrap(),
+        CreateOutcome::Created(_)
+    ));
+    assert!(matches!(
+        s.create(limited("l2", "rl2", 2, u64::MAX)).await.unwrap(),
+        CreateOutcome::Created(_)
+    ));
+    assert_eq!(
+        s.create(limited("l3", "rl3", 2, u64::MAX)).await.unwrap(),
+        CreateOutcome::OverLimit(JobLimit::Jobs)
+    );
+    // A retry of a job already created is answered, limit or not.
+    assert!(matches!(
+        s.create(limited("l1-again", "rl1", 2, u64::MAX)).await.unwrap(),
+        CreateOutcome::Existing(j) if j.id == "l1"
+    ));
+    // `args(1)` is 7 bytes (`{"n":1}`): two stored, room for no third.
+    assert_eq!(
+        s.create(limited("l4", "rl4", 10, 20)).await.unwrap(),
+        CreateOutcome::OverLimit(JobLimit::Bytes)
+    );
+    assert!(s.get("l3").await.unwrap().is_none());
+}
+
+/// Claims are fair between clients: the next job is the oldest of the
+/// client with the fewest running jobs, not the oldest overall.
+async fn fair_claims(stores: &Stores) {
+    let s = &stores.jobs;
+    for i in 0..4 {
+        s.create(new_job(
+            &format!("fa{i}"),
+            "busy",
+            &format!("rfa{i}"),
+            "h",
+            10 + i,
+        ))
+        .await
+        .unwrap();
+    }
+    s.create(new_job("fb0", "quiet", "rfb0", "h", 20))
+        .await
+        .unwrap();
+    let first = s.claim(100, 10_000).await.unwrap().unwrap();
+    assert_eq!(first.job.id, "fa0", "the oldest job goes first");
+    let second = s.claim(100, 10_000).await.unwrap().unwrap();
+    assert_eq!(
+        second.job.id, "fb0",
+        "the quiet client's job before the busy client's backlog"
+    );
+    let third = s.claim(100, 10_000).await.unwrap().unwrap();
+    assert_eq!(third.job.id, "fa1");
 }
 
 /// The whole contract, against one store.
@@ -403,12 +467,18 @@ async fn replays_are_refused_by_the_database(url: &str) {
 #[tokio::test]
 async fn memory_store_keeps_the_contract() {
     contract(store::open("memory").await.unwrap()).await;
+    fair_claims(&store::open("memory").await.unwrap()).await;
+    job_limits(&store::open("memory").await.unwrap()).await;
 }
 
 #[tokio::test]
 async fn sqlite_store_keeps_the_contract() {
     let (url, dir) = sqlite_url("contract");
     contract(store::open(&url).await.unwrap()).await;
+    let (fair_url, fair_dir) = sqlite_url("fair");
+    fair_claims(&store::open(&fair_url).await.unwrap()).await;
+    job_limits(&store::open(&fair_url).await.unwrap()).await;
+    let _ = std::fs::remove_dir_all(fair_dir);
     // Reopening the file sees the same state: it is durable.
     let again = store::open(&url).await.unwrap();
     assert_eq!(
@@ -426,6 +496,11 @@ async fn postgres_store_keeps_the_contract() {
         return;
     };
     contract(store::open(&url).await.unwrap()).await;
+    if let Some(fair_url) = pg_url("postgres_store_claims_fairly").await {
+        fair_claims(&store::open(&fair_url).await.unwrap()).await;
+        job_limits(&store::open(&fair_url).await.unwrap()).await;
+        drop_schema(&fair_url).await;
+    }
     replays_are_refused_by_the_database(&url).await;
     skewed_pruning_keeps_records_a_slower_replica_needs(&url).await;
     drop_schema(&url).await;

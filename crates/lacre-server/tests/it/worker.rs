@@ -131,6 +131,8 @@ async fn a_handler_that_drops_its_context_does_not_spin_the_worker() {
             args: Map::new(),
             now_ms: 0,
             idempotency_ttl_ms: 1000,
+            max_jobs: u64::MAX,
+            max_job_bytes: u64::MAX,
         })
         .await
         .unwrap();

@@ -64,7 +64,8 @@ impl JobStore for SqlStore {
                 tx.rollback().await.map_err(unavailable)?;
                 return Ok(CreateOutcome::Existing(job_from_row(&row, self.limits)?));
             }
-            // The record outlived its job (pruned): point it at the new one.
+            // The record outlived its job (pruned): point it at the new one
+            // (below, once the client's limits allow a new job).
             sqlx::query(
                 "UPDATE lacre_idempotency SET job_id = $3, expires_at_ms = $4 WHERE client_id = $1 AND request_id = $2",
             )
@@ -75,6 +76,31 @@ impl JobStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+        }
+        // The client's share, checked after idempotency (a retry of a job
+        // already created is answered, not refused) and in the same
+        // transaction as the insert.
+        let load = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(args)), 0) AS bytes FROM lacre_jobs
+             WHERE client_id = $1 AND state IN ('queued', 'running')",
+        )
+        .bind(job.client_id.clone())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let count: i64 = load.try_get("n").map_err(|_| corrupt("job count"))?;
+        let bytes: i64 = load.try_get("bytes").map_err(|_| corrupt("job bytes"))?;
+        let new_bytes = crate::jobs::args_bytes(&job.args);
+        let over = if u64::try_from(count).unwrap_or(0) >= job.max_jobs {
+            Some(crate::jobs::JobLimit::Jobs)
+        } else if u64::try_from(bytes).unwrap_or(0).saturating_add(new_bytes) > job.max_job_bytes {
+            Some(crate::jobs::JobLimit::Bytes)
+        } else {
+            None
+        };
+        if let Some(limit) = over {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(CreateOutcome::OverLimit(limit));
         }
         let row = sqlx::query(
             "INSERT INTO lacre_jobs (id, client_id, request_id, tool, args, state, available_at_ms, created_ms, updated_ms)
@@ -112,17 +138,21 @@ impl JobStore for SqlStore {
     async fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<Claim>, StoreError> {
         const SET: &str = "state = 'running', attempt = attempt + 1, fence = fence + 1,
              lease_until_ms = $2, updated_ms = $1, version = version + 1";
+        // Fair between clients: first the jobs of clients with the fewest
+        // running jobs (per-client job limits keep the candidates few).
+        const FAIR: &str = "(SELECT COUNT(*) FROM lacre_jobs r
+             WHERE r.client_id = q.client_id AND r.state = 'running')";
         let sql = match self.kind {
             StoreKind::Postgres => format!(
                 "WITH next AS (
-                   SELECT id FROM lacre_jobs WHERE state = 'queued' AND available_at_ms <= $1
-                   ORDER BY available_at_ms, created_ms LIMIT 1 FOR UPDATE SKIP LOCKED)
+                   SELECT id FROM lacre_jobs q WHERE state = 'queued' AND available_at_ms <= $1
+                   ORDER BY {FAIR}, available_at_ms, created_ms LIMIT 1 FOR UPDATE SKIP LOCKED)
                  UPDATE lacre_jobs AS j SET {SET} FROM next WHERE j.id = next.id RETURNING j.*"
             ),
             _ => format!(
                 "UPDATE lacre_jobs SET {SET} WHERE id = (
-                   SELECT id FROM lacre_jobs WHERE state = 'queued' AND available_at_ms <= $1
-                   ORDER BY available_at_ms, created_ms LIMIT 1) RETURNING *"
+                   SELECT id FROM lacre_jobs q WHERE state = 'queued' AND available_at_ms <= $1
+                   ORDER BY {FAIR}, available_at_ms, created_ms LIMIT 1) RETURNING *"
             ),
         };
         let mut tx = self.begin().await?;
