@@ -48,6 +48,7 @@ pub mod builtin;
 pub mod error;
 pub mod json;
 pub mod keys;
+pub mod reply;
 pub mod verify;
 pub mod wire;
 
@@ -59,11 +60,14 @@ pub use json::{
 pub use keys::{
     check_pin, from_hex, to_hex, Algorithm, KeyError, SignatureError, SigningKey, VerifyingKey,
 };
+pub use reply::{
+    bind_to_request, binding_of, judge_reply, request_digest, ResponseSigner, Sent, Verdict,
+    REQUEST_BINDING,
+};
 pub use verify::{
-    authenticate, bind_to_request, binding_of, judge_reply, request_digest, verify_request,
-    verify_response, Authenticated, Clock, FixedClock, KeyLookup, Keyring, KeyringError,
-    NonceError, NonceStore, NonceUse, Rejected, ResponseSigner, Sent, Verdict, Verified,
-    VerifyConfig, DEFAULT_MAX_SKEW_MS, MAX_KEYS_PER_CLIENT, REQUEST_BINDING,
+    authenticate, verify_request, verify_response, Authenticated, Clock, FixedClock, KeyLookup,
+    Keyring, KeyringError, NonceError, NonceStore, NonceUse, Rejected, Verified, VerifyConfig,
+    DEFAULT_MAX_SKEW_MS, MAX_KEYS_PER_CLIENT,
 };
 pub use wire::{Envelope, Response, Status, MAX_ID_CHARS, VERSION};
 
