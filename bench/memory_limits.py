@@ -167,7 +167,8 @@ def main():
             f"(peak {after['VmHWM']:.0f})"
         )
     finally:
-        proc.terminate()
+        # Jobs are still running; a graceful stop would wait for them.
+        proc.kill()
         proc.wait(timeout=10)
 
 
