@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// Also offer `noop_job`, a job that completes at once (for benchmarks).
     #[arg(long)]
     pub bench_tools: bool,
+    /// Also offer `test_fault` and `test_fault_job`, which fail, panic or
+    /// sleep on request (for testing clients; never in production).
+    #[arg(long)]
+    pub test_tools: bool,
     /// Store URL (overrides `store` in the config): memory,
     /// sqlite://PATH or postgres://USER@HOST/DB.
     #[arg(long, value_name = "URL")]
@@ -118,11 +122,14 @@ pub async fn serve(args: &ServeArgs) -> Result<ExitCode> {
         settings.store = store.clone();
     }
     let stores = open_store_with(&settings.store, settings.parse_limits).await?;
-    let bench_tools = args.bench_tools;
+    let (bench_tools, test_tools) = (args.bench_tools, args.test_tools);
     let server: Server = settings
         .server_with(&stores, |reg| {
             if bench_tools {
                 lacre_server::builtin::register_bench_tools(reg);
+            }
+            if test_tools {
+                lacre_server::builtin::register_test_tools(reg);
             }
         })
         .context("invalid client keys")?;

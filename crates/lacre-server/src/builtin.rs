@@ -129,6 +129,70 @@ pub struct NoopJobIn {
 }
 impl ToolArgs for NoopJobIn {}
 
+/// `test_fault` arguments: what the tool does.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestFaultIn {
+    /// `ok`, `fail` (the tool fails), `panic` (the tool panics), or
+    /// `sleep` (the tool answers after `ms`).
+    pub action: TestFault,
+    /// For `sleep`: how long, 0 to 60000 ms.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 60000))]
+    pub ms: u64,
+}
+impl ToolArgs for TestFaultIn {
+    fn validate(&self) -> Result<(), String> {
+        if self.ms > 60_000 {
+            return Err(format!("ms: must be between 0 and 60000, got {}", self.ms));
+        }
+        Ok(())
+    }
+}
+
+/// What `test_fault` and `test_fault_job` do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TestFault {
+    /// Answer `{}`.
+    Ok,
+    /// Fail: `internal` for the immediate tool, `job_failed` for the job.
+    Fail,
+    /// Panic: a signed `internal` (immediate), a failed job (job).
+    Panic,
+    /// Sleep `ms`, then answer `{}` (past `tool_timeout_ms`: `internal`).
+    Sleep,
+}
+
+async fn test_fault(args: TestFaultIn) -> Result<lacre_proto::Map, ToolError> {
+    match args.action {
+        TestFault::Ok => Ok(lacre_proto::Map::new()),
+        TestFault::Fail => Err(ToolError::failed("test_fault: failing as asked")),
+        TestFault::Panic => panic!("test_fault: panicking as asked"),
+        TestFault::Sleep => {
+            tokio::time::sleep(Duration::from_millis(args.ms)).await;
+            Ok(lacre_proto::Map::new())
+        }
+    }
+}
+
+/// Registers `test_fault` (immediate) and `test_fault_job` (long-running),
+/// which succeed, fail, panic or sleep on request, so that an implementer
+/// can provoke `internal` and `job_failed` without harming the server
+/// (`lacre serve --test-tools`; never in production).
+pub fn register_test_tools(reg: &mut Registry) {
+    reg.immediate(
+        "test_fault",
+        "Succeeds, fails, panics or sleeps on request (testing only).",
+        |args: TestFaultIn, _ctx| test_fault(args),
+    );
+    reg.long_running(
+        "test_fault_job",
+        "A job that succeeds, fails, panics or sleeps on request (testing only).",
+        |args: TestFaultIn, _ctx| test_fault(args),
+    );
+}
+
 /// Registers `noop_job`, a long-running tool that finishes at once: for
 /// measuring the job machinery itself (`lacre serve --bench-tools`).
 pub fn register_bench_tools(reg: &mut Registry) {

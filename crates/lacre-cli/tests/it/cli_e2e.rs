@@ -905,3 +905,33 @@ fn log_lines_cannot_be_forged_through_request_fields() {
         );
     }
 }
+
+#[test]
+fn test_tools_provoke_internal_and_job_failed_without_harm() {
+    // For implementers: `serve --test-tools` offers tools that fail, panic
+    // or sleep on request.
+    let s = ServeGuard::start_with_args(
+        "test-tools",
+        &crate::support::default_config(),
+        &["--test-tools"],
+    );
+    let out = s.lacre(&["call", "test_fault", r#"{"action":"ok"}"#]);
+    out.ok("test_fault ok");
+    assert_eq!(out.stdout, "{}\n");
+    for action in ["fail", "panic"] {
+        let out = s.lacre(&["call", "test_fault", &format!(r#"{{"action":"{action}"}}"#)]);
+        out.expect_code(4, action);
+        assert!(out.stderr.contains("internal"), "{action}: {}", out.stderr);
+    }
+    let out = s.lacre(&["call", "test_fault_job", r#"{"action":"fail"}"#, "--wait"]);
+    out.expect_code(4, "test_fault_job fail");
+    assert!(out.stderr.contains("job_failed"), "{}", out.stderr);
+    // The server is still serving.
+    s.lacre(&["call", "batch_sum", SUM_ARGS])
+        .ok("after the faults");
+    // Without the flag the tools do not exist.
+    let plain = ServeGuard::start("no-test-tools");
+    let out = plain.lacre(&["call", "test_fault", r#"{"action":"ok"}"#]);
+    out.expect_code(4, "test_fault without --test-tools");
+    assert!(out.stderr.contains("unknown_tool"), "{}", out.stderr);
+}

@@ -299,6 +299,11 @@ impl ServeGuard {
 
     /// As [`ServeGuard::start`], with another config text.
     pub fn start_with_config(name: &str, config: &str) -> ServeGuard {
+        Self::start_with_args(name, config, &[])
+    }
+
+    /// As [`ServeGuard::start_with_config`], with more `serve` flags.
+    pub fn start_with_args(name: &str, config: &str, extra: &[&str]) -> ServeGuard {
         let dir = TempDir::new(name);
         // Files with and without a trailing newline: both must read the same.
         dir.write("server.secret", &format!("{SERVER_SECRET}\n"));
@@ -307,13 +312,14 @@ impl ServeGuard {
         dir.write("client-003.secret", CLIENT3_SECRET);
         dir.write("wrong.secret", "not_the_right_secret\n");
         let cfg = dir.write("lacre.toml", config);
-        let args = [
+        let mut args = vec![
             "serve".to_owned(),
             "--config".to_owned(),
             cfg.display().to_string(),
             "--listen".to_owned(),
             "127.0.0.1:0".to_owned(),
         ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         Self::spawn(dir, &args, None)
     }
 

@@ -144,6 +144,13 @@ rate_limit = { per_second = 5, burst = 10 }
     }
 
     #[test]
+    fn zero_workers_are_refused() {
+        let text = "server_id = \"s\"\nworkers = 0\n[signing]\nsecret = \"x\"\n";
+        let e = Settings::parse(Path::new("c.toml"), text).unwrap_err();
+        assert!(e.message.contains("workers = 0"), "{e}");
+    }
+
+    #[test]
     fn client_limits_default_and_override() {
         let text = "server_id = \"s\"\n[client_limits]\nmax_jobs = 10\n[signing]\nsecret = \"x\"\n[[clients]]\nid = \"a\"\nsecret = \"k\"\n[[clients]]\nid = \"b\"\nsecret = \"k\"\nlimits = { max_jobs = 3, max_long_polls = 2 }\n";
         let s = Settings::parse(Path::new("c.toml"), text).unwrap();

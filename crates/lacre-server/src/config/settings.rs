@@ -177,6 +177,13 @@ impl Settings {
                 "use a lease between 100 and 3600000 ms (default 30000)",
             ));
         }
+        if raw.workers == Some(0) {
+            return Err(ctx.err(
+                None,
+                "workers = 0 would run no job: long-running tools would stay queued",
+                "use workers = 1 or more (default 16)",
+            ));
+        }
         let signing_line = Some(ctx.line_of(raw.signing.span().start));
         let signing = keys::signing_key(&ctx, signing_line, raw.signing.get_ref())?;
         let mut clients = Vec::new();
@@ -200,7 +207,7 @@ impl Settings {
             listen,
             max_skew_ms: raw.max_skew_ms.unwrap_or(lacre_proto::DEFAULT_MAX_SKEW_MS),
             body_limit,
-            workers: raw.workers.unwrap_or(DEFAULT_WORKERS).max(1),
+            workers: raw.workers.unwrap_or(DEFAULT_WORKERS),
             store,
             max_in_flight: raw.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT).max(1),
             lease_ms,
