@@ -195,7 +195,7 @@ pub fn python3_or_skip(test: &str) -> bool {
         .is_ok_and(|o| o.status.success());
     if !ok {
         assert!(
-            std::env::var("CI").is_err(),
+            std::env::var_os("CI").is_none() && std::env::var_os("LACRE_REQUIRE_ALL").is_none(),
             "{test}: python3 is required in CI but was not found"
         );
         eprintln!("SKIPPED {test}: python3 not found (install python3 to run it)");

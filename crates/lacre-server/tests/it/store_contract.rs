@@ -22,7 +22,7 @@ pub async fn pg_url(test: &str) -> Option<String> {
     .is_ok_and(|r| r.is_ok());
     if !reachable {
         assert!(
-            std::env::var("CI").is_err(),
+            std::env::var_os("CI").is_none() && std::env::var_os("LACRE_REQUIRE_ALL").is_none(),
             "{test}: PostgreSQL is required in CI but 127.0.0.1:5432 is not reachable"
         );
         eprintln!("SKIPPED {test}: PostgreSQL not reachable on 127.0.0.1:5432");
