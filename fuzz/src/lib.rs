@@ -250,6 +250,25 @@ pub fn verify_pipeline(data: &[u8]) {
         assert_eq!(resp.server_id, SERVER_ID);
         assert_eq!(resp.ok, resp.status != Status::Error);
     }
+
+    // judge_reply never panics; a success answers the request sent, and a
+    // refusal is bound to the bytes sent and tells the outcome.
+    let sent = lacre_proto::Sent {
+        bytes: b"{}",
+        request_id: &request_id,
+        server_id: SERVER_ID,
+    };
+    match lacre_proto::judge_reply(data, &f.server_key, sent, NOW_MS, DEFAULT_MAX_SKEW_MS) {
+        Ok(lacre_proto::Verdict::Success(r)) => assert_eq!(r.request_id, request_id),
+        Ok(lacre_proto::Verdict::Refused { code, response, .. }) => {
+            assert!(code.tells_outcome(), "{code} taken for an outcome");
+            assert_eq!(
+                lacre_proto::binding_of(&response),
+                Some(lacre_proto::request_digest(b"{}").as_str())
+            );
+        }
+        Ok(lacre_proto::Verdict::OutcomeUnknown { .. }) | Err(_) => {}
+    }
 }
 
 #[cfg(test)]
