@@ -63,21 +63,8 @@ impl ResponseSigner {
         )
     }
 
-    /// A signed error: `ok: false`, `status: "error"`, `error: "<code>: <message>"`,
-    /// bound to `request` when given.
-    pub fn error(
-        &self,
-        request_id: &str,
-        now_ms: i64,
-        code: &crate::ErrorCode,
-        message: &str,
-        request: Option<&[u8]>,
-    ) -> Response {
-        self.error_json(request_id, now_ms, code, message, request)
-            .0
-    }
-
-    /// A signed error and its wire form, serialized once. An error for a
+    /// A signed error (`ok: false`, `status: "error"`, `error: "<code>: <message>"`)
+    /// and its wire form, serialized once. An error for a
     /// request whose bytes were read is bound to them with
     /// [`bind_to_request`] (`request`), so that a client can tell it
     /// answers its very request (SPEC §6.5).

@@ -580,7 +580,7 @@ mod tests {
             verify_response(&bytes, &other, "r1", "mcp-server-001"),
             Err(ResponseError::BadSignature(_))
         ));
-        let err = signer.error(
+        let (err, _) = signer.error_json(
             "r1",
             NOW,
             &crate::ErrorCode::UnknownJob,

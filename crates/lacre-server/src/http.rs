@@ -93,6 +93,17 @@ struct AppState {
     budget: Arc<tokio::sync::Semaphore>,
 }
 
+impl AppState {
+    fn new(server: Server, config: HttpConfig) -> AppState {
+        let units = budget_units(config.body_budget.max(config.body_limit));
+        AppState {
+            server,
+            budget: Arc::new(tokio::sync::Semaphore::new(units as usize)),
+            config: Arc::new(config),
+        }
+    }
+}
+
 /// The body budget is counted in KiB.
 const BUDGET_UNIT: usize = 1024;
 
@@ -211,13 +222,7 @@ pub fn router(server: Server, config: HttpConfig) -> Router {
     } else {
         r
     };
-    r.with_state(AppState {
-        server,
-        budget: Arc::new(tokio::sync::Semaphore::new(budget_units(
-            config.body_budget.max(config.body_limit),
-        ) as usize)),
-        config: Arc::new(config),
-    })
+    r.with_state(AppState::new(server, config))
 }
 
 /// Serves `server` on `listener` with the default limits and `body_limit`
@@ -269,13 +274,7 @@ pub async fn serve_metrics(
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
-        .with_state(AppState {
-            server,
-            budget: Arc::new(tokio::sync::Semaphore::new(budget_units(
-                config.body_budget.max(config.body_limit),
-            ) as usize)),
-            config: Arc::new(config.clone()),
-        });
+        .with_state(AppState::new(server, config.clone()));
     accept_loop(
         listener,
         app,

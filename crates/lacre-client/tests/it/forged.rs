@@ -111,8 +111,8 @@ async fn an_unsigned_error_is_rejected() {
 fn signed_error(request_id: &str, code: ErrorCode, bound_to: Option<&[u8]>) -> Vec<u8> {
     let key = SigningKey::hmac(SERVER_SECRET).unwrap();
     ResponseSigner::new(SERVER_ID, key)
-        .error(request_id, now_ms(), &code, "refused", bound_to)
-        .to_json()
+        .error_json(request_id, now_ms(), &code, "refused", bound_to)
+        .1
 }
 
 fn now_ms() -> i64 {

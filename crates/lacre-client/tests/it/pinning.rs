@@ -5,28 +5,11 @@
 use crate::support::*;
 use lacre_client::{Client, ClientError, ServerTrust};
 use lacre_proto::SigningKey;
-use lacre_server::{Server, ToolFilter};
 
-async fn ed25519_server() -> (String, SigningKey) {
+async fn ed25519_server() -> (String, SigningKey, RealServer) {
     let key = SigningKey::ed25519_from_seed(&[42u8; 32]).unwrap();
-    let server = Server::builder(SERVER_ID, key.clone())
-        .client(
-            "client-001",
-            vec![SigningKey::hmac(CLIENT_SECRET).unwrap().verifying_key()],
-            ToolFilter::All,
-        )
-        .unwrap()
-        .build();
-    let (listener, addr) = lacre_server::http::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    tokio::spawn(lacre_server::http::serve(
-        listener,
-        server,
-        1 << 20,
-        std::future::pending(),
-    ));
-    (format!("http://{addr}/mcp"), key)
+    let real = real_server_with_key(key.clone()).await;
+    (format!("http://{}/mcp", real.addr), key, real)
 }
 
 fn pinned(url: &str, pin: &str) -> Result<Client, ClientError> {
@@ -38,7 +21,7 @@ fn pinned(url: &str, pin: &str) -> Result<Client, ClientError> {
 
 #[tokio::test]
 async fn a_full_pin_trusts_the_published_key() {
-    let (url, key) = ed25519_server().await;
+    let (url, key, _real) = ed25519_server().await;
     let full = key.verifying_key().fingerprint_sha256();
     for pin in [full.as_str(), &full[..32]] {
         let reply = pinned(&url, pin)
@@ -53,14 +36,14 @@ async fn a_full_pin_trusts_the_published_key() {
 #[tokio::test]
 async fn a_64_bit_pin_is_refused_before_any_request() {
     // pin_strength: the 16-hex display fingerprint used to be accepted.
-    let (url, key) = ed25519_server().await;
+    let (url, key, _real) = ed25519_server().await;
     let err = pinned(&url, &key.fingerprint()).err().unwrap();
     assert!(matches!(err, ClientError::Usage(_)), "{err:?}");
 }
 
 #[tokio::test]
 async fn another_key_does_not_match_the_pin() {
-    let (url, _) = ed25519_server().await;
+    let (url, _, _real) = ed25519_server().await;
     let other = SigningKey::ed25519_from_seed(&[7u8; 32]).unwrap();
     let err = pinned(&url, &other.verifying_key().fingerprint_sha256())
         .unwrap()

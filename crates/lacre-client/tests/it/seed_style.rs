@@ -36,14 +36,14 @@ async fn wait_polls_a_seed_server_without_wait_ms() {
             "poll_job" if env.args.contains_key("wait_ms") => {
                 lp.fetch_add(1, Ordering::SeqCst);
                 signer
-                    .error(
+                    .error_json(
                         &env.request_id,
                         env.ts_ms,
                         &ErrorCode::parse("bad args"),
                         "1 validation error for PollJobIn wait_ms Extra inputs are not permitted",
                         None,
                     )
-                    .to_json()
+                    .1
             }
             "poll_job" if p.fetch_add(1, Ordering::SeqCst) < 2 => {
                 ok(Status::Running, r#"{"job_id":"j1","state":"running"}"#)

@@ -28,7 +28,12 @@ pub struct RealServer {
 }
 
 pub async fn real_server() -> RealServer {
-    let server = Server::builder(SERVER_ID, SigningKey::hmac(SERVER_SECRET).unwrap())
+    real_server_with_key(SigningKey::hmac(SERVER_SECRET).unwrap()).await
+}
+
+/// A real server signing with `key`, for client-001 (HMAC `CLIENT_SECRET`).
+pub async fn real_server_with_key(key: SigningKey) -> RealServer {
+    let server = Server::builder(SERVER_ID, key)
         .client(
             "client-001",
             vec![SigningKey::hmac(CLIENT_SECRET).unwrap().verifying_key()],

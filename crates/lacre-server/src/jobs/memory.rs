@@ -2,7 +2,7 @@
 //! deployments that accept losing jobs on restart.
 
 use super::{
-    Claim, CreateOutcome, Heartbeat, JobOutcome, JobRecord, JobState, JobStatus, JobStore,
+    Claim, CreateOutcome, Finish, Heartbeat, JobOutcome, JobRecord, JobState, JobStatus, JobStore,
     JobWatch, JobWatchers, LeaseStatus, NewJob, Prune, PruneStats,
 };
 use crate::error::StoreError;
@@ -299,13 +299,13 @@ impl JobStore for MemoryJobStore {
         Ok(status)
     }
 
-    async fn finish(
-        &self,
-        id: &str,
-        fence: u64,
-        outcome: JobOutcome,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
+    async fn finish(&self, end: Finish<'_>) -> Result<bool, StoreError> {
+        let Finish {
+            id,
+            fence,
+            outcome,
+            now_ms,
+        } = end;
         {
             let mut st = self.lock();
             let st = &mut *st;

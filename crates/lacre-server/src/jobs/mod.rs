@@ -181,6 +181,19 @@ pub struct Heartbeat<'a> {
     pub progress: Option<ProgressReport>,
 }
 
+/// A worker's report that the job it holds ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish<'a> {
+    /// The job.
+    pub id: &'a str,
+    /// The fencing token of the claim; a stale one records nothing.
+    pub fence: u64,
+    /// How it ended.
+    pub outcome: JobOutcome,
+    /// Now.
+    pub now_ms: i64,
+}
+
 /// What a heartbeat learned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseStatus {
@@ -261,13 +274,7 @@ pub trait JobStore: Send + Sync + 'static {
     async fn heartbeat(&self, beat: Heartbeat<'_>) -> Result<LeaseStatus, StoreError>;
     /// Records the outcome; `false` when the fence is stale (someone else
     /// holds the job now, or it was cancelled) and nothing was written.
-    async fn finish(
-        &self,
-        id: &str,
-        fence: u64,
-        outcome: JobOutcome,
-        now_ms: i64,
-    ) -> Result<bool, StoreError>;
+    async fn finish(&self, end: Finish<'_>) -> Result<bool, StoreError>;
     /// Cancels a client's queued or running job; `None` when the client has
     /// no such job. A finished job is returned unchanged.
     async fn cancel(

@@ -1,7 +1,7 @@
 //! The worker pool: claims queued jobs, runs their handlers, keeps their
 //! leases alive, and records the outcome under the claim's fencing token.
 
-use super::{Claim, Heartbeat, JobContext, JobOutcome, JobStore, LeaseStatus, Prune};
+use super::{Claim, Finish, Heartbeat, JobContext, JobOutcome, JobStore, LeaseStatus, Prune};
 use crate::tool::{Handler, Registry};
 use lacre_proto::Clock;
 use std::sync::Arc;
@@ -154,14 +154,18 @@ async fn run_job(shared: &Shared, claim: Claim, shutdown: &mut watch::Receiver<b
         }
         _ => None,
     };
+    let end = |outcome| Finish {
+        id: &job.id,
+        fence,
+        outcome,
+        now_ms: now(),
+    };
     let Some((fut, mut progress_rx, cancel_tx)) = handler_fut else {
         let msg = format!(
             "tool {:?} is not a long-running tool on this server",
             job.tool
         );
-        let _ = store
-            .finish(&job.id, fence, JobOutcome::Failed(msg), now())
-            .await;
+        let _ = store.finish(end(JobOutcome::Failed(msg))).await;
         return;
     };
     // The handler runs in its own task so that a panic fails the job
@@ -194,7 +198,7 @@ async fn run_job(shared: &Shared, claim: Claim, shutdown: &mut watch::Receiver<b
                     Err(e) if e.is_panic() => JobOutcome::Failed("tool panicked".to_owned()),
                     Err(_) => return,
                 };
-                match store.finish(&job.id, fence, outcome, now()).await {
+                match store.finish(end(outcome)).await {
                     Ok(true) => {}
                     Ok(false) => tracing::info!(job_id = %job.id, "job result discarded: claim superseded or cancelled"),
                     Err(e) => tracing::warn!(job_id = %job.id, error = %e, "could not record job result"),

@@ -560,20 +560,8 @@ async fn rate_limited_clients_get_429_with_a_hint() {
 #[tokio::test]
 async fn requests_beyond_the_in_flight_limit_are_overloaded() {
     let s = TestServer::start_with(|b| {
-        b.max_in_flight(1).tools(|reg| {
-            reg.dynamic_immediate(
-                lacre_server::ToolDef {
-                    name: "slow".into(),
-                    description: "Answers after 1 s.".into(),
-                    args_schema: json!({"type": "object"}),
-                },
-                |_, _| async {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    Ok(lacre_proto::Map::new())
-                },
-            )
-            .unwrap();
-        })
+        b.max_in_flight(1)
+            .tools(|reg| sleeper(reg, "slow", false, 1000))
     })
     .await;
     // A slow call holds the only place...
@@ -873,21 +861,8 @@ async fn one_client_at_every_limit_does_not_slow_another() {
     let s = TestServer::start_with(move |b| {
         b.max_in_flight(4)
             .client_limits("client-001", a_limits)
-            .tools(|reg| {
-                // A job that changes nothing for a while: its long polls wait.
-                reg.dynamic_long_running(
-                    lacre_server::ToolDef {
-                        name: "hold".into(),
-                        description: "Waits 10 s.".into(),
-                        args_schema: json!({"type": "object"}),
-                    },
-                    |_, _| async {
-                        tokio::time::sleep(Duration::from_secs(10)).await;
-                        Ok(lacre_proto::Map::new())
-                    },
-                )
-                .unwrap();
-            })
+            // A job that changes nothing for a while: its long polls wait.
+            .tools(|reg| sleeper(reg, "hold", true, 10_000))
     })
     .await;
     let b_sum = || {

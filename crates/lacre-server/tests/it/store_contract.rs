@@ -4,7 +4,7 @@
 
 use lacre_proto::{Map, NonceError, Value};
 use lacre_server::jobs::{
-    CreateOutcome, Heartbeat, JobLimit, JobOutcome, JobState, LeaseStatus, NewJob, Prune,
+    CreateOutcome, Finish, Heartbeat, JobLimit, JobOutcome, JobState, LeaseStatus, NewJob, Prune,
 };
 use lacre_server::store::{self, Stores};
 use std::time::Duration;
@@ -228,15 +228,30 @@ async fn contract(stores: Stores) {
 
     // finish: only the current fence counts, and only once
     assert!(!s
-        .finish("job-a", c1.fence + 7, JobOutcome::Done(args(2)), 2_200)
+        .finish(Finish {
+            id: "job-a",
+            fence: c1.fence + 7,
+            outcome: JobOutcome::Done(args(2)),
+            now_ms: 2_200
+        })
         .await
         .unwrap());
     assert!(s
-        .finish("job-a", c1.fence, JobOutcome::Done(args(2)), 2_200)
+        .finish(Finish {
+            id: "job-a",
+            fence: c1.fence,
+            outcome: JobOutcome::Done(args(2)),
+            now_ms: 2_200
+        })
         .await
         .unwrap());
     assert!(!s
-        .finish("job-a", c1.fence, JobOutcome::Failed("late".into()), 2_300)
+        .finish(Finish {
+            id: "job-a",
+            fence: c1.fence,
+            outcome: JobOutcome::Failed("late".into()),
+            now_ms: 2_300
+        })
         .await
         .unwrap());
     let done = s.get("job-a").await.unwrap().unwrap();
@@ -263,7 +278,12 @@ async fn contract(stores: Stores) {
         LeaseStatus::Cancelled
     );
     assert!(!s
-        .finish("job-b", c2.fence, JobOutcome::Done(args(3)), 2_600)
+        .finish(Finish {
+            id: "job-b",
+            fence: c2.fence,
+            outcome: JobOutcome::Done(args(3)),
+            now_ms: 2_600
+        })
         .await
         .unwrap());
     // Cancelling a finished job changes nothing.
@@ -301,7 +321,12 @@ async fn contract(stores: Stores) {
     assert_eq!(d2.job.attempt, 2);
     assert!(d2.fence > d1.fence);
     assert!(!s
-        .finish("job-d", d1.fence, JobOutcome::Done(args(9)), 6_201)
+        .finish(Finish {
+            id: "job-d",
+            fence: d1.fence,
+            outcome: JobOutcome::Done(args(9)),
+            now_ms: 6_201
+        })
         .await
         .unwrap());
     assert_eq!(

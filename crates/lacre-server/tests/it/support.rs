@@ -236,6 +236,25 @@ pub fn args_map(args: serde_json::Value) -> Map {
     }
 }
 
+/// Registers `name`, a tool that waits `ms` and answers `{}`: immediate,
+/// or a job that reports nothing while it waits (its long polls wait too).
+pub fn sleeper(reg: &mut lacre_server::Registry, name: &str, long_running: bool, ms: u64) {
+    let def = lacre_server::ToolDef {
+        name: name.into(),
+        description: format!("Waits {ms} ms."),
+        args_schema: serde_json::json!({"type": "object"}),
+    };
+    let wait = move || async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(Map::new())
+    };
+    if long_running {
+        reg.dynamic_long_running(def, move |_, _| wait()).unwrap();
+    } else {
+        reg.dynamic_immediate(def, move |_, _| wait()).unwrap();
+    }
+}
+
 /// The HMAC secret of a test client.
 pub fn secret_of(client_id: &str) -> &'static [u8] {
     match client_id {

@@ -4,8 +4,8 @@ use lacre_proto::builtin::JobSummary;
 use lacre_proto::Map;
 use lacre_server::error::StoreError;
 use lacre_server::jobs::{
-    Claim, CreateOutcome, Heartbeat, JobOutcome, JobRecord, JobState, JobStatus, JobStore,
-    JobWatch, LeaseStatus, MemoryJobStore, NewJob, Prune, PruneStats, WorkerConfig,
+    Claim, CreateOutcome, Finish, Heartbeat, JobRecord, JobState, JobStatus, JobStore, JobWatch,
+    LeaseStatus, MemoryJobStore, NewJob, Prune, PruneStats, WorkerConfig,
 };
 use lacre_server::{Registry, ToolArgs, ToolError};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -69,14 +69,8 @@ impl JobStore for Counting {
         self.heartbeats.fetch_add(1, Ordering::Relaxed);
         self.inner.heartbeat(beat).await
     }
-    async fn finish(
-        &self,
-        id: &str,
-        fence: u64,
-        outcome: JobOutcome,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        self.inner.finish(id, fence, outcome, now).await
+    async fn finish(&self, end: Finish<'_>) -> Result<bool, StoreError> {
+        self.inner.finish(end).await
     }
     async fn cancel(&self, id: &str, c: &str, now: i64) -> Result<Option<JobRecord>, StoreError> {
         self.inner.cancel(id, c, now).await

@@ -4,7 +4,7 @@ use super::rows::{job_from_row, json_text, status_from_row, summary_from_row, to
 use super::{corrupt, unavailable, Change, SqlStore, PRUNE_BATCH};
 use crate::error::StoreError;
 use crate::jobs::{
-    Claim, CreateOutcome, Heartbeat, JobOutcome, JobRecord, JobState, JobStatus, JobStore,
+    Claim, CreateOutcome, Finish, Heartbeat, JobOutcome, JobRecord, JobState, JobStatus, JobStore,
     JobWatch, LeaseStatus, NewJob, Prune, PruneStats,
 };
 use crate::store::StoreKind;
@@ -210,14 +210,9 @@ impl JobStore for SqlStore {
         })
     }
 
-    async fn finish(
-        &self,
-        id: &str,
-        fence: u64,
-        outcome: JobOutcome,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let (state, result, error) = match outcome {
+    async fn finish(&self, end: Finish<'_>) -> Result<bool, StoreError> {
+        let (id, fence, now_ms) = (end.id, end.fence, end.now_ms);
+        let (state, result, error) = match end.outcome {
             JobOutcome::Done(m) => ("done", Some(json_text(&m)), None),
             JobOutcome::Failed(e) => ("failed", None, Some(e)),
         };
