@@ -17,6 +17,9 @@ and its server_id must be --server-id.
 
 stdout: one JSON line per reply (lines starting with "{"), possibly "note:"
 lines, and as last line "seed demo: all N responses verified"; exit 0.
+
+--call TOOL ARGS_JSON: instead of the demo, one call of TOOL; the verified
+reply is printed as one JSON line, then "seed call: 1 response verified".
 On any failure: "seed_client: FAIL: <reason>" on stderr, exit 1.
 
 --check-replay (for servers that claim replay protection, i.e. lacre, not
@@ -143,6 +146,15 @@ async def run(a):
         resp = await client.call(tool, args)
         return checker.verify(tool, resp, server.last_envelope)
 
+    if a.call:
+        # One call of any tool (e.g. an MCP upstream's, through lacre's
+        # gateway): the verified reply is printed, whatever its status.
+        tool, args = a.call
+        resp = await call(tool, json.loads(args))
+        print(json.dumps(resp, sort_keys=True), flush=True)
+        print(f"seed call: {checker.verified} response verified", flush=True)
+        return
+
     # 1. Simple synchronous call
     identity = await call("server_identity")
     check(identity["ok"] is True and identity["status"] == "ok",
@@ -215,6 +227,8 @@ def main(argv=None):
     p.add_argument("--server-secret", default="server_secret_key_123")
     p.add_argument("--check-replay", action="store_true",
                    help="also check replay and bad-signature rejection (not for the seed server)")
+    p.add_argument("--call", nargs=2, metavar=("TOOL", "ARGS_JSON"),
+                   help="instead of the demo: call one tool and print its verified reply")
     p.add_argument("--timeout", type=float, default=10.0, help="per-request HTTP timeout, seconds")
     p.add_argument("--poll-limit", type=float, default=30.0, help="give up polling after this many seconds")
     a = p.parse_args(argv)

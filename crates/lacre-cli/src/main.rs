@@ -150,6 +150,14 @@ enum Command {
         #[command(flatten)]
         client: profile::ClientArgs,
     },
+    /// Operators: start the configured MCP upstreams and command tools
+    /// of a config file, show whether each is up and the tools it adds,
+    /// then stop them (exit 0 when every upstream came up, 3 otherwise).
+    Upstreams {
+        /// Configuration file (default ./lacre.toml).
+        #[arg(long, value_name = "FILE", default_value = serve::DEFAULT_CONFIG)]
+        config: std::path::PathBuf,
+    },
     /// List the tools the server lets you call.
     Tools {
         /// Print the raw descriptions with their JSON Schemas.
@@ -238,6 +246,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ..
         } => call::jobs(&client, state, limit).await,
         Command::Tools { json, client } => call::tools(&client, json).await,
+        Command::Upstreams { config } => serve::upstreams(&config).await,
         Command::Keygen {
             alg,
             out,

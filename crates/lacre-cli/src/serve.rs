@@ -123,6 +123,10 @@ pub async fn serve(args: &ServeArgs) -> Result<ExitCode> {
     }
     let stores = open_store_with(&settings.store, settings.parse_limits).await?;
     let (bench_tools, test_tools) = (args.bench_tools, args.test_tools);
+    // MCP upstreams are started (and list their tools) before the server
+    // is built: their tools are registered like any other.
+    let gateway = lacre_gateway::Gateway::start(&settings).await;
+    let mut registered = Ok(());
     let server: Server = settings
         .server_with(&stores, |reg| {
             if bench_tools {
@@ -131,14 +135,23 @@ pub async fn serve(args: &ServeArgs) -> Result<ExitCode> {
             if test_tools {
                 lacre_server::builtin::register_test_tools(reg);
             }
+            registered = gateway.register(reg);
         })
         .context("invalid client keys")?;
+    if let Err(e) = registered {
+        gateway.shutdown().await;
+        return Err(anyhow::Error::new(e).context("cannot offer the configured tools"));
+    }
     let workers = server.start_workers(settings.worker_config());
     if args.stdio {
         tracing::info!(server_id = %server.server_id(), "serving stdio");
         let stdin = tokio::io::BufReader::new(tokio::io::stdin());
-        lacre_server::stdio::serve(server, stdin, tokio::io::stdout(), settings.body_limit).await?;
+        let served =
+            lacre_server::stdio::serve(server, stdin, tokio::io::stdout(), settings.body_limit)
+                .await;
         workers.shutdown(Duration::from_secs(5)).await;
+        gateway.shutdown().await;
+        served?;
         return Ok(ExitCode::Ok);
     }
     let addr = args.listen.unwrap_or(settings.listen);
@@ -173,9 +186,49 @@ pub async fn serve(args: &ServeArgs) -> Result<ExitCode> {
         ));
     }
     let http = settings.http.clone();
-    lacre_server::http::serve_with(listener, server, http, shutdown_signal()).await?;
+    let served = lacre_server::http::serve_with(listener, server, http, shutdown_signal()).await;
     stop_tx.send_replace(true);
     eprintln!("lacre: shutting down");
     workers.shutdown(Duration::from_secs(10)).await;
+    // After the workers: a job still running may need its upstream.
+    gateway.shutdown().await;
+    served?;
     Ok(ExitCode::Ok)
+}
+
+/// `lacre upstreams --config FILE`: every upstream, whether it came up,
+/// and the tools it adds; then the command tools.
+pub async fn upstreams(config: &Path) -> Result<ExitCode> {
+    let settings = Settings::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let gateway = lacre_gateway::Gateway::start(&settings).await;
+    let mut all_up = true;
+    for up in gateway.upstreams() {
+        let state = up.state();
+        let shown = match &state {
+            lacre_gateway::UpstreamState::Up => "up".to_owned(),
+            lacre_gateway::UpstreamState::Down(e) => format!("DOWN: {e}"),
+            other => format!("{other:?}").to_lowercase(),
+        };
+        all_up &= state == lacre_gateway::UpstreamState::Up;
+        println!("mcp server {:?}: {shown}", up.name());
+        for t in up.tools() {
+            let kind = if t.long_running { "job " } else { "call" };
+            let retry = if t.idempotent { "idempotent" } else { "" };
+            println!("  {:<40} {kind}  {retry}", t.name);
+        }
+    }
+    for t in &settings.command_tools {
+        let kind = if t.long_running { "job " } else { "call" };
+        println!(
+            "command tool {:<32} {kind}  {}",
+            t.name,
+            t.command.program.display()
+        );
+    }
+    gateway.shutdown().await;
+    Ok(if all_up {
+        ExitCode::Ok
+    } else {
+        ExitCode::Transport
+    })
 }

@@ -242,6 +242,8 @@ error_codes! {
     Overloaded => "overloaded",
     StoreUnavailable => "store_unavailable",
     Internal => "internal",
+    ToolError => "tool_error",
+    UpstreamUnavailable => "upstream_unavailable",
 }
 
 impl ErrorCode {

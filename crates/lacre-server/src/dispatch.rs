@@ -430,6 +430,10 @@ impl Server {
                     Ok(Ok(Ok(result))) => Ok((Status::Ok, result)),
                     Ok(Ok(Err(ToolError::InvalidArgs(m)))) => Err(CallError::InvalidArgs(m)),
                     Ok(Ok(Err(ToolError::Failed(m)))) => Err(CallError::Internal(m)),
+                    Ok(Ok(Err(ToolError::Reported(m)))) => Err(CallError::ToolError(m)),
+                    Ok(Ok(Err(ToolError::Unavailable(m) | ToolError::Requeue(m)))) => {
+                        Err(CallError::UpstreamUnavailable(m))
+                    }
                     Ok(Err(panic)) => {
                         tracing::error!(tool = %env.tool, panic = ?panic, "tool panicked");
                         Err(CallError::Internal(format!("tool {:?} panicked", env.tool)))

@@ -106,6 +106,12 @@ pub enum CallError {
     /// A tool failed in a way the caller cannot fix.
     #[error("{0}")]
     Internal(String),
+    /// A tool behind the gateway ran and reported a failure.
+    #[error("{0}")]
+    ToolError(String),
+    /// The process or server behind a tool cannot be reached.
+    #[error("{0}")]
+    UpstreamUnavailable(String),
 }
 
 impl CallError {
@@ -125,6 +131,8 @@ impl CallError {
             CallError::Overloaded => ErrorCode::Overloaded,
             CallError::Store(_) => ErrorCode::StoreUnavailable,
             CallError::Internal(_) => ErrorCode::Internal,
+            CallError::ToolError(_) => ErrorCode::ToolError,
+            CallError::UpstreamUnavailable(_) => ErrorCode::UpstreamUnavailable,
         }
     }
 

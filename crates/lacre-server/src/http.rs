@@ -78,7 +78,8 @@ pub fn http_status(kind: &ReplyKind) -> u16 {
         ErrorCode::TooLarge => 413,
         ErrorCode::InvalidArgs => 422,
         ErrorCode::RateLimited => 429,
-        ErrorCode::Overloaded | ErrorCode::StoreUnavailable => 503,
+        ErrorCode::Overloaded | ErrorCode::StoreUnavailable | ErrorCode::UpstreamUnavailable => 503,
+        ErrorCode::ToolError => 502,
         // The poll itself succeeded: the signed body says the job failed.
         ErrorCode::JobFailed | ErrorCode::JobCancelled => 200,
         _ => 500,

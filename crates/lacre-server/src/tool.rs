@@ -41,6 +41,22 @@ pub enum ToolError {
     /// The tool failed (`internal` for immediate tools, `job_failed` for jobs).
     #[error("{0}")]
     Failed(String),
+    /// A tool behind the gateway ran and reported a failure (an MCP
+    /// result with `isError`, a command's non-zero exit): `tool_error`
+    /// for immediate tools, `job_failed` for jobs.
+    #[error("the tool reported an error: {0}")]
+    Reported(String),
+    /// The process or server behind the tool cannot be reached or died
+    /// during the call: `upstream_unavailable` for immediate tools,
+    /// `job_failed` for jobs.
+    #[error("upstream unavailable: {0}")]
+    Unavailable(String),
+    /// A job's upstream was lost and the job may run again: the worker
+    /// records nothing and the job's lease runs out, so it is re-queued
+    /// like the job of a lost worker (and fails after the attempt limit).
+    /// For an immediate tool, `upstream_unavailable`.
+    #[error("upstream lost, the job will run again: {0}")]
+    Requeue(String),
 }
 
 impl ToolError {

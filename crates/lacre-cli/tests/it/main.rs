@@ -9,5 +9,6 @@
 
 mod cli_e2e;
 mod durable;
+mod gateway;
 mod seed_interop;
 mod support;

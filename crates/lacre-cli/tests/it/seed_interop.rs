@@ -3,7 +3,7 @@
 //! seed's server.
 
 use crate::support::{
-    interop, json, seed_python_or_skip, Cmd, SeedServer, ServeGuard, TempDir, CLIENT_ID,
+    json, seed_client, seed_python_or_skip, Cmd, SeedServer, ServeGuard, TempDir, CLIENT_ID,
     CLIENT_SECRET, SERVER_ID, SERVER_SECRET,
 };
 
@@ -13,24 +13,7 @@ fn seed_client_against_lacre_serve() {
         return;
     }
     let s = ServeGuard::start("seed-client");
-    let out = Cmd::program(
-        "python3",
-        &[
-            interop("seed_client.py").as_str(),
-            "--url",
-            &s.url,
-            "--client-id",
-            CLIENT_ID,
-            "--client-secret",
-            CLIENT_SECRET,
-            "--server-id",
-            SERVER_ID,
-            "--server-secret",
-            SERVER_SECRET,
-            "--check-replay",
-        ],
-    )
-    .run();
+    let out = seed_client(&s.url, &["--check-replay"]).run();
     out.ok("seed_client.py --check-replay against lacre serve");
     let last = out.stdout.lines().last().unwrap_or_default();
     assert!(

@@ -304,6 +304,17 @@ impl ServeGuard {
 
     /// As [`ServeGuard::start_with_config`], with more `serve` flags.
     pub fn start_with_args(name: &str, config: &str, extra: &[&str]) -> ServeGuard {
+        Self::start_with_env(name, config, extra, &[])
+    }
+
+    /// As [`ServeGuard::start_with_args`], with more variables in the
+    /// server's environment.
+    pub fn start_with_env(
+        name: &str,
+        config: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServeGuard {
         let dir = TempDir::new(name);
         // Files with and without a trailing newline: both must read the same.
         dir.write("server.secret", &format!("{SERVER_SECRET}\n"));
@@ -320,13 +331,24 @@ impl ServeGuard {
             "127.0.0.1:0".to_owned(),
         ];
         args.extend(extra.iter().map(|a| (*a).to_owned()));
-        Self::spawn(dir, &args, None)
+        Self::spawn_with_env(dir, &args, None, env)
     }
 
     /// Runs `lacre ARGS` (in `cwd`, default `dir`) and waits for
     /// `lacre: listening on http://ADDR/mcp ...` on its stderr.
     pub fn spawn(dir: TempDir, args: &[String], cwd: Option<&Path>) -> ServeGuard {
+        Self::spawn_with_env(dir, args, cwd, &[])
+    }
+
+    /// As [`ServeGuard::spawn`], with more variables in the environment.
+    pub fn spawn_with_env(
+        dir: TempDir,
+        args: &[String],
+        cwd: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> ServeGuard {
         let mut cmd = Cmd::lacre(args).command();
+        cmd.envs(env.iter().copied());
         cmd.current_dir(cwd.unwrap_or(dir.path()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -384,6 +406,47 @@ impl ServeGuard {
         let cwd = this.cwd.take();
         drop(this);
         ServeGuard::spawn(dir, &args, cwd.as_deref())
+    }
+
+    /// Sends SIGTERM and waits (at most 20 s) for the server to exit;
+    /// returns its exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Waits (at most `within`) for a line of the server's stderr that
+    /// contains `needle` and is not among the first `skip` lines; returns
+    /// the line and its index.
+    pub fn wait_for_line(&self, needle: &str, skip: usize, within: Duration) -> (usize, String) {
+        let deadline = Instant::now() + within;
+        loop {
+            {
+                let lines = self.stderr.lock().expect("stderr lines");
+                if let Some((i, l)) = lines
+                    .iter()
+                    .enumerate()
+                    .skip(skip)
+                    .find(|(_, l)| l.contains(needle))
+                {
+                    return (i, l.clone());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no stderr line with {needle:?} within {within:?}; stderr:\n{}",
+                self.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Kills the server with SIGKILL.
@@ -472,7 +535,7 @@ pub fn json(stdout: &str) -> serde_json::Value {
 /// A check that a test may skip: when it cannot run here, print
 /// `SKIPPED <name>: <why>` and return false, unless `CI` is set, where a
 /// missing prerequisite is a failure.
-fn skip_or_panic(name: &str, why: &str) -> bool {
+pub fn skip_or_panic(name: &str, why: &str) -> bool {
     if std::env::var_os("CI").is_some() || std::env::var_os("LACRE_REQUIRE_ALL").is_some() {
         panic!("{name}: {why} (CI is set, so this is a failure, not a skip)");
     }
@@ -507,6 +570,83 @@ pub fn seed_python_or_skip(name: &str) -> bool {
                 out.stderr.trim()
             ),
         )
+}
+
+/// The reference MCP server `@modelcontextprotocol/server-everything`,
+/// pinned in `testdata/peers/package.json` and installed by `.ci/run`
+/// (`npm ci --prefix testdata/peers`): its entry point, if node and the
+/// package are here; see [`skip_or_panic`].
+pub fn server_everything_or_skip(name: &str) -> Option<String> {
+    let entry =
+        testdata("peers/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    let node = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !node {
+        skip_or_panic(name, "node not found");
+        return None;
+    }
+    if !Path::new(&entry).exists() {
+        skip_or_panic(
+            name,
+            "the npm test peers are not installed (npm ci --prefix testdata/peers)",
+        );
+        return None;
+    }
+    Some(entry)
+}
+
+/// Path of a file in the repository's `testdata/` directory.
+pub fn testdata(file: &str) -> String {
+    format!(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/{}"),
+        file
+    )
+}
+
+/// Whether process `pid` exists (and is not a zombie).
+pub fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .split(") ")
+            .nth(1)
+            .is_some_and(|rest| rest.starts_with('Z'))
+    })
+}
+
+/// Waits (at most `within`) until `check` holds.
+pub fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `python3 interop/seed_client.py` against `url` with the seed's ids and
+/// secrets, then `extra`.
+pub fn seed_client(url: &str, extra: &[&str]) -> Cmd {
+    let script = interop("seed_client.py");
+    Cmd::program(
+        "python3",
+        &[
+            script.as_str(),
+            "--url",
+            url,
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret",
+            CLIENT_SECRET,
+            "--server-id",
+            SERVER_ID,
+            "--server-secret",
+            SERVER_SECRET,
+        ],
+    )
+    .args(extra)
 }
 
 /// Path of a file in the repository's `interop/` directory.

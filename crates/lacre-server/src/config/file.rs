@@ -210,4 +210,71 @@ pub struct FileConfig {
     /// Who may call.
     #[serde(default)]
     pub clients: Vec<ClientSpec>,
+    /// Commands offered as tools (`[[tools]]`).
+    #[serde(default)]
+    pub tools: Vec<CommandToolSpec>,
+    /// MCP servers whose tools are offered (`[[mcp_servers]]`).
+    #[serde(default)]
+    pub mcp_servers: Vec<McpServerSpec>,
+}
+
+/// A `[[tools]]` table: a command offered as a tool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandToolSpec {
+    /// The tool's name.
+    pub name: Spanned<String>,
+    /// What it does (shown by `server_identity`).
+    pub description: Option<String>,
+    /// The program and its arguments; a relative program path is taken
+    /// from the configuration file's directory, which is also the working
+    /// directory.
+    pub command: Spanned<Vec<String>>,
+    /// JSON Schema of the argument object, inline.
+    pub args_schema: Option<Spanned<toml::Value>>,
+    /// JSON Schema of the argument object, from a JSON file (relative to
+    /// the configuration file).
+    pub args_schema_file: Option<Spanned<PathBuf>>,
+    /// Run as a job (`accepted` at once) instead of answering at once.
+    pub long_running: Option<bool>,
+    /// Time the command may run, ms (default 30000 immediate, 3600000 jobs).
+    pub timeout_ms: Option<u64>,
+    /// Most bytes the command may print on stdout (default 1048576).
+    pub max_output_bytes: Option<usize>,
+    /// The command's environment, besides PATH and HOME.
+    pub env: Option<std::collections::BTreeMap<String, String>>,
+    /// Pass the server's whole environment on (default false: it may hold
+    /// the server's secrets).
+    pub inherit_env: Option<bool>,
+}
+
+/// A `[[mcp_servers]]` table: an MCP server whose tools are offered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerSpec {
+    /// The upstream's name (logs, metrics, the default prefix).
+    pub name: Spanned<String>,
+    /// A child process speaking MCP on stdio: the program and its arguments.
+    pub command: Option<Spanned<Vec<String>>>,
+    /// A Streamable HTTP endpoint.
+    pub url: Option<Spanned<String>>,
+    /// HTTP headers whose values are read from environment variables
+    /// (`{ Authorization = "REMOTE_MCP_TOKEN" }`).
+    pub headers_env: Option<std::collections::BTreeMap<String, String>>,
+    /// The child's environment, besides PATH and HOME.
+    pub env: Option<std::collections::BTreeMap<String, String>>,
+    /// Pass the server's whole environment on (default false).
+    pub inherit_env: Option<bool>,
+    /// Upstream tools (names or patterns) that run as jobs.
+    pub long_running: Option<Vec<String>>,
+    /// Prepended to every upstream tool's name (default `name` + "_").
+    pub prefix: Option<String>,
+    /// Which upstream tools to offer (names or patterns; default all).
+    pub tools: Option<Vec<String>>,
+    /// Time an immediate call may take, ms (default 30000).
+    pub call_timeout_ms: Option<u64>,
+    /// Whether a job whose worker or upstream was lost runs again:
+    /// `"idempotent"` (default: only tools annotated idempotent or
+    /// read-only), `"always"` or `"never"`.
+    pub retry_on_lost_worker: Option<Spanned<String>>,
 }

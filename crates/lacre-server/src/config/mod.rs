@@ -8,10 +8,13 @@ pub mod defaults;
 pub mod file;
 mod keys;
 pub mod settings;
+pub mod upstreams;
 mod wiring;
 
 pub use defaults::{generate_default, DefaultFiles, DEFAULT_LISTEN, DEFAULT_STORE};
-pub use file::{ClientSpec, FileConfig, KeyEntry, KeySpec, LimitsSpec, RateSpec};
+pub use file::{
+    ClientSpec, CommandToolSpec, FileConfig, KeyEntry, KeySpec, LimitsSpec, McpServerSpec, RateSpec,
+};
 pub use settings::{ClientSettings, Settings};
 
 use std::fmt;

@@ -60,6 +60,10 @@ pub struct Settings {
     pub signing: SigningKey,
     /// The clients.
     pub clients: Vec<ClientSettings>,
+    /// Commands offered as tools (`[[tools]]`).
+    pub command_tools: Vec<super::upstreams::CommandTool>,
+    /// MCP servers whose tools are offered (`[[mcp_servers]]`).
+    pub mcp_servers: Vec<super::upstreams::McpServer>,
 }
 
 fn address(
@@ -202,6 +206,8 @@ impl Settings {
             }
             clients.push(client);
         }
+        let command_tools = super::upstreams::command_tools(&ctx, &raw.tools)?;
+        let mcp_servers = super::upstreams::mcp_servers(&ctx, &raw.mcp_servers)?;
         Ok(Settings {
             server_id: server_id.clone(),
             listen,
@@ -218,6 +224,8 @@ impl Settings {
             tool_timeout,
             signing,
             clients,
+            command_tools,
+            mcp_servers,
         })
     }
 }

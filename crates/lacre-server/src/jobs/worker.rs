@@ -2,7 +2,7 @@
 //! leases alive, and records the outcome under the claim's fencing token.
 
 use super::{Claim, Finish, Heartbeat, JobContext, JobOutcome, JobStore, LeaseStatus, Prune};
-use crate::tool::{Handler, Registry};
+use crate::tool::{Handler, Registry, ToolError};
 use lacre_proto::Clock;
 use std::sync::Arc;
 use std::time::Duration;
@@ -194,6 +194,12 @@ async fn run_job(shared: &Shared, claim: Claim, shutdown: &mut watch::Receiver<b
                 }
                 let outcome = match joined {
                     Ok(Ok(result)) => JobOutcome::Done(result),
+                    Ok(Err(ToolError::Requeue(why))) => {
+                        // Nothing is recorded: the lease runs out and the
+                        // job is re-queued as a lost worker's would be.
+                        tracing::warn!(job_id = %job.id, reason = %why, "job handed back for another attempt");
+                        return;
+                    }
                     Ok(Err(e)) => JobOutcome::Failed(e.to_string()),
                     Err(e) if e.is_panic() => JobOutcome::Failed("tool panicked".to_owned()),
                     Err(_) => return,

@@ -1,0 +1,468 @@
+//! The gateway end to end: `lacre serve` with `[[tools]]` (python3
+//! scripts in testdata/gateway) and `[[mcp_servers]]` (the reference
+//! server `@modelcontextprotocol/server-everything`, pinned in
+//! testdata/peers), called through the CLI over real HTTP. Nothing is
+//! mocked: real processes, real signatures, real MCP.
+
+use crate::support::*;
+use std::time::Duration;
+
+/// The default config with a shorter lease (the worker notices a cancel
+/// at its next heartbeat, a third of the lease) and `extra` appended.
+fn config_with(extra: &str) -> String {
+    let base = default_config().replace(
+        "max_skew_ms = 300000\n",
+        "max_skew_ms = 300000\nstore = \"memory\"\nlease_ms = 1500\n",
+    );
+    format!("{base}\n{extra}")
+}
+
+fn command_tools() -> String {
+    let word_count = testdata("gateway/word_count.py");
+    let fixture = testdata("gateway/fixture_tool.py");
+    let schema = r#"{ type = "object", properties = { mode = { type = "string" }, seconds = { type = "number" }, steps = { type = "integer" }, pid_file = { type = "string" } }, required = ["mode"], additionalProperties = false }"#;
+    format!(
+        r#"
+[[tools]]
+name = "word_count"
+description = "Counts the words of a text."
+command = ["python3", "{word_count}"]
+args_schema = {{ type = "object", properties = {{ text = {{ type = "string" }} }}, required = ["text"], additionalProperties = false }}
+
+[[tools]]
+name = "fixture"
+command = ["python3", "{fixture}"]
+args_schema = {schema}
+timeout_ms = 2000
+max_output_bytes = 65536
+
+[[tools]]
+name = "fixture_job"
+command = ["python3", "{fixture}"]
+args_schema = {schema}
+long_running = true
+"#
+    )
+}
+
+/// `lacre call TOOL ARGS` as client-001; its output.
+fn call(s: &ServeGuard, tool: &str, args: &str) -> Output {
+    s.lacre(&["call", tool, args])
+}
+
+/// Long-polls `job` until `done` holds for its view (at most 60 s); every
+/// view seen, in order.
+fn poll_until(
+    s: &ServeGuard,
+    job: &str,
+    mut done: impl FnMut(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let args = format!(r#"{{"job_id":"{job}","wait_ms":2000}}"#);
+        let out = s.lacre(&["call", "poll_job", &args]);
+        // The CLI prints a done job's result alone, and a failed or
+        // cancelled job's error reply on stderr.
+        let view = match out.code {
+            0 => {
+                let v = json(&out.stdout);
+                if v.get("state").is_some() {
+                    v
+                } else {
+                    serde_json::json!({ "state": "done", "result": v })
+                }
+            }
+            _ => serde_json::json!({ "error": out.stderr.trim() }),
+        };
+        let stop = done(&view);
+        seen.push(view);
+        if stop {
+            return seen;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {job} never got there; last views: {:?}",
+            seen.iter().rev().take(5).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn command_tools_answer_fail_and_stay_bounded() {
+    if !python3_or_skip("command_tools_answer_fail_and_stay_bounded") {
+        return;
+    }
+    let s = ServeGuard::start_with_env(
+        "gw-commands",
+        &config_with(&command_tools()),
+        &[],
+        &[("LACRE_TEST_SERVER_ONLY", "server-secret-value")],
+    );
+    // Success, with non-ASCII text both ways.
+    let out = call(&s, "word_count", r#"{"text":"héllo wörld ✓"}"#);
+    out.ok("word_count");
+    assert_eq!(
+        json(&out.stdout),
+        serde_json::json!({"text": "héllo wörld ✓", "words": 3})
+    );
+    // Bad arguments never reach the command.
+    let out = call(&s, "word_count", r#"{"text":5}"#);
+    out.expect_code(4, "word_count with a number");
+    assert!(out.stderr.contains("invalid_args"), "{}", out.stderr);
+    // The caller's identity reaches the tool; the server's environment does not.
+    let out = call(&s, "fixture", r#"{"mode":"ok"}"#);
+    out.ok("fixture ok");
+    assert_eq!(json(&out.stdout)["lacre"]["LACRE_CLIENT_ID"], CLIENT_ID);
+    let out = call(&s, "fixture", r#"{"mode":"env"}"#);
+    out.ok("fixture env");
+    let env = json(&out.stdout)["env"].clone();
+    assert!(env.get("LACRE_TEST_SERVER_ONLY").is_none(), "{env}");
+    assert!(env.get("PATH").is_some(), "{env}");
+    // Failures: signed tool_error replies with the reason.
+    let cases = [
+        (r#"{"mode":"fail"}"#, "fixture exited with status 3; stderr: first line\nsecond line: it went wrong\\u{1b}[0m"),
+        (r#"{"mode":"sleep","seconds":10}"#, "fixture did not finish within 2000 ms and was killed"),
+        (r#"{"mode":"big"}"#, "fixture printed more than 65536 bytes on stdout"),
+        (r#"{"mode":"garbage"}"#, "fixture did not print a JSON object on stdout: must be a json object, got array"),
+    ];
+    for (args, want) in cases {
+        let out = call(&s, "fixture", args);
+        out.expect_code(4, args);
+        assert_eq!(
+            out.stderr.trim(),
+            format!("error: tool_error: {want}"),
+            "{args}"
+        );
+    }
+}
+
+#[test]
+fn command_jobs_report_progress_and_die_when_cancelled() {
+    if !python3_or_skip("command_jobs_report_progress_and_die_when_cancelled") {
+        return;
+    }
+    let s = ServeGuard::start_with_config("gw-command-jobs", &config_with(&command_tools()));
+    let out = call(
+        &s,
+        "fixture_job",
+        r#"{"mode":"progress","steps":5,"seconds":0.4}"#,
+    );
+    out.expect_code(0, "start fixture_job");
+    let job = job_id_of(&out.stdout);
+    let views = poll_until(&s, &job, |v| v["state"] == "done");
+    let messages: Vec<&str> = views.iter().filter_map(|v| v["message"].as_str()).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("step ") && m.ends_with(" of 5")),
+        "no progress seen: {views:?}"
+    );
+    assert_eq!(
+        views.last().map(|v| v["result"]["steps"].clone()),
+        Some(serde_json::json!(5))
+    );
+
+    // Cancel mid-run: the command's process is killed.
+    let pid_file = s.file("job.pid");
+    let args = format!(r#"{{"mode":"sleep","seconds":60,"pid_file":"{pid_file}"}}"#);
+    let out = call(&s, "fixture_job", &args);
+    let job = job_id_of(&out.stdout);
+    eventually("the job's command started", Duration::from_secs(20), || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|p| !p.is_empty())
+    });
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(process_alive(pid));
+    s.lacre(&["job", "cancel", &job]).ok("cancel");
+    eventually(
+        "the cancelled command was killed",
+        Duration::from_secs(10),
+        || !process_alive(pid),
+    );
+}
+
+/// The reference server twice: `everything` (the default retry policy)
+/// and `strict` (`retry_on_lost_worker = "never"`).
+fn everything(entry: &str) -> String {
+    format!(
+        r#"
+[[mcp_servers]]
+name = "everything"
+command = ["node", "{entry}", "stdio"]
+long_running = ["trigger-long-running-operation"]
+
+[[mcp_servers]]
+name = "strict"
+command = ["node", "{entry}", "stdio"]
+tools = ["trigger-*"]
+long_running = ["trigger-long-running-operation"]
+retry_on_lost_worker = "never"
+"#
+    )
+}
+
+/// The pid in the server's first `upstream connected upstream=NAME pid=N`
+/// line after line `skip`.
+fn upstream_pid(s: &ServeGuard, name: &str, skip: usize) -> (usize, u32) {
+    let needle = format!("upstream connected upstream={name} ");
+    let (i, line) = s.wait_for_line(&needle, skip, Duration::from_secs(30));
+    let pid = line
+        .split("pid=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line:?}"));
+    (i, pid)
+}
+
+/// Starts `<upstream>_trigger-long-running-operation` with `args`, waits
+/// until it runs, and SIGKILLs the upstream's child; the log line of that
+/// child's connection, its pid and the job.
+fn kill_upstream_mid_job(s: &ServeGuard, upstream: &str, args: &str) -> (usize, u32, String) {
+    let (line, pid) = upstream_pid(s, upstream, 0);
+    let out = call(
+        s,
+        &format!("{upstream}_trigger-long-running-operation"),
+        args,
+    );
+    let job = job_id_of(&out.stdout);
+    poll_until(s, &job, |v| v["state"] == "running");
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+    (line, pid, job)
+}
+
+#[test]
+fn mcp_upstream_tools_are_lacre_tools() {
+    let Some(entry) = server_everything_or_skip("mcp_upstream_tools_are_lacre_tools") else {
+        return;
+    };
+    let mut s = ServeGuard::start_with_env(
+        "gw-everything",
+        &config_with(&everything(&entry)),
+        &[],
+        &[("LACRE_TEST_SERVER_ONLY", "server-secret-value")],
+    );
+    // Listed like any other tool, with the upstream's schema.
+    let out = s.lacre(&["tools"]);
+    out.ok("tools");
+    assert!(out.stdout.contains("everything_echo "), "{}", out.stdout);
+    assert!(
+        out.stdout.lines().any(
+            |l| l.starts_with("everything_trigger-long-running-operation ") && l.contains(" job ")
+        ),
+        "{}",
+        out.stdout
+    );
+    // Immediate calls, non-ASCII intact.
+    let out = call(&s, "everything_echo", r#"{"message":"héllo ✓ 𝄞"}"#);
+    out.ok("echo");
+    assert_eq!(
+        json(&out.stdout),
+        serde_json::json!({"content": [{"type": "text", "text": "Echo: héllo ✓ 𝄞"}]})
+    );
+    let out = call(&s, "everything_get-sum", r#"{"a":2,"b":40}"#);
+    out.ok("get-sum");
+    assert_eq!(
+        json(&out.stdout)["content"][0]["text"],
+        "The sum of 2 and 40 is 42."
+    );
+    // Arguments the upstream's schema refuses are refused here, signed.
+    let out = call(&s, "everything_get-sum", r#"{"a":"two","b":40}"#);
+    out.expect_code(4, "get-sum with a string");
+    assert!(
+        out.stderr
+            .contains("invalid_args: a: \"two\" is not of type \"number\""),
+        "{}",
+        out.stderr
+    );
+    // A client whose allow-list leaves the upstream out.
+    let out = s.lacre_as(
+        CLIENT2_ID,
+        &["call", "everything_echo", r#"{"message":"x"}"#],
+    );
+    out.expect_code(4, "client-002 calls echo");
+    assert!(out.stderr.contains("forbidden_tool"), "{}", out.stderr);
+    // The child sees PATH and HOME, not the server's environment.
+    let out = call(&s, "everything_get-env", "{}");
+    out.ok("get-env");
+    let text = json(&out.stdout)["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let env: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(env.get("LACRE_TEST_SERVER_ONLY").is_none(), "{env}");
+    assert!(env.get("PATH").is_some(), "{env}");
+
+    // A long-running upstream tool is a job: progress through long polls,
+    // then the upstream's result.
+    let out = call(
+        &s,
+        "everything_trigger-long-running-operation",
+        r#"{"duration":2,"steps":4}"#,
+    );
+    out.expect_code(0, "start long operation");
+    let job = job_id_of(&out.stdout);
+    let views = poll_until(&s, &job, |v| v["state"] == "done");
+    assert!(
+        views
+            .iter()
+            .any(|v| v["state"] == "running" && v["progress"].as_f64().is_some_and(|p| p > 0.0)),
+        "no progress seen: {views:?}"
+    );
+    assert_eq!(
+        views.last().unwrap()["result"]["content"][0]["text"],
+        "Long running operation completed. Duration: 2 seconds, Steps: 4."
+    );
+
+    // Cancel mid-run.
+    let out = call(
+        &s,
+        "everything_trigger-long-running-operation",
+        r#"{"duration":30,"steps":30}"#,
+    );
+    let job = job_id_of(&out.stdout);
+    poll_until(&s, &job, |v| v["state"] == "running");
+    s.lacre(&["job", "cancel", &job]).ok("cancel");
+    let views = poll_until(&s, &job, |v| v.get("error").is_some());
+    assert!(
+        views.last().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("job_cancelled"),
+        "{views:?}"
+    );
+
+    // The child killed mid-job: the job (an idempotent tool) runs again on
+    // the restarted child and completes; immediate calls work again.
+    let (line, pid, job) = kill_upstream_mid_job(&s, "everything", r#"{"duration":3,"steps":3}"#);
+    let (_, new_pid) = upstream_pid(&s, "everything", line + 1);
+    assert_ne!(new_pid, pid);
+    s.wait_for_line(
+        "job handed back for another attempt",
+        0,
+        Duration::from_secs(10),
+    );
+    let views = poll_until(&s, &job, |v| {
+        v["state"] == "done" || v.get("error").is_some()
+    });
+    assert_eq!(
+        views.last().unwrap()["result"]["content"][0]["text"],
+        "Long running operation completed. Duration: 3 seconds, Steps: 3.",
+        "{views:?}"
+    );
+    call(&s, "everything_echo", r#"{"message":"again"}"#).ok("echo after restart");
+
+    // With retry_on_lost_worker = "never" the same loss fails the job.
+    let out = s.lacre(&["tools"]);
+    assert!(
+        out.stdout
+            .contains("strict_trigger-long-running-operation "),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("strict_echo "),
+        "tools = [\"trigger-*\"]: {}",
+        out.stdout
+    );
+    let (line, _, job) = kill_upstream_mid_job(&s, "strict", r#"{"duration":5,"steps":5}"#);
+    let views = poll_until(&s, &job, |v| v.get("error").is_some());
+    let error = views.last().unwrap()["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("error: job_failed: upstream unavailable: upstream \"strict\" went away"),
+        "{error}"
+    );
+    let (_, strict_pid) = upstream_pid(&s, "strict", line + 1);
+
+    // SIGTERM: the server stops and leaves no child behind.
+    assert!(process_alive(new_pid) && process_alive(strict_pid));
+    assert_eq!(s.terminate(), Some(0), "{}", s.stderr_text());
+    eventually(
+        "the upstream children are gone",
+        Duration::from_secs(5),
+        || !process_alive(new_pid) && !process_alive(strict_pid),
+    );
+}
+
+/// Whether python3 imports fastmcp (testdata/requirements.txt).
+fn fastmcp_or_skip(name: &str) -> bool {
+    seed_python_or_skip(name) && {
+        let out = Cmd::program("python3", &["-c", "import fastmcp"]).run();
+        out.code == 0
+            || skip_or_panic(
+                name,
+                "python3 cannot import fastmcp (pip install -r testdata/requirements.txt)",
+            )
+    }
+}
+
+#[test]
+fn a_fastmcp_server_behind_lacre_and_the_seed_client_calling_it() {
+    let name = "a_fastmcp_server_behind_lacre_and_the_seed_client_calling_it";
+    if !fastmcp_or_skip(name) {
+        return;
+    }
+    let server = format!(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/gateway/{}"),
+        "fastmcp_server.py"
+    );
+    let upstream = format!(
+        r#"
+[[mcp_servers]]
+name = "py"
+command = ["python3", "{server}"]
+long_running = ["count_*"]
+"#
+    );
+    let s = ServeGuard::start_with_config("gw-fastmcp", &config_with(&upstream));
+    // structuredContent is kept next to the content items.
+    let out = call(&s, "py_add", r#"{"a":2,"b":40}"#);
+    out.ok("py_add");
+    let v = json(&out.stdout);
+    assert_eq!(
+        v["structuredContent"],
+        serde_json::json!({"result": 42}),
+        "{v}"
+    );
+    assert_eq!(v["content"][0]["text"], "42", "{v}");
+    // FastMCP's schema says integers: a float is refused here, signed.
+    let out = call(&s, "py_add", r#"{"a":2.5,"b":40}"#);
+    out.expect_code(4, "py_add with a float");
+    assert!(out.stderr.contains("invalid_args"), "{}", out.stderr);
+    // isError becomes tool_error with the upstream's text.
+    let out = call(&s, "py_refuse", r#"{"reason":"not today"}"#);
+    out.expect_code(4, "py_refuse");
+    assert_eq!(out.stderr.trim(), "error: tool_error: refused: not today");
+    // A job with FastMCP progress.
+    let out = call(&s, "py_count_slowly", r#"{"to":5,"delay":0.3}"#);
+    let job = job_id_of(&out.stdout);
+    let views = poll_until(&s, &job, |v| v["state"] == "done");
+    assert!(
+        views.iter().any(|v| v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("counted "))),
+        "no progress seen: {views:?}"
+    );
+    assert_eq!(
+        views.last().unwrap()["result"]["structuredContent"],
+        serde_json::json!({"counted": 5})
+    );
+
+    // The seed's own client, HMAC-signed, calls the upstream tool through
+    // lacre and verifies the signed reply.
+    let out = seed_client(&s.url, &["--call", "py_shout", r#"{"text": "héllo"}"#]).run();
+    out.ok("seed_client.py --call py_shout");
+    let reply = json(out.stdout.lines().next().unwrap_or_default());
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["result"]["content"][0]["text"], "HÉLLO", "{reply}");
+    assert_eq!(
+        out.stdout.lines().last(),
+        Some("seed call: 1 response verified")
+    );
+}

@@ -1,0 +1,42 @@
+"""A small FastMCP server to put behind lacre (see README.md here).
+
+Run on stdio (what lacre's [[mcp_servers]] `command` expects):
+    python3 fastmcp_server.py
+"""
+import asyncio
+
+from fastmcp import Context, FastMCP
+from fastmcp.exceptions import ToolError
+
+mcp = FastMCP("lacre-example")
+
+
+@mcp.tool(annotations={"readOnlyHint": True, "idempotentHint": True})
+def add(a: int, b: int) -> int:
+    """Adds two integers."""
+    return a + b
+
+
+@mcp.tool
+def shout(text: str) -> str:
+    """Upper-cases a text."""
+    return text.upper()
+
+
+@mcp.tool
+def refuse(reason: str) -> str:
+    """Always fails, with the reason given (an MCP result with isError)."""
+    raise ToolError(f"refused: {reason}")
+
+
+@mcp.tool(annotations={"readOnlyHint": True})
+async def count_slowly(to: int, ctx: Context, delay: float = 0.2) -> dict:
+    """Counts to `to`, reporting progress at each step."""
+    for i in range(1, to + 1):
+        await asyncio.sleep(delay)
+        await ctx.report_progress(progress=i, total=to, message=f"counted {i}")
+    return {"counted": to}
+
+
+if __name__ == "__main__":
+    mcp.run(show_banner=False)
