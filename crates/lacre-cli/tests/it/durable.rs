@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub(crate) const PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// The default config with `store` and `lease_ms` as top-level keys.
 fn durable_config(store: &str) -> String {
     format!("store = \"{store}\"\nlease_ms = 1000\n{}", default_config())
 }
 
-fn pg_available(name: &str) -> bool {
+pub(crate) fn pg_available(name: &str) -> bool {
     let ok = TcpStream::connect_timeout(&"127.0.0.1:5432".parse().unwrap(), Duration::from_secs(2))
         .is_ok();
     if !ok {
@@ -28,7 +28,7 @@ fn pg_available(name: &str) -> bool {
     ok
 }
 
-fn schema_name(name: &str) -> String {
+pub(crate) fn schema_name(name: &str) -> String {
     format!(
         "lacre_cli_{name}_{}_{}",
         std::process::id(),
@@ -36,7 +36,7 @@ fn schema_name(name: &str) -> String {
     )
 }
 
-fn drop_schema(schema: &str) {
+pub(crate) fn drop_schema(schema: &str) {
     let _ = Cmd::program(
         "psql",
         &[

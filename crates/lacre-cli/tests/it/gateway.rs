@@ -466,3 +466,37 @@ long_running = ["count_*"]
         Some("seed call: 1 response verified")
     );
 }
+
+#[test]
+fn an_upstream_job_started_on_one_replica_is_polled_on_another() {
+    use crate::durable::{drop_schema, pg_available, schema_name, PG};
+    let name = "an_upstream_job_started_on_one_replica_is_polled_on_another";
+    let Some(entry) = server_everything_or_skip(name) else {
+        return;
+    };
+    if !pg_available(name) {
+        return;
+    }
+    let schema = schema_name("gateway");
+    let cfg = config_with(&everything(&entry)).replace(
+        "store = \"memory\"",
+        &format!("store = \"{PG}?schema={schema}\""),
+    );
+    let a = ServeGuard::start_with_config("gw-pg-a", &cfg);
+    let b = ServeGuard::start_with_config("gw-pg-b", &cfg);
+    let out = call(
+        &a,
+        "everything_trigger-long-running-operation",
+        r#"{"duration":2,"steps":2}"#,
+    );
+    out.expect_code(0, "start on A");
+    let job = job_id_of(&out.stdout);
+    let out = b.lacre(&["job", "wait", &job]);
+    out.expect_code(0, "wait on B");
+    assert_eq!(
+        json(&out.stdout)["content"][0]["text"],
+        "Long running operation completed. Duration: 2 seconds, Steps: 2."
+    );
+    drop((a, b));
+    drop_schema(&schema);
+}
