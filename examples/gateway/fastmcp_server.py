@@ -2,8 +2,11 @@
 
 Run on stdio (what lacre's [[mcp_servers]] `command` expects):
     python3 fastmcp_server.py
+or over Streamable HTTP at http://127.0.0.1:PORT/mcp (lacre's `url`):
+    python3 fastmcp_server.py --http PORT
 """
 import asyncio
+import sys
 
 from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ToolError
@@ -38,5 +41,16 @@ async def count_slowly(to: int, ctx: Context, delay: float = 0.2) -> dict:
     return {"counted": to}
 
 
+@mcp.tool
+def caller_header() -> str:
+    """The Authorization header this request came with (HTTP only)."""
+    from fastmcp.server.dependencies import get_http_headers
+
+    return get_http_headers(include_all=True).get("authorization", "")
+
+
 if __name__ == "__main__":
-    mcp.run(show_banner=False)
+    if len(sys.argv) == 3 and sys.argv[1] == "--http":
+        mcp.run(transport="http", host="127.0.0.1", port=int(sys.argv[2]), show_banner=False)
+    else:
+        mcp.run(show_banner=False)

@@ -1,7 +1,8 @@
 //! # lacre-gateway
 //!
 //! Tools from elsewhere behind a lacre server: MCP servers (child
-//! processes speaking MCP on stdio, through the official SDK `rmcp`) and
+//! processes speaking MCP on stdio, or Streamable HTTP endpoints, through
+//! the official SDK `rmcp`) and
 //! plain commands (one process per call, JSON in and out). Each becomes a
 //! lacre tool like any other: signed requests and replies, replay refusal,
 //! per-client allow-lists, arguments checked against the tool's schema
@@ -24,6 +25,7 @@
 pub mod command;
 pub mod mcp;
 pub mod process;
+mod tls;
 
 use lacre_server::config::upstreams::CommandTool;
 use lacre_server::config::Settings;

@@ -238,8 +238,11 @@ impl Upstream {
     }
 
     async fn connect(&self) -> Result<(RunningService<RoleClient, Listener>, Option<u32>), String> {
-        let McpTransport::Stdio(command) = &self.cfg.transport else {
-            return Err("Streamable HTTP upstreams are not supported by this build yet".to_owned());
+        let command = match &self.cfg.transport {
+            McpTransport::Stdio(command) => command,
+            McpTransport::Http { url, headers_env } => {
+                return self.connect_http(url, headers_env).await.map(|s| (s, None))
+            }
         };
         let cmd = process::command(command, None);
         let (transport, stderr) = rmcp::transport::TokioChildProcess::builder(cmd)
@@ -268,6 +271,41 @@ impl Upstream {
                     HANDSHAKE_TIMEOUT.as_secs()
                 ))
             }
+        }
+    }
+
+    /// A Streamable HTTP upstream: rmcp's reqwest client (TLS with rustls
+    /// and the ring provider), header values read from the environment at
+    /// each connection and marked sensitive (never logged).
+    async fn connect_http(
+        &self,
+        url: &str,
+        headers_env: &std::collections::BTreeMap<String, String>,
+    ) -> Result<RunningService<RoleClient, Listener>, String> {
+        use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+        let mut headers = HashMap::new();
+        for (name, var) in headers_env {
+            let value = std::env::var(var)
+                .map_err(|_| format!("header {name}: environment variable {var} is not set"))?;
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| format!("header {name:?}: {e}"))?;
+            let mut value = http::HeaderValue::from_str(&value).map_err(|e| {
+                format!("header {name}: the value of {var} is not a header value: {e}")
+            })?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        crate::tls::install_provider();
+        let config = StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers);
+        let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.listener.clone().serve(transport)).await
+        {
+            Ok(Ok(service)) => Ok(service),
+            Ok(Err(e)) => Err(format!("MCP handshake with {url} failed: {e}")),
+            Err(_) => Err(format!(
+                "no answer to the MCP handshake from {url} within {} s",
+                HANDSHAKE_TIMEOUT.as_secs()
+            )),
         }
     }
 

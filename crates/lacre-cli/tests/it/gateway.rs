@@ -408,10 +408,7 @@ fn a_fastmcp_server_behind_lacre_and_the_seed_client_calling_it() {
     if !fastmcp_or_skip(name) {
         return;
     }
-    let server = format!(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/gateway/{}"),
-        "fastmcp_server.py"
-    );
+    let server = example("fastmcp_server.py");
     let upstream = format!(
         r#"
 [[mcp_servers]]
@@ -499,4 +496,110 @@ fn an_upstream_job_started_on_one_replica_is_polled_on_another() {
     );
     drop((a, b));
     drop_schema(&schema);
+}
+
+/// `python3 examples/gateway/fastmcp_server.py --http PORT`, killed on drop.
+struct FastMcpHttp {
+    child: std::process::Child,
+    url: String,
+}
+
+impl FastMcpHttp {
+    fn start() -> FastMcpHttp {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let child = std::process::Command::new("python3")
+            .args([
+                example("fastmcp_server.py").as_str(),
+                "--http",
+                &port.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        eventually(
+            "the FastMCP server listens",
+            Duration::from_secs(30),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        );
+        FastMcpHttp {
+            child,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+        }
+    }
+}
+
+impl Drop for FastMcpHttp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn example(file: &str) -> String {
+    format!(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/gateway/{}"),
+        file
+    )
+}
+
+#[test]
+fn a_fastmcp_server_over_streamable_http() {
+    let name = "a_fastmcp_server_over_streamable_http";
+    if !fastmcp_or_skip(name) {
+        return;
+    }
+    let upstream = FastMcpHttp::start();
+    let cfg = config_with(&format!(
+        r#"
+[[mcp_servers]]
+name = "remote"
+url = "{}"
+headers_env = {{ Authorization = "LACRE_TEST_UPSTREAM_TOKEN" }}
+long_running = ["count_*"]
+"#,
+        upstream.url
+    ));
+    let s = ServeGuard::start_with_env(
+        "gw-fastmcp-http",
+        &cfg,
+        &[],
+        &[("LACRE_TEST_UPSTREAM_TOKEN", "Bearer upstream-token-1")],
+    );
+    let out = call(&s, "remote_add", r#"{"a":20,"b":22}"#);
+    out.ok("remote_add");
+    assert_eq!(
+        json(&out.stdout)["structuredContent"],
+        serde_json::json!({"result": 42})
+    );
+    // The header value came from lacre's environment; it is not in its log.
+    let out = call(&s, "remote_caller_header", "{}");
+    out.ok("remote_caller_header");
+    assert_eq!(
+        json(&out.stdout)["content"][0]["text"],
+        "Bearer upstream-token-1"
+    );
+    assert!(!s.stderr_text().contains("upstream-token-1"));
+    let out = call(&s, "remote_refuse", r#"{"reason":"over http"}"#);
+    out.expect_code(4, "remote_refuse");
+    assert_eq!(out.stderr.trim(), "error: tool_error: refused: over http");
+    let out = call(&s, "remote_count_slowly", r#"{"to":3,"delay":0.2}"#);
+    let job = job_id_of(&out.stdout);
+    let views = poll_until(&s, &job, |v| v["state"] == "done");
+    assert_eq!(
+        views.last().unwrap()["result"]["structuredContent"],
+        serde_json::json!({"counted": 3})
+    );
+    // The upstream goes away: a signed upstream_unavailable, not a hang.
+    drop(upstream);
+    let out = call(&s, "remote_add", r#"{"a":1,"b":1}"#);
+    out.expect_code(4, "remote_add with the upstream gone");
+    assert!(
+        out.stderr.contains("upstream_unavailable"),
+        "{}",
+        out.stderr
+    );
 }
