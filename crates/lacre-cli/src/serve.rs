@@ -142,6 +142,8 @@ pub async fn serve(args: &ServeArgs) -> Result<ExitCode> {
         gateway.shutdown().await;
         return Err(anyhow::Error::new(e).context("cannot offer the configured tools"));
     }
+    // A fresh server has no source yet: this cannot fail.
+    let _ = server.set_metrics_source(gateway.metrics_source());
     let workers = server.start_workers(settings.worker_config());
     if args.stdio {
         tracing::info!(server_id = %server.server_id(), "serving stdio");

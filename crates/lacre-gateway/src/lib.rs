@@ -100,6 +100,30 @@ impl Gateway {
         &self.upstreams
     }
 
+    /// The upstreams' lines for `/metrics` (`Server::set_metrics_source`):
+    /// `lacre_upstream_up`, `lacre_upstream_connects_total` and
+    /// `lacre_upstream_calls_total` by outcome.
+    pub fn metrics_source(&self) -> lacre_server::MetricsSource {
+        let upstreams = self.upstreams.clone();
+        Arc::new(move || {
+            if upstreams.is_empty() {
+                return String::new();
+            }
+            let mut out = String::from(
+                "# HELP lacre_upstream_up Whether an MCP upstream is connected.\n\
+                 # TYPE lacre_upstream_up gauge\n\
+                 # HELP lacre_upstream_connects_total Connections made to an MCP upstream (restarts included).\n\
+                 # TYPE lacre_upstream_connects_total counter\n\
+                 # HELP lacre_upstream_calls_total Calls forwarded to an MCP upstream, by outcome.\n\
+                 # TYPE lacre_upstream_calls_total counter\n",
+            );
+            for up in &upstreams {
+                out.push_str(&up.metrics_text());
+            }
+            out
+        })
+    }
+
     /// Stops every upstream (their process groups are killed) and waits
     /// for them, at most 5 s.
     pub async fn shutdown(&self) {

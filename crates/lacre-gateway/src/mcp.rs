@@ -24,6 +24,7 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, PeerRequestOptions, RunningService};
 use rmcp::{Peer, RoleClient, ServiceError, ServiceExt};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
@@ -123,6 +124,16 @@ pub struct Upstream {
     peer: watch::Sender<Option<Peer<RoleClient>>>,
     state: watch::Sender<UpstreamState>,
     tools: Mutex<Vec<UpstreamTool>>,
+    counts: Counts,
+}
+
+/// What `/metrics` shows of an upstream.
+#[derive(Default)]
+struct Counts {
+    ok: AtomicU64,
+    tool_error: AtomicU64,
+    unavailable: AtomicU64,
+    connects: AtomicU64,
 }
 
 impl Upstream {
@@ -143,6 +154,7 @@ impl Upstream {
             peer: watch::Sender::new(None),
             state: watch::Sender::new(UpstreamState::Connecting),
             tools: Mutex::new(Vec::new()),
+            counts: Counts::default(),
         });
         let (first_tx, first_rx) = oneshot::channel();
         tokio::spawn(Arc::clone(&up).supervise(first_tx, stop));
@@ -198,6 +210,7 @@ impl Upstream {
                         let _ = tx.send(listed);
                     }
                     tracing::info!(upstream = %self.cfg.name, pid, "upstream connected");
+                    self.counts.connects.fetch_add(1, Ordering::Relaxed);
                     self.peer.send_replace(Some(service.peer().clone()));
                     self.state.send_replace(UpstreamState::Up);
                     let since = tokio::time::Instant::now();
@@ -423,8 +436,44 @@ impl Upstream {
         }
     }
 
-    /// One `tools/call`.
+    /// One `tools/call`, counted.
     async fn call(
+        &self,
+        upstream_name: &str,
+        args: Map,
+        timeout: Option<Duration>,
+        job: Option<&JobContext>,
+    ) -> Result<Map, Failure> {
+        let out = self.call_once(upstream_name, args, timeout, job).await;
+        let counter = match &out {
+            Ok(_) => &self.counts.ok,
+            Err(Failure::Tool(ToolError::Reported(_))) => &self.counts.tool_error,
+            Err(_) => &self.counts.unavailable,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        out
+    }
+
+    /// Prometheus lines for this upstream.
+    pub fn metrics_text(&self) -> String {
+        let name = self.cfg.name.replace('\\', "\\\\").replace('"', "\\\"");
+        let up = u8::from(self.state() == UpstreamState::Up);
+        let c = &self.counts;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "lacre_upstream_up{{upstream=\"{name}\"}} {up}\n\
+             lacre_upstream_connects_total{{upstream=\"{name}\"}} {}\n\
+             lacre_upstream_calls_total{{upstream=\"{name}\",outcome=\"ok\"}} {}\n\
+             lacre_upstream_calls_total{{upstream=\"{name}\",outcome=\"tool_error\"}} {}\n\
+             lacre_upstream_calls_total{{upstream=\"{name}\",outcome=\"upstream_unavailable\"}} {}\n",
+            get(&c.connects),
+            get(&c.ok),
+            get(&c.tool_error),
+            get(&c.unavailable),
+        )
+    }
+
+    async fn call_once(
         &self,
         upstream_name: &str,
         args: Map,

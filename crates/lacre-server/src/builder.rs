@@ -202,6 +202,7 @@ impl ServerBuilder {
                 in_flight: Arc::new(tokio::sync::Semaphore::new(self.max_in_flight)),
                 metrics: crate::metrics::Metrics::default(),
                 job_counts: std::sync::Mutex::new(None),
+                extra_metrics: std::sync::OnceLock::new(),
                 tool_timeout: self.tool_timeout,
             }),
         }

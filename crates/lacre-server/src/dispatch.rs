@@ -106,7 +106,12 @@ pub(crate) struct Inner {
     pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) tool_timeout: Duration,
     pub(crate) job_counts: std::sync::Mutex<Option<CachedCounts>>,
+    /// More metrics from the embedding program (the gateway's upstreams).
+    pub(crate) extra_metrics: std::sync::OnceLock<MetricsSource>,
 }
+
+/// Produces lines of the Prometheus text format to append to `/metrics`.
+pub type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// A request's place among those handled at once; released on drop.
 #[derive(Debug)]
@@ -328,7 +333,17 @@ impl Server {
             }
         };
         let jobs: Vec<(&str, u64)> = jobs.iter().map(|(s, n)| (s.as_str(), *n)).collect();
-        self.inner.metrics.render(&jobs, self.inner.nonces.len())
+        let mut page = self.inner.metrics.render(&jobs, self.inner.nonces.len());
+        if let Some(extra) = self.inner.extra_metrics.get() {
+            page.push_str(&extra());
+        }
+        page
+    }
+
+    /// Appends what `source` produces to every `/metrics` page (once per
+    /// server; a second source is refused and returned).
+    pub fn set_metrics_source(&self, source: MetricsSource) -> Result<(), MetricsSource> {
+        self.inner.extra_metrics.set(source)
     }
 
     async fn handle_inner(&self, body: &[u8], who: &mut Caller, held: &Held) -> Reply {

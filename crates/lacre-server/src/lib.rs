@@ -57,7 +57,7 @@ pub mod tool;
 
 pub use access::ToolFilter;
 pub use builder::ServerBuilder;
-pub use dispatch::{Reply, ReplyKind, Server};
+pub use dispatch::{MetricsSource, Reply, ReplyKind, Server};
 pub use error::{CallError, StoreError};
 pub use http::http_status;
 pub use ids::{IdSource, OsRandomIds, SystemClock};

@@ -380,6 +380,32 @@ fn mcp_upstream_tools_are_lacre_tools() {
     );
     let (_, strict_pid) = upstream_pid(&s, "strict", line + 1);
 
+    // /metrics counts per upstream: the restarts, the calls by outcome.
+    let metrics = raw_get(&s.url, "/metrics");
+    for line in [
+        "lacre_upstream_up{upstream=\"everything\"} 1",
+        "lacre_upstream_connects_total{upstream=\"everything\"} 2",
+        "lacre_upstream_connects_total{upstream=\"strict\"} 2",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in\n{metrics}"
+        );
+    }
+    // echo, get-sum, get-env, echo again, and the two jobs that completed
+    // (the cancelled one was stopped, not answered); the run the kill cut
+    // short on each upstream.
+    for line in [
+        "lacre_upstream_calls_total{upstream=\"everything\",outcome=\"ok\"} 6",
+        "lacre_upstream_calls_total{upstream=\"everything\",outcome=\"upstream_unavailable\"} 1",
+        "lacre_upstream_calls_total{upstream=\"strict\",outcome=\"upstream_unavailable\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in\n{metrics}"
+        );
+    }
+
     // SIGTERM: the server stops and leaves no child behind.
     assert!(process_alive(new_pid) && process_alive(strict_pid));
     assert_eq!(s.terminate(), Some(0), "{}", s.stderr_text());

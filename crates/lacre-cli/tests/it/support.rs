@@ -731,6 +731,25 @@ impl Drop for SeedServer {
     }
 }
 
+/// `GET http://HOST/PATH` (PATH taken from `url`'s host and `path`) over a
+/// plain HTTP/1.1 connection; the response body.
+pub fn raw_get(url: &str, path: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("http url");
+    let host = rest.split('/').next().expect("url host");
+    let mut stream = std::net::TcpStream::connect(host).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).expect("write head");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("read reply");
+    reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_else(|| panic!("no HTTP body in {reply:?}"))
+}
+
 /// Sends `body` as `POST /mcp` over a plain HTTP/1.1 connection and
 /// returns the response body: a client that checks nothing, to see exactly
 /// what the server answers.
