@@ -183,6 +183,10 @@ async fn run_job(shared: &Shared, claim: Claim, shutdown: &mut watch::Receiver<b
     };
     let mut draining = false;
     let mut progress_open = true;
+    // A change of the job by someone else (a cancel, on this replica or,
+    // through the store's notifications, on another) is looked at now,
+    // not at the next heartbeat: a cancelled handler stops at once.
+    let mut changes = store.watch_job(&job.id);
     loop {
         let mut progress = None;
         tokio::select! {
@@ -223,6 +227,9 @@ async fn run_job(shared: &Shared, claim: Claim, shutdown: &mut watch::Receiver<b
                 }
             }
             _ = heartbeat.tick() => {}
+            // Our own progress reports wake this too: one extra renewal
+            // each, which notifies no one (nothing anyone waits for moved).
+            _ = changes.changed() => {}
             _ = shutdown.changed(), if !draining => {
                 // Keep running the job to completion (or until the grace ends).
                 draining = true;

@@ -140,3 +140,70 @@ async fn a_handler_that_drops_its_context_does_not_spin_the_worker() {
     assert!(n <= 6, "{n} heartbeats for a 600 ms job");
     workers.shutdown(Duration::from_secs(1)).await;
 }
+
+/// Sets its flag when dropped (a handler's future aborted).
+struct DropFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_job_stops_at_once_not_at_the_next_heartbeat() {
+    let store = Arc::new(Counting::default());
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&stopped);
+    let mut reg = Registry::new();
+    reg.long_running("forever", "sleeps a minute", move |_a: SleepIn, _ctx| {
+        let guard = DropFlag(Arc::clone(&flag));
+        async move {
+            let _guard = guard;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, ToolError>(Map::new())
+        }
+    });
+    let workers = lacre_server::Workers::spawn(
+        WorkerConfig {
+            concurrency: 1,
+            // Without a look at the job's changes, a cancel would wait 10 s.
+            heartbeat_ms: 10_000,
+            ..WorkerConfig::default()
+        },
+        store.clone(),
+        Arc::new(reg),
+        Arc::new(lacre_server::SystemClock),
+    );
+    store
+        .create(NewJob {
+            id: "j".into(),
+            client_id: "c".into(),
+            request_id: "r".into(),
+            request_hash: "h".into(),
+            tool: "forever".into(),
+            args: Map::new(),
+            now_ms: 0,
+            idempotency_ttl_ms: 1000,
+            max_jobs: u64::MAX,
+            max_job_bytes: u64::MAX,
+        })
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store.get("j").await.unwrap().unwrap().state != JobState::Running {
+        assert!(tokio::time::Instant::now() < deadline, "job never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!stopped.load(Ordering::SeqCst));
+    store.cancel("j", "c", 1).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while !stopped.load(Ordering::SeqCst) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cancelled handler still runs after 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    workers.shutdown(Duration::from_secs(1)).await;
+}
