@@ -42,6 +42,21 @@ async def count_slowly(to: int, ctx: Context, delay: float = 0.2) -> dict:
 
 
 @mcp.tool
+async def add_greeter(ctx: Context) -> str:
+    """Adds a `greet` tool to this server and tells its client the list changed."""
+
+    def greet(name: str) -> str:
+        """Greets someone."""
+        return f"hello, {name}"
+
+    import mcp_types
+
+    mcp.tool(greet)
+    await ctx.send_notification(mcp_types.ToolListChangedNotification())
+    return "greet added"
+
+
+@mcp.tool
 def caller_header() -> str:
     """The Authorization header this request came with (HTTP only)."""
     from fastmcp.server.dependencies import get_http_headers

@@ -144,6 +144,7 @@ pub async fn serve(args: &ServeArgs) -> Result<ExitCode> {
     }
     // A fresh server has no source yet: this cannot fail.
     let _ = server.set_metrics_source(gateway.metrics_source());
+    gateway.attach(&server);
     let workers = server.start_workers(settings.worker_config());
     if args.stdio {
         tracing::info!(server_id = %server.server_id(), "serving stdio");

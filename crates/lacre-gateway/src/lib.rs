@@ -57,9 +57,9 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts every MCP upstream of `settings` (at once) and waits until
-    /// each has listed its tools or failed; a failed upstream is logged,
-    /// retried in the background, and offers no tools until a restart of
-    /// the server.
+    /// each has listed its tools or failed; a failed upstream is logged and
+    /// retried in the background, and its tools are offered once it is up
+    /// (after [`Gateway::attach`]).
     pub async fn start(settings: &Settings) -> Gateway {
         let stop = watch::Sender::new(false);
         let starts = settings
@@ -73,7 +73,7 @@ impl Gateway {
                     tracing::info!(upstream = %up.name(), tools = up.tools().len(), "upstream ready")
                 }
                 Err(e) => {
-                    tracing::error!(upstream = %up.name(), error = %e, "upstream failed to start; serving the others (it is retried in the background, its tools appear after a restart of lacre)")
+                    tracing::error!(upstream = %up.name(), error = %e, "upstream failed to start; serving the others (it is retried in the background, its tools appear once it is up)")
                 }
             }
             upstreams.push(up);
@@ -93,6 +93,16 @@ impl Gateway {
             up.register(reg);
         }
         Ok(())
+    }
+
+    /// Publishes later changes of the upstreams' tools to `server` (the
+    /// one built with [`Gateway::register`]'s registry): an upstream that
+    /// was down at start offers its tools once it comes up, and one that
+    /// announces `notifications/tools/list_changed` offers the new list.
+    pub fn attach(&self, server: &lacre_server::Server) {
+        for up in &self.upstreams {
+            up.attach(server);
+        }
     }
 
     /// The MCP upstreams.

@@ -78,6 +78,8 @@ struct Listener {
     /// Set once the tools were listed: servers announce a change right
     /// after the handshake, which is no change to the list lacre reads.
     listed: Arc<std::sync::atomic::AtomicBool>,
+    /// Told when the upstream announces that its tools changed.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl rmcp::ClientHandler for Listener {
@@ -103,10 +105,8 @@ impl rmcp::ClientHandler for Listener {
         if !self.listed.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        tracing::warn!(
-            upstream = %self.upstream,
-            "upstream says its tools changed; lacre keeps the list it read at start (restart to pick up the change)"
-        );
+        tracing::info!(upstream = %self.upstream, "upstream says its tools changed; listing them again");
+        self.changed.notify_one();
     }
 
     fn get_info(&self) -> rmcp::model::ClientConfig {
@@ -125,6 +125,11 @@ pub struct Upstream {
     state: watch::Sender<UpstreamState>,
     tools: Mutex<Vec<UpstreamTool>>,
     counts: Counts,
+    /// The server whose tools these are, once built: later changes of the
+    /// upstream's tools are published to it.
+    server: std::sync::OnceLock<lacre_server::Server>,
+    /// The names registered for this upstream (to remove on a change).
+    registered: Mutex<Vec<String>>,
 }
 
 /// What `/metrics` shows of an upstream.
@@ -147,6 +152,7 @@ impl Upstream {
             upstream: cfg.name.clone(),
             progress: Arc::default(),
             listed: Arc::default(),
+            changed: Arc::default(),
         };
         let up = Arc::new(Upstream {
             cfg,
@@ -155,6 +161,8 @@ impl Upstream {
             state: watch::Sender::new(UpstreamState::Connecting),
             tools: Mutex::new(Vec::new()),
             counts: Counts::default(),
+            server: std::sync::OnceLock::new(),
+            registered: Mutex::new(Vec::new()),
         });
         let (first_tx, first_rx) = oneshot::channel();
         tokio::spawn(Arc::clone(&up).supervise(first_tx, stop));
@@ -202,24 +210,44 @@ impl Upstream {
             };
             match attempt {
                 Ok((service, pid)) => {
-                    if let Some(tx) = first.take() {
-                        let listed = self.list_tools(service.peer()).await;
-                        if let Err(e) = &listed {
-                            tracing::error!(upstream = %self.cfg.name, error = %e, "cannot list the upstream's tools");
+                    let peer = service.peer().clone();
+                    let listed = self.list_tools(&peer).await;
+                    if let Err(e) = &listed {
+                        tracing::error!(upstream = %self.cfg.name, error = %e, "cannot list the upstream's tools");
+                    }
+                    match first.take() {
+                        Some(tx) => {
+                            let _ = tx.send(listed.map(|_| ()));
                         }
-                        let _ = tx.send(listed);
+                        // Up after a failed start, or back with other tools.
+                        None => {
+                            if listed == Ok(true) {
+                                self.publish();
+                            }
+                        }
                     }
                     tracing::info!(upstream = %self.cfg.name, pid, "upstream connected");
                     self.counts.connects.fetch_add(1, Ordering::Relaxed);
-                    self.peer.send_replace(Some(service.peer().clone()));
+                    self.peer.send_replace(Some(peer.clone()));
                     self.state.send_replace(UpstreamState::Up);
                     let since = tokio::time::Instant::now();
-                    let stopped = tokio::select! {
-                        quit = service.waiting() => {
-                            tracing::warn!(upstream = %self.cfg.name, reason = ?quit, "upstream connection ended; restarting");
-                            false
+                    let waiting = service.waiting();
+                    tokio::pin!(waiting);
+                    let stopped = loop {
+                        tokio::select! {
+                            quit = &mut waiting => {
+                                tracing::warn!(upstream = %self.cfg.name, reason = ?quit, "upstream connection ended; restarting");
+                                break false;
+                            }
+                            _ = stop.changed() => break true,
+                            _ = self.listener.changed.notified() => {
+                                match self.list_tools(&peer).await {
+                                    Ok(true) => self.publish(),
+                                    Ok(false) => {}
+                                    Err(e) => tracing::error!(upstream = %self.cfg.name, error = %e, "cannot list the upstream's tools"),
+                                }
+                            }
                         }
-                        _ = stop.changed() => true,
                     };
                     self.peer.send_replace(None);
                     if let Some(pid) = pid {
@@ -322,7 +350,8 @@ impl Upstream {
         }
     }
 
-    async fn list_tools(&self, peer: &Peer<RoleClient>) -> Result<(), String> {
+    /// Lists the upstream's tools; whether they differ from those known.
+    async fn list_tools(&self, peer: &Peer<RoleClient>) -> Result<bool, String> {
         let listed = peer.list_all_tools().await.map_err(|e| e.to_string())?;
         let mut tools = Vec::new();
         for t in listed {
@@ -357,16 +386,55 @@ impl Upstream {
                 upstream_name,
             });
         }
-        *self.tools.lock().unwrap_or_else(|p| p.into_inner()) = tools;
+        let changed = {
+            let mut known = self.tools.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = *known != tools;
+            *known = tools;
+            changed
+        };
         self.listener
             .listed
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
+        Ok(changed)
+    }
+
+    /// From now on, changes of the upstream's tools (it came up late, or
+    /// announced new ones) are published to `server`; tools listed since
+    /// [`Upstream::register`] are published now.
+    pub fn attach(self: &Arc<Self>, server: &lacre_server::Server) {
+        if self.server.set(server.clone()).is_ok() {
+            let registered = self
+                .registered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let listed: Vec<String> = self.tools().into_iter().map(|t| t.name).collect();
+            if registered != listed {
+                self.publish();
+            }
+        }
+    }
+
+    /// Replaces this upstream's tools in the attached server.
+    fn publish(self: &Arc<Self>) {
+        let Some(server) = self.server.get() else {
+            return;
+        };
+        server.update_tools(|reg| {
+            let old =
+                std::mem::take(&mut *self.registered.lock().unwrap_or_else(|p| p.into_inner()));
+            for name in &old {
+                reg.remove(name);
+            }
+            self.register(reg);
+        });
+        tracing::info!(upstream = %self.cfg.name, tools = self.registered.lock().unwrap_or_else(|p| p.into_inner()).len(), "upstream's tools are offered");
     }
 
     /// Registers the upstream's tools; a tool whose name is taken or whose
     /// schema does not compile is left out, with an error in the log.
     pub fn register(self: &Arc<Self>, reg: &mut Registry) {
+        let mut names = Vec::new();
         for tool in self.tools() {
             if reg.get(&tool.name).is_some() {
                 tracing::error!(upstream = %self.cfg.name, tool = %tool.name, "tool name already taken; not offered (set a prefix)");
@@ -401,10 +469,14 @@ impl Upstream {
                     }
                 })
             };
-            if let Err(e) = registered {
-                tracing::error!(upstream = %self.cfg.name, tool = %tool.name, error = %e, "tool schema does not compile; not offered");
+            match registered {
+                Ok(_) => names.push(tool.name.clone()),
+                Err(e) => {
+                    tracing::error!(upstream = %self.cfg.name, tool = %tool.name, error = %e, "tool schema does not compile; not offered")
+                }
             }
         }
+        *self.registered.lock().unwrap_or_else(|p| p.into_inner()) = names;
     }
 
     async fn run_job(

@@ -6,8 +6,7 @@ use crate::ids::{IdSource, OsRandomIds, SystemClock};
 use crate::jobs::{JobStore, MemoryJobStore};
 use crate::limits::{ClientLimits, ClientSlots, Rate, RateLimiter};
 use crate::nonce::{MemoryNonceStore, NonceBackend};
-use crate::tool::{Registry, ToolKind};
-use lacre_proto::builtin::{Capabilities, ServerIdentity, ToolInfo};
+use crate::tool::Registry;
 use lacre_proto::{
     Clock, Keyring, KeyringError, ResponseSigner, SigningKey, VerifyConfig, VerifyingKey,
 };
@@ -162,16 +161,7 @@ impl ServerBuilder {
         verify.max_skew_ms = self.max_skew_ms;
         verify.limits = self.limits;
         let signer = ResponseSigner::new(self.server_id, self.key);
-        // What `server_identity` tells each client never changes while the
-        // server runs: build it once per client, not once per call.
-        let identities = self
-            .permissions
-            .iter()
-            .map(|(id, filter)| {
-                let identity = identity(&signer, &verify, &self.registry, filter);
-                (id.clone(), Arc::new(identity))
-            })
-            .collect();
+        let catalog = crate::catalog::Live::new(self.registry, &signer, &verify, &self.permissions);
         let client_slots = self
             .permissions
             .keys()
@@ -190,8 +180,7 @@ impl ServerBuilder {
                 signer,
                 keyring: self.keyring,
                 permissions: self.permissions,
-                identities,
-                registry: Arc::new(self.registry),
+                catalog,
                 jobs: self.jobs,
                 nonces: self.nonces,
                 clock: self.clock,
@@ -206,36 +195,5 @@ impl ServerBuilder {
                 tool_timeout: self.tool_timeout,
             }),
         }
-    }
-}
-
-/// The server as a client with this allow-list sees it.
-fn identity(
-    signer: &ResponseSigner,
-    verify: &VerifyConfig,
-    registry: &Registry,
-    filter: &ToolFilter,
-) -> ServerIdentity {
-    let tools = registry
-        .iter()
-        .filter(|t| t.is_system() || filter.allows(t.name()))
-        .map(|t| ToolInfo {
-            name: t.name().to_owned(),
-            description: t.description().to_owned(),
-            args_schema: t.schema().clone(),
-            long_running: t.kind() == ToolKind::LongRunning,
-        })
-        .collect();
-    ServerIdentity {
-        server_id: signer.server_id().to_owned(),
-        fingerprint: signer.key().fingerprint(),
-        capabilities: Capabilities {
-            version: Some(lacre_proto::VERSION.to_owned()),
-            algorithms: vec!["hmac-sha256".to_owned(), "ed25519".to_owned()],
-            server_algorithm: Some(signer.key().algorithm().as_str().to_owned()),
-            max_skew_ms: Some(i64::try_from(verify.max_skew_ms).unwrap_or(i64::MAX)),
-            long_poll: Some(true),
-            tools,
-        },
     }
 }

@@ -13,7 +13,7 @@ use crate::limits::RateLimiter;
 use crate::nonce::NonceBackend;
 use crate::system::SystemContext;
 use crate::tool::{CallContext, Handler, Registry, Tool, ToolError, ToolOutcome};
-use lacre_proto::builtin::{encode_result, Accepted, ServerIdentity};
+use lacre_proto::builtin::{encode_result, Accepted};
 use lacre_proto::{
     authenticate, to_hex, Clock, Envelope, ErrorCode, KeyLookup, Keyring, Map, Response,
     ResponseSigner, SigningKey, Status, Value, Verified, VerifyConfig, VerifyingKey,
@@ -92,8 +92,8 @@ pub(crate) struct Inner {
     pub(crate) keyring: Keyring,
     pub(crate) permissions: HashMap<String, ToolFilter>,
     /// `server_identity` as each client sees it.
-    pub(crate) identities: HashMap<String, Arc<ServerIdentity>>,
-    pub(crate) registry: Arc<Registry>,
+    /// The tools and identity documents of the moment.
+    pub(crate) catalog: crate::catalog::Live,
     pub(crate) jobs: Arc<dyn JobStore>,
     pub(crate) nonces: Arc<dyn NonceBackend>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -189,17 +189,28 @@ impl Server {
         &self.inner.nonces
     }
 
-    /// The registered tools.
-    pub fn registry(&self) -> &Registry {
-        &self.inner.registry
+    /// The tools offered now.
+    pub fn registry(&self) -> Arc<Registry> {
+        Arc::clone(&self.inner.catalog.load().registry)
+    }
+
+    /// Changes the tools while the server runs: `f` edits a copy of the
+    /// registry, which then replaces the current one for every request and
+    /// worker that starts after it (those under way keep the tool they
+    /// found). Clients' `server_identity` answers follow.
+    pub fn update_tools(&self, f: impl FnOnce(&mut Registry)) {
+        let inner = &*self.inner;
+        inner
+            .catalog
+            .update(f, &inner.signer, &inner.verify, &inner.permissions);
     }
 
     /// Starts the worker pool that runs long-running tools.
     pub fn start_workers(&self, config: WorkerConfig) -> Workers {
-        Workers::spawn(
+        Workers::spawn_live(
             config,
             Arc::clone(&self.inner.jobs),
-            Arc::clone(&self.inner.registry),
+            Arc::clone(&self.inner.catalog.current),
             Arc::clone(&self.inner.clock),
         )
     }
@@ -366,7 +377,8 @@ impl Server {
         };
         // From here on the caller is authenticated: label by tool (bounded
         // to the registry, so hostile names cannot grow the metrics).
-        let tool = inner.registry.get(&verified.tool);
+        let catalog = inner.catalog.load();
+        let tool = catalog.registry.get(&verified.tool);
         who.tool = tool.map_or("unknown", |t| t.static_name());
         if let Err(retry_after_ms) = inner.rates.check(&verified.client_id, inner.clock.now_ms()) {
             return self.bound_error(
@@ -389,7 +401,7 @@ impl Server {
                 }
             }
         }
-        let outcome = self.dispatch(&verified, tool, held).await;
+        let outcome = self.dispatch(&verified, tool, held, &catalog).await;
         match outcome {
             Ok((status, result)) => {
                 let now = inner.clock.now_ms();
@@ -420,6 +432,7 @@ impl Server {
         env: &Verified<Envelope>,
         tool: Option<&Arc<Tool>>,
         held: &Held,
+        catalog: &crate::catalog::Catalog,
     ) -> ToolOutcome {
         let inner = &*self.inner;
         // The system tools (identity and the caller's own jobs) are always
@@ -433,7 +446,8 @@ impl Server {
         let tool = tool.ok_or_else(|| CallError::UnknownTool(env.tool.clone()))?;
         match &tool.handler {
             Handler::System(f) => {
-                f(env.args.clone(), self.system_context(&env.client_id, held)).await
+                let ctx = self.system_context(&env.client_id, held, catalog);
+                f(env.args.clone(), ctx).await
             }
             Handler::Immediate(f) => {
                 let ctx = CallContext {
@@ -464,7 +478,12 @@ impl Server {
         }
     }
 
-    fn system_context(&self, client_id: &str, held: &Held) -> SystemContext {
+    fn system_context(
+        &self,
+        client_id: &str,
+        held: &Held,
+        catalog: &crate::catalog::Catalog,
+    ) -> SystemContext {
         let inner = &*self.inner;
         SystemContext {
             client_id: client_id.to_owned(),
@@ -477,7 +496,11 @@ impl Server {
             clock: Arc::clone(&inner.clock),
             // Every authenticated client has an entry (identities are built
             // for the same clients as the keyring).
-            identity: inner.identities.get(client_id).cloned().unwrap_or_default(),
+            identity: catalog
+                .identities
+                .get(client_id)
+                .cloned()
+                .unwrap_or_default(),
         }
     }
 

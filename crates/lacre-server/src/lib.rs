@@ -39,6 +39,7 @@
 pub mod access;
 pub mod builder;
 pub mod builtin;
+pub mod catalog;
 pub mod config;
 pub mod dispatch;
 pub mod error;

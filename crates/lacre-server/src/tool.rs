@@ -116,8 +116,8 @@ pub(crate) enum Handler {
 /// A registered tool.
 pub struct Tool {
     name: String,
-    /// The name, leaked once at registration: metrics label it without an
-    /// allocation per request (tools are registered once per process).
+    /// The name with a static lifetime (interned once per distinct name):
+    /// metrics label it without an allocation per request.
     static_name: &'static str,
     description: String,
     schema: serde_json::Value,
@@ -193,6 +193,22 @@ fn encode<O: Serialize + 'static>(out: &O) -> Result<Map, ToolError> {
 
 fn schema_of<A: schemars::JsonSchema>() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(A)).unwrap_or(serde_json::Value::Null)
+}
+
+/// The name as a `&'static str`, allocated once per distinct name in the
+/// process: tools registered again (an upstream's tools after a change)
+/// reuse the first allocation, so the names leaked stay bounded by the
+/// names ever seen.
+fn intern(name: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    leaked
 }
 
 /// The set of tools a server offers.
@@ -334,7 +350,7 @@ impl Registry {
         handler: Handler,
     ) -> &mut Self {
         let tool = Tool {
-            static_name: Box::leak(name.clone().into_boxed_str()),
+            static_name: intern(&name),
             name: name.clone(),
             description,
             schema,
@@ -366,6 +382,12 @@ impl Registry {
     /// The tool named `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<Tool>> {
         self.tools.get(name)
+    }
+
+    /// Removes the tool named `name` (a tool whose upstream no longer
+    /// offers it); the removed tool, if there was one.
+    pub fn remove(&mut self, name: &str) -> Option<Arc<Tool>> {
+        self.tools.remove(name)
     }
 
     /// Every tool, by name.

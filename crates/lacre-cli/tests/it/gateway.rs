@@ -488,6 +488,17 @@ long_running = ["count_*"]
         out.stdout.lines().last(),
         Some("seed call: 1 response verified")
     );
+
+    // The upstream adds a tool and says so (notifications/tools/list_changed):
+    // it is offered, listed by server_identity, and callable.
+    assert!(!s.lacre(&["tools"]).stdout.contains("py_greet "));
+    call(&s, "py_add_greeter", "{}").ok("py_add_greeter");
+    eventually("py_greet is offered", Duration::from_secs(10), || {
+        s.lacre(&["tools"]).stdout.contains("py_greet ")
+    });
+    let out = call(&s, "py_greet", r#"{"name":"lacre"}"#);
+    out.ok("py_greet");
+    assert_eq!(json(&out.stdout)["content"][0]["text"], "hello, lacre");
 }
 
 #[test]
@@ -536,6 +547,10 @@ impl FastMcpHttp {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap();
+        Self::start_on(port)
+    }
+
+    fn start_on(port: u16) -> FastMcpHttp {
         let child = std::process::Command::new("python3")
             .args([
                 example("fastmcp_server.py").as_str(),
@@ -627,5 +642,38 @@ long_running = ["count_*"]
         out.stderr.contains("upstream_unavailable"),
         "{}",
         out.stderr
+    );
+}
+
+#[test]
+fn an_upstream_down_at_start_offers_its_tools_once_up() {
+    let name = "an_upstream_down_at_start_offers_its_tools_once_up";
+    if !fastmcp_or_skip(name) {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let cfg = config_with(&format!(
+        "\n[[mcp_servers]]\nname = \"late\"\nurl = \"http://127.0.0.1:{port}/mcp\"\n"
+    ));
+    let s = ServeGuard::start_with_config("gw-late", &cfg);
+    // Down: not offered, and lacre serves the rest.
+    assert!(!s.lacre(&["tools"]).stdout.contains("late_add "));
+    s.sum_call()
+        .args(&["--secret-file", &s.file("client-001.secret")])
+        .args(&["--server-secret-file", &s.file("server.secret")])
+        .run()
+        .ok("batch_sum while the upstream is down");
+    let _upstream = FastMcpHttp::start_on(port);
+    eventually("late_add is offered", Duration::from_secs(40), || {
+        s.lacre(&["tools"]).stdout.contains("late_add ")
+    });
+    let out = call(&s, "late_add", r#"{"a":1,"b":2}"#);
+    out.ok("late_add");
+    assert_eq!(
+        json(&out.stdout)["structuredContent"],
+        serde_json::json!({"result": 3})
     );
 }

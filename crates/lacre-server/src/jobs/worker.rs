@@ -2,7 +2,9 @@
 //! leases alive, and records the outcome under the claim's fencing token.
 
 use super::{Claim, Finish, Heartbeat, JobContext, JobOutcome, JobStore, LeaseStatus, Prune};
+use crate::catalog::Catalog;
 use crate::tool::{Handler, Registry, ToolError};
+use arc_swap::ArcSwap;
 use lacre_proto::Clock;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +56,8 @@ pub struct Workers {
 struct Shared {
     config: WorkerConfig,
     store: Arc<dyn JobStore>,
-    registry: Arc<Registry>,
+    /// The tools of the moment (a server's live catalog, or a fixed one).
+    tools: Arc<ArcSwap<Catalog>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -66,11 +69,22 @@ impl Workers {
         registry: Arc<Registry>,
         clock: Arc<dyn Clock>,
     ) -> Workers {
+        Workers::spawn_live(config, store, Catalog::fixed(registry), clock)
+    }
+
+    /// As [`Workers::spawn`], finding each job's tool in the catalog of
+    /// the moment (a server whose tools change while it runs).
+    pub fn spawn_live(
+        config: WorkerConfig,
+        store: Arc<dyn JobStore>,
+        tools: Arc<ArcSwap<Catalog>>,
+        clock: Arc<dyn Clock>,
+    ) -> Workers {
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             config,
             store,
-            registry,
+            tools,
             clock,
         });
         let mut handles = Vec::new();
@@ -139,7 +153,8 @@ async fn run_job(shared: &Shared, claim: Claim, shutdown: &mut watch::Receiver<b
     let Claim { job, fence } = claim;
     let store = &shared.store;
     let now = || shared.clock.now_ms();
-    let handler_fut = match shared.registry.get(&job.tool).map(|t| &t.handler) {
+    let catalog = shared.tools.load_full();
+    let handler_fut = match catalog.registry.get(&job.tool).map(|t| &t.handler) {
         Some(Handler::Job(h)) => {
             let (progress_tx, progress_rx) = watch::channel(None);
             let (cancel_tx, cancel_rx) = watch::channel(false);

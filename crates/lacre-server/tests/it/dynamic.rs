@@ -130,3 +130,65 @@ async fn long_running_dynamic_tools_are_jobs() {
     assert_eq!(result_json(&done), json!({"name": "ada"}));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn tools_change_while_the_server_runs() {
+    let s = server(Arc::default()).await;
+    let listed = |resp: &lacre_proto::Response| -> Vec<String> {
+        result_json(resp)["capabilities"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    s.expect_error("client-001", "late", json!({}), 404, ErrorCode::UnknownTool)
+        .await;
+    // A tool added while the server runs: called, listed, run as a job.
+    s.server.update_tools(|reg| {
+        reg.dynamic_long_running(
+            ToolDef {
+                name: "late".into(),
+                description: "Came later.".into(),
+                args_schema: json!({"type": "object"}),
+            },
+            |args: Map, _ctx| async move { Ok::<_, ToolError>(args) },
+        )
+        .unwrap();
+        reg.remove("greet");
+    });
+    let (_, identity) = s.call("server_identity", json!({})).await;
+    let names = listed(&identity);
+    assert!(names.contains(&"late".to_owned()), "{names:?}");
+    assert!(!names.contains(&"greet".to_owned()), "{names:?}");
+    let (http, resp) = s.call("late", json!({"x": 1})).await;
+    assert_eq!(http, 202, "{resp:?}");
+    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+    let mut done = None;
+    for _ in 0..10 {
+        let (_, reply) = s
+            .call("poll_job", json!({"job_id": job_id, "wait_ms": 5000}))
+            .await;
+        if reply.status != Status::Running {
+            done = Some(reply);
+            break;
+        }
+    }
+    let done = done.expect("the job finished within 10 long polls");
+    assert_eq!(
+        done.status,
+        Status::Done,
+        "the worker found the new tool: {done:?}"
+    );
+    assert_eq!(result_json(&done), json!({"x": 1}));
+    // The removed tool is gone for new requests.
+    s.expect_error(
+        "client-001",
+        "greet",
+        json!({"name": "a"}),
+        404,
+        ErrorCode::UnknownTool,
+    )
+    .await;
+    s.stop().await;
+}
