@@ -27,6 +27,13 @@ def shout(text: str) -> str:
 
 
 @mcp.tool
+async def nap(seconds: float) -> str:
+    """Sleeps, then answers (an immediate tool that takes its time)."""
+    await asyncio.sleep(seconds)
+    return f"slept {seconds} s"
+
+
+@mcp.tool
 def refuse(reason: str) -> str:
     """Always fails, with the reason given (an MCP result with isError)."""
     raise ToolError(f"refused: {reason}")

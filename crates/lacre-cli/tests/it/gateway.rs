@@ -489,14 +489,49 @@ long_running = ["count_*"]
         Some("seed call: 1 response verified")
     );
 
+    // Concurrent calls share the one connection; a call in flight when the
+    // child dies gets a signed upstream_unavailable at once, not a hang.
+    let (line, pid) = upstream_pid(&s, "py", 0);
+    let s = &s;
+    std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..4)
+            .map(|i| scope.spawn(move || call(s, "py_add", &format!(r#"{{"a":{i},"b":1}}"#))))
+            .collect();
+        for (i, c) in calls.into_iter().enumerate() {
+            let out = c.join().unwrap();
+            out.ok("concurrent py_add");
+            assert_eq!(json(&out.stdout)["structuredContent"]["result"], i + 1);
+        }
+        let napping = scope.spawn(|| call(s, "py_nap", r#"{"seconds":30}"#));
+        std::thread::sleep(Duration::from_millis(1500));
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        let started = std::time::Instant::now();
+        let out = napping.join().unwrap();
+        out.expect_code(4, "py_nap with its child killed");
+        assert!(
+            out.stderr
+                .starts_with("error: upstream_unavailable: upstream \"py\" went away"),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    });
+    upstream_pid(s, "py", line + 1);
+
     // The upstream adds a tool and says so (notifications/tools/list_changed):
     // it is offered, listed by server_identity, and callable.
     assert!(!s.lacre(&["tools"]).stdout.contains("py_greet "));
-    call(&s, "py_add_greeter", "{}").ok("py_add_greeter");
+    call(s, "py_add_greeter", "{}").ok("py_add_greeter");
     eventually("py_greet is offered", Duration::from_secs(10), || {
         s.lacre(&["tools"]).stdout.contains("py_greet ")
     });
-    let out = call(&s, "py_greet", r#"{"name":"lacre"}"#);
+    let out = call(s, "py_greet", r#"{"name":"lacre"}"#);
     out.ok("py_greet");
     assert_eq!(json(&out.stdout)["content"][0]["text"], "hello, lacre");
 }
