@@ -197,10 +197,17 @@ pub async fn tools(args: &ClientArgs, as_json: bool) -> Result<ExitCode> {
                 m.insert("tools".into(), Value::from_serialize(&tools)?);
                 print_json(&m);
             } else {
-                println!("{:<18} {:<5} DESCRIPTION", "TOOL", "KIND");
+                // Upstream tools have long names: the column fits them.
+                let width = tools
+                    .iter()
+                    .map(|t| t.name.chars().count())
+                    .max()
+                    .unwrap_or(0);
+                let width = width.max(18);
+                println!("{:<width$} {:<5} DESCRIPTION", "TOOL", "KIND");
                 for t in tools {
                     let kind = if t.long_running { "job" } else { "call" };
-                    println!("{:<18} {:<5} {}", t.name, kind, t.description);
+                    println!("{:<width$} {:<5} {}", t.name, kind, t.description);
                 }
             }
             Ok(ExitCode::Ok)

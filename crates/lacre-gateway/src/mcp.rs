@@ -94,9 +94,10 @@ impl rmcp::ClientHandler for Listener {
                 Some(total) if total > 0.0 => params.progress / total,
                 _ => 0.0,
             };
-            let message = params
-                .message
-                .unwrap_or_else(|| format!("{} done", params.progress));
+            let message = params.message.unwrap_or_else(|| match params.total {
+                Some(total) => format!("{}/{total}", params.progress),
+                None => params.progress.to_string(),
+            });
             ctx.progress(fraction, message);
         }
     }
