@@ -204,14 +204,25 @@ enum Command {
 
 fn init_logging(format: LogFormat, level: tracing::Level) {
     use std::io::IsTerminal;
+    use tracing_subscriber::prelude::*;
+    // The MCP SDK logs every connection at info, with the upstream's whole
+    // `instructions` text: heard from only at debug and below.
+    let sdk = if level >= tracing::Level::DEBUG {
+        level
+    } else {
+        level.min(tracing::Level::WARN)
+    };
+    let targets = tracing_subscriber::filter::Targets::new()
+        .with_default(level)
+        .with_target("rmcp", sdk);
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_max_level(level);
     let _ = if format == LogFormat::Json {
-        builder.json().try_init()
+        builder.json().finish().with(targets).try_init()
     } else {
-        builder.try_init()
+        builder.finish().with(targets).try_init()
     };
 }
 
