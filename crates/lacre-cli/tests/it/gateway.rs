@@ -712,3 +712,40 @@ fn an_upstream_down_at_start_offers_its_tools_once_up() {
         serde_json::json!({"result": 3})
     );
 }
+
+#[test]
+fn a_server_killed_with_sigkill_leaves_no_child_behind() {
+    let name = "a_server_killed_with_sigkill_leaves_no_child_behind";
+    let Some(entry) = server_everything_or_skip(name) else {
+        return;
+    };
+    if !python3_or_skip(name) {
+        return;
+    }
+    let pid_file_dir = TempDir::new("gw-sigkill-pids");
+    let pid_file = pid_file_dir.join("job.pid").display().to_string();
+    let mut s = ServeGuard::start_with_config(
+        "gw-sigkill",
+        &config_with(&format!("{}{}", everything(&entry), command_tools())),
+    );
+    let (_, upstream) = upstream_pid(&s, "everything", 0);
+    // A command tool's job mid-run too.
+    let args = format!(r#"{{"mode":"sleep","seconds":60,"pid_file":"{pid_file}"}}"#);
+    call(&s, "fixture_job", &args).ok("start fixture_job");
+    eventually("the job's command started", Duration::from_secs(20), || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|p| !p.is_empty())
+    });
+    let command: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(process_alive(upstream) && process_alive(command));
+    // No chance to clean up: the kernel kills the children (PR_SET_PDEATHSIG).
+    s.kill();
+    eventually(
+        "the children died with the server",
+        Duration::from_secs(5),
+        || !process_alive(upstream) && !process_alive(command),
+    );
+}
