@@ -158,6 +158,17 @@ enum Command {
         #[arg(long, value_name = "FILE", default_value = serve::DEFAULT_CONFIG)]
         config: std::path::PathBuf,
     },
+    /// Serve MCP on stdin/stdout in front of a lacre server, for MCP hosts
+    /// (Claude Desktop and Code, Cursor, VS Code, ...): every call is signed
+    /// with your key, every reply verified. Logs go to stderr.
+    Mcp {
+        /// How long a call of a long-running tool waits for its job before
+        /// answering with the job id (hosts often time requests out at 60 s).
+        #[arg(long, value_name = "SECONDS", default_value_t = 50)]
+        max_wait: u64,
+        #[command(flatten)]
+        client: profile::ClientArgs,
+    },
     /// List the tools the server lets you call.
     Tools {
         /// Print the raw descriptions with their JSON Schemas.
@@ -258,6 +269,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => call::jobs(&client, state, limit).await,
         Command::Tools { json, client } => call::tools(&client, json).await,
         Command::Upstreams { config } => serve::upstreams(&config).await,
+        Command::Mcp { max_wait, client } => {
+            let bridge = lacre_gateway::bridge::Bridge::new(
+                client.client()?,
+                lacre_gateway::bridge::BridgeConfig {
+                    max_wait: std::time::Duration::from_secs(max_wait),
+                },
+            );
+            bridge.serve_stdio().await?;
+            Ok(ExitCode::Ok)
+        }
         Command::Keygen {
             alg,
             out,

@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bridge;
 pub mod command;
 pub mod mcp;
 pub mod process;
