@@ -327,9 +327,11 @@ impl ServeGuard {
             "serve".to_owned(),
             "--config".to_owned(),
             cfg.display().to_string(),
-            "--listen".to_owned(),
-            "127.0.0.1:0".to_owned(),
         ];
+        // Any free port, unless the caller names one.
+        if !extra.contains(&"--listen") {
+            args.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
+        }
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         Self::spawn_with_env(dir, &args, None, env)
     }

@@ -1,0 +1,297 @@
+//! `lacre mcp` driven by the official Python MCP SDK (PyPI `mcp`, pinned
+//! in testdata/requirements.txt) through testdata/mcp/bridge_check.py, as
+//! an MCP host spawns it, against a real `lacre serve`; and raw JSON-RPC
+//! for the stateless 2026-07-28 path and malformed input.
+
+use crate::support::*;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+fn mcp_python_or_skip(name: &str) -> bool {
+    seed_python_or_skip(name) && {
+        let out = Cmd::program("python3", &["-c", "import mcp"]).run();
+        out.code == 0
+            || skip_or_panic(
+                name,
+                "python3 cannot import mcp (pip install -r testdata/requirements.txt)",
+            )
+    }
+}
+
+/// `python3 testdata/mcp/bridge_check.py SCENARIO lacre <client flags> EXTRA`:
+/// its JSON lines, by step.
+fn bridge_check(scenario: &str, s: &ServeGuard, extra: &[&str]) -> Vec<serde_json::Value> {
+    let script = testdata("mcp/bridge_check.py");
+    let mut args = vec![script.as_str(), scenario, BIN];
+    let client = s.client_args(CLIENT_ID);
+    args.extend(client.iter().map(String::as_str));
+    args.extend(extra);
+    let out = Cmd::program("python3", &args).run();
+    out.ok(&format!("bridge_check.py {scenario}"));
+    out.stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(json)
+        .collect()
+}
+
+fn step<'a>(lines: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    lines
+        .iter()
+        .find(|l| l["step"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {lines:?}"))
+}
+
+#[test]
+fn an_mcp_host_lists_and_calls_lacre_tools() {
+    if !mcp_python_or_skip("an_mcp_host_lists_and_calls_lacre_tools") {
+        return;
+    }
+    let s = ServeGuard::start("bridge-basic");
+    let lines = bridge_check("basic", &s, &[]);
+    let init = step(&lines, "initialize");
+    assert_eq!(init["server"], "lacre");
+    assert_eq!(
+        init["protocol"], "2025-11-25",
+        "the SDK's version, supported"
+    );
+    let names: Vec<&str> = step(&lines, "tools")["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "batch_sum",
+            "lacre_cancel_job",
+            "lacre_list_jobs",
+            "lacre_poll_job",
+            "start_long_task"
+        ]
+    );
+    let schema = &step(&lines, "tools")["schemas"]["batch_sum"];
+    assert_eq!(
+        schema["required"],
+        serde_json::json!(["numbers"]),
+        "{schema}"
+    );
+    let sum = step(&lines, "batch_sum");
+    assert_eq!(sum["is_error"], false);
+    assert_eq!(
+        sum["structured"],
+        serde_json::json!({"count": 3, "total": 60.0})
+    );
+    assert_eq!(
+        sum["text"],
+        serde_json::json!([r#"{"count":3,"total":60.0}"#])
+    );
+    let bad = step(&lines, "bad_args");
+    assert_eq!(bad["is_error"], true);
+    assert!(
+        bad["text"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid_args: "),
+        "{bad}"
+    );
+    let unknown = step(&lines, "unknown_tool");
+    assert_eq!(unknown["code"], -32602, "{unknown}");
+    let long = step(&lines, "long_task");
+    assert_eq!(long["is_error"], false, "{long}");
+    assert_eq!(long["structured"], serde_json::json!({"x": 1}));
+    let progress: Vec<f64> = long["progress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["progress"].as_f64().unwrap())
+        .collect();
+    assert!(!progress.is_empty(), "no progress notification: {long}");
+    assert!(
+        progress.windows(2).all(|w| w[0] < w[1]),
+        "not increasing: {progress:?}"
+    );
+    assert!(long["progress"][0]["message"]
+        .as_str()
+        .unwrap()
+        .ends_with(" seconds"));
+}
+
+#[test]
+fn a_host_cancel_cancels_the_job() {
+    if !mcp_python_or_skip("a_host_cancel_cancels_the_job") {
+        return;
+    }
+    let s = ServeGuard::start("bridge-cancel");
+    let lines = bridge_check("cancel", &s, &[]);
+    let jobs = &step(&lines, "jobs")["structured"]["jobs"];
+    assert_eq!(jobs[0]["tool"], "start_long_task", "{jobs}");
+    assert_eq!(jobs[0]["state"], "cancelled", "{jobs}");
+    // The server says so too.
+    let out = s.lacre(&["jobs"]);
+    assert!(out.stdout.contains("cancelled"), "{}", out.stdout);
+}
+
+#[test]
+fn a_job_outliving_max_wait_is_picked_up_with_lacre_poll_job() {
+    if !mcp_python_or_skip("a_job_outliving_max_wait_is_picked_up_with_lacre_poll_job") {
+        return;
+    }
+    let s = ServeGuard::start("bridge-max-wait");
+    let lines = bridge_check("max_wait", &s, &["--max-wait", "1"]);
+    let first = step(&lines, "first");
+    assert_eq!(first["is_error"], false);
+    assert_eq!(first["structured"]["state"], "running", "{first}");
+    assert!(first["text"][0]
+        .as_str()
+        .unwrap()
+        .contains("lacre_poll_job"));
+    let polled = step(&lines, "polled");
+    assert_eq!(
+        polled["structured"],
+        serde_json::json!({"late": true}),
+        "{polled}"
+    );
+}
+
+#[test]
+fn the_bridge_survives_its_server_going_away_and_coming_back() {
+    let name = "the_bridge_survives_its_server_going_away_and_coming_back";
+    if !mcp_python_or_skip(name) {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let mut s =
+        ServeGuard::start_with_args("bridge-restart", &default_config(), &["--listen", &addr]);
+    let script = testdata("mcp/bridge_check.py");
+    let mut args = vec![script.clone(), "restart".into(), BIN.into()];
+    args.extend(s.client_args(CLIENT_ID));
+    let mut child = Command::new("python3")
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = |want: &str| -> serde_json::Value {
+        loop {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("no {want} line"))
+                .unwrap();
+            if line.starts_with('{') {
+                let v = json(&line);
+                if v["step"] == want {
+                    return v;
+                }
+            }
+        }
+    };
+    assert_eq!(next("before")["structured"]["total"], 3.0);
+    s.kill();
+    writeln!(stdin).unwrap();
+    let down = next("down");
+    assert_eq!(down["is_error"], true, "{down}");
+    assert!(
+        down["text"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("the lacre server could not be reached"),
+        "{down}"
+    );
+    let s = s.kill_and_restart();
+    assert!(s.url.contains(&addr), "{}", s.url);
+    writeln!(stdin).unwrap();
+    let after = next("after");
+    assert_eq!(
+        after["structured"],
+        serde_json::json!({"count": 2, "total": 9.0}),
+        "{after}"
+    );
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
+
+/// Writes `lines` to `lacre mcp`'s stdin (then closes it) and returns its
+/// stdout lines.
+fn raw_bridge(s: &ServeGuard, lines: &[&str]) -> Vec<serde_json::Value> {
+    let mut input = lines.join("\n");
+    input.push('\n');
+    let out = Cmd::lacre(&["mcp"])
+        .args(&s.client_args(CLIENT_ID))
+        .stdin(input)
+        .run();
+    out.ok("lacre mcp, raw");
+    out.stdout.lines().map(json).collect()
+}
+
+#[test]
+fn stateless_requests_and_malformed_input() {
+    let s = ServeGuard::start("bridge-raw");
+    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+    let discover =
+        format!(r#"{{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{{{meta}}}}}"#);
+    let list = format!(r#"{{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{{{meta}}}}}"#);
+    let call = format!(
+        r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"batch_sum","arguments":{{"numbers":[1,2]}},{meta}}}}}"#
+    );
+    // (2026-07-28 has no `ping`: a call shows the bridge still answers.)
+    let again = format!(
+        r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"batch_sum","arguments":{{"numbers":[5]}},{meta}}}}}"#
+    );
+    let replies = raw_bridge(
+        &s,
+        &[&discover, &list, &call, "{not json", r#"[1,2]"#, &again],
+    );
+    let by_id = |id: i64| {
+        replies
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("no reply {id} in {replies:?}"))
+    };
+    let d = &by_id(1)["result"];
+    assert!(
+        d["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("2026-07-28")),
+        "{d}"
+    );
+    assert!(d["capabilities"]["tools"].is_object(), "{d}");
+    let l = &by_id(2)["result"];
+    assert_eq!(l["resultType"], "complete", "{l}");
+    assert!(
+        l.get("ttlMs").is_some() && l.get("cacheScope").is_some(),
+        "{l}"
+    );
+    let c = &by_id(3)["result"];
+    assert_eq!(c["resultType"], "complete", "{c}");
+    assert_eq!(
+        c["structuredContent"],
+        serde_json::json!({"count": 2, "total": 3.0})
+    );
+    // Not JSON: the parse error, id null; valid JSON that is no request:
+    // invalid request; and the bridge still answers after both.
+    assert!(
+        replies
+            .iter()
+            .any(|r| r["id"].is_null() && r["error"]["code"] == -32700),
+        "{replies:?}"
+    );
+    assert!(
+        replies.iter().any(|r| r["error"]["code"] == -32600),
+        "{replies:?}"
+    );
+    assert_eq!(
+        by_id(9)["result"]["structuredContent"],
+        serde_json::json!({"count": 1, "total": 5.0}),
+        "{replies:?}"
+    );
+}
