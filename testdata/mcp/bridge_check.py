@@ -8,7 +8,9 @@ Scenarios: `basic` (handshake, tools/list, batch_sum, bad arguments,
 unknown tool, a long job with progress), `cancel` (a long job cancelled
 by the host; prints the job id), `max_wait` (a job outliving --max-wait,
 then lacre_poll_job), `restart` (one call, then waits for a line on stdin
-before the next: the test restarts the server in between).
+before the next: the test restarts the server in between), `call` (the
+tool and JSON arguments in LACRE_CHECK_TOOL and LACRE_CHECK_ARGS, with a
+progress callback).
 """
 import asyncio
 import json
@@ -75,6 +77,17 @@ async def max_wait(session):
     out("polled", **result_fields(r))
 
 
+async def call(session):
+    seen = []
+
+    async def progress(p, total, message):
+        seen.append({"progress": p, "total": total, "message": message})
+
+    tool, args = os.environ["LACRE_CHECK_TOOL"], json.loads(os.environ["LACRE_CHECK_ARGS"])
+    r = await session.call_tool(tool, args, progress_callback=progress)
+    out("call", progress=seen, **result_fields(r))
+
+
 async def restart(session):
     out("before", **result_fields(await session.call_tool("batch_sum", {"numbers": [1, 2]})))
     await anyio.to_thread.run_sync(sys.stdin.readline)
@@ -92,7 +105,7 @@ async def main():
         async with ClientSession(read, write) as session:
             init = await session.initialize()
             out("initialize", protocol=init.protocol_version, server=init.server_info.name)
-            await {"basic": basic, "cancel": cancel, "max_wait": max_wait, "restart": restart}[scenario](session)
+            await {"basic": basic, "cancel": cancel, "max_wait": max_wait, "restart": restart, "call": call}[scenario](session)
 
 
 if __name__ == "__main__":

@@ -295,3 +295,51 @@ fn stateless_requests_and_malformed_input() {
         "{replies:?}"
     );
 }
+
+#[test]
+fn host_to_bridge_to_gateway_to_an_mcp_server() {
+    let name = "host_to_bridge_to_gateway_to_an_mcp_server";
+    if !mcp_python_or_skip(name) {
+        return;
+    }
+    let Some(entry) = server_everything_or_skip(name) else {
+        return;
+    };
+    let cfg = format!(
+        "{}\n[[mcp_servers]]\nname = \"everything\"\ncommand = [\"node\", \"{entry}\", \"stdio\"]\nlong_running = [\"trigger-long-running-operation\"]\n",
+        default_config()
+    );
+    let s = ServeGuard::start_with_config("bridge-chain", &cfg);
+    let script = testdata("mcp/bridge_check.py");
+    let mut args = vec![script.as_str(), "call", BIN];
+    let client = s.client_args(CLIENT_ID);
+    args.extend(client.iter().map(String::as_str));
+    let out = Cmd::program("python3", &args)
+        .env(
+            "LACRE_CHECK_TOOL",
+            "everything_trigger-long-running-operation",
+        )
+        .env("LACRE_CHECK_ARGS", r#"{"duration": 3, "steps": 3}"#)
+        .run();
+    out.ok("bridge_check.py call");
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(json)
+        .collect();
+    let call = step(&lines, "call");
+    assert_eq!(call["is_error"], false, "{call}");
+    assert_eq!(
+        call["structured"]["content"][0]["text"],
+        "Long running operation completed. Duration: 3 seconds, Steps: 3."
+    );
+    let progress = call["progress"].as_array().unwrap();
+    assert!(!progress.is_empty(), "no progress reached the host: {call}");
+    assert!(
+        progress
+            .iter()
+            .any(|p| p["message"].as_str().is_some_and(|m| m.contains('/'))),
+        "{call}"
+    );
+}
