@@ -343,3 +343,58 @@ fn host_to_bridge_to_gateway_to_an_mcp_server() {
         "{call}"
     );
 }
+
+#[test]
+fn the_mcp_inspector_cli_lists_and_calls_through_lacre_mcp() {
+    let name = "the_mcp_inspector_cli_lists_and_calls_through_lacre_mcp";
+    let Some(_) = server_everything_or_skip(name) else {
+        return;
+    };
+    let build = testdata("peers/node_modules/@modelcontextprotocol/inspector-cli/build");
+    if !std::path::Path::new(&build).join("cli.js").exists() {
+        skip_or_panic(
+            name,
+            "the npm test peers are not installed (npm ci --prefix testdata/peers)",
+        );
+        return;
+    }
+    let s = ServeGuard::start("bridge-inspector");
+    let inspector = |method: &[&str]| {
+        let cli = format!("{build}/cli.js");
+        let mut args = vec![cli.as_str(), "--cli", BIN, "mcp"];
+        let client = s.client_args(CLIENT_ID);
+        args.extend(client.iter().map(String::as_str));
+        args.extend(method);
+        // inspector-cli 1.0.3 finds its own package.json relative to the
+        // working directory: run it from its build directory.
+        let out = Cmd::program("node", &args)
+            .cwd(std::path::Path::new(&build))
+            .run();
+        out.ok(&format!("inspector {method:?}"));
+        json(&out.stdout)
+    };
+    let listed = inspector(&["--method", "tools/list"]);
+    let names: Vec<&str> = listed["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"batch_sum") && names.contains(&"lacre_poll_job"),
+        "{names:?}"
+    );
+    let called = inspector(&[
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "batch_sum",
+        "--tool-arg",
+        "numbers=[1,2,3]",
+    ]);
+    assert_eq!(called["isError"], false, "{called}");
+    assert_eq!(
+        called["structuredContent"],
+        serde_json::json!({"count": 3, "total": 6})
+    );
+}
