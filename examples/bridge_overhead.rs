@@ -41,7 +41,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server_key = SigningKey::hmac(b"server_secret_key_123")?;
     let client_key = SigningKey::hmac(b"client_secret_key_456")?;
     let server = Server::builder("mcp-server-001", server_key.clone())
-        .client("client-001", vec![client_key.verifying_key()], ToolFilter::All)?
+        .client(
+            "client-001",
+            vec![client_key.verifying_key()],
+            ToolFilter::All,
+        )?
         .build();
     let (listener, addr) = lacre_server::http::bind("127.0.0.1:0".parse()?).await?;
     tokio::spawn(lacre_server::http::serve(

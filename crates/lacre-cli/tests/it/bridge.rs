@@ -398,3 +398,24 @@ fn the_mcp_inspector_cli_lists_and_calls_through_lacre_mcp() {
         serde_json::json!({"count": 3, "total": 6})
     );
 }
+
+#[test]
+fn the_handshake_answers_the_hosts_version_or_the_latest() {
+    let s = ServeGuard::start("bridge-versions");
+    let init = |version: &str| {
+        let line = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"{version}","capabilities":{{}},"clientInfo":{{"name":"raw","version":"0"}}}}}}"#
+        );
+        let replies = raw_bridge(&s, &[&line]);
+        replies
+            .iter()
+            .find(|r| r["id"] == 1)
+            .unwrap_or_else(|| panic!("no initialize reply: {replies:?}"))["result"]
+            ["protocolVersion"]
+            .clone()
+    };
+    assert_eq!(init("2025-06-18"), "2025-06-18");
+    assert_eq!(init("2025-11-25"), "2025-11-25");
+    // A version it does not know: the latest of the handshake era.
+    assert_eq!(init("2099-01-01"), "2025-11-25");
+}
