@@ -58,6 +58,21 @@ async fn server(runs: Arc<AtomicUsize>) -> TestServer {
     .await
 }
 
+/// Long-polls `job_id` until it is no longer running. Each long poll
+/// returns at the job's next change (claimed, progress, done): a bounded
+/// number of them reaches the end.
+async fn finished(s: &TestServer, job_id: &str) -> lacre_proto::Response {
+    for _ in 0..20 {
+        let (_, reply) = s
+            .call("poll_job", json!({"job_id": job_id, "wait_ms": 5000}))
+            .await;
+        if reply.status != Status::Running {
+            return reply;
+        }
+    }
+    panic!("job {job_id} did not finish within 20 long polls");
+}
+
 #[tokio::test]
 async fn schema_is_published_verbatim() {
     let s = server(Arc::default()).await;
@@ -113,19 +128,7 @@ async fn long_running_dynamic_tools_are_jobs() {
     assert_eq!(http, 202);
     assert_eq!(resp.status, Status::Accepted);
     let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
-    // Each long poll returns at the job's next change (claimed, progress,
-    // done): a bounded number of them reaches the end.
-    let mut done = None;
-    for _ in 0..20 {
-        let (_, reply) = s
-            .call("poll_job", json!({"job_id": job_id, "wait_ms": 5000}))
-            .await;
-        if reply.status != Status::Running {
-            done = Some(reply);
-            break;
-        }
-    }
-    let done = done.expect("the job finished within 20 long polls");
+    let done = finished(&s, &job_id).await;
     assert_eq!(done.status, Status::Done, "{done:?}");
     assert_eq!(result_json(&done), json!({"name": "ada"}));
     s.stop().await;
@@ -164,17 +167,7 @@ async fn tools_change_while_the_server_runs() {
     let (http, resp) = s.call("late", json!({"x": 1})).await;
     assert_eq!(http, 202, "{resp:?}");
     let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
-    let mut done = None;
-    for _ in 0..10 {
-        let (_, reply) = s
-            .call("poll_job", json!({"job_id": job_id, "wait_ms": 5000}))
-            .await;
-        if reply.status != Status::Running {
-            done = Some(reply);
-            break;
-        }
-    }
-    let done = done.expect("the job finished within 10 long polls");
+    let done = finished(&s, &job_id).await;
     assert_eq!(
         done.status,
         Status::Done,

@@ -96,6 +96,22 @@ impl JobStore for Counting {
 struct SleepIn {}
 impl ToolArgs for SleepIn {}
 
+/// Job `j` of client `c` for `tool`, with no arguments and no limits.
+fn job_j(tool: &str) -> NewJob {
+    NewJob {
+        id: "j".into(),
+        client_id: "c".into(),
+        request_id: "r".into(),
+        request_hash: "h".into(),
+        tool: tool.into(),
+        args: Map::new(),
+        now_ms: 0,
+        idempotency_ttl_ms: 1000,
+        max_jobs: u64::MAX,
+        max_job_bytes: u64::MAX,
+    }
+}
+
 #[tokio::test]
 async fn a_handler_that_drops_its_context_does_not_spin_the_worker() {
     let store = Arc::new(Counting::default());
@@ -115,21 +131,7 @@ async fn a_handler_that_drops_its_context_does_not_spin_the_worker() {
         Arc::new(reg),
         Arc::new(lacre_server::SystemClock),
     );
-    store
-        .create(NewJob {
-            id: "j".into(),
-            client_id: "c".into(),
-            request_id: "r".into(),
-            request_hash: "h".into(),
-            tool: "sleepy".into(),
-            args: Map::new(),
-            now_ms: 0,
-            idempotency_ttl_ms: 1000,
-            max_jobs: u64::MAX,
-            max_job_bytes: u64::MAX,
-        })
-        .await
-        .unwrap();
+    store.create(job_j("sleepy")).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while store.get("j").await.unwrap().unwrap().state != JobState::Done {
         assert!(tokio::time::Instant::now() < deadline, "job never finished");
@@ -175,21 +177,7 @@ async fn a_cancelled_job_stops_at_once_not_at_the_next_heartbeat() {
         Arc::new(reg),
         Arc::new(lacre_server::SystemClock),
     );
-    store
-        .create(NewJob {
-            id: "j".into(),
-            client_id: "c".into(),
-            request_id: "r".into(),
-            request_hash: "h".into(),
-            tool: "forever".into(),
-            args: Map::new(),
-            now_ms: 0,
-            idempotency_ttl_ms: 1000,
-            max_jobs: u64::MAX,
-            max_job_bytes: u64::MAX,
-        })
-        .await
-        .unwrap();
+    store.create(job_j("forever")).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while store.get("j").await.unwrap().unwrap().state != JobState::Running {
         assert!(tokio::time::Instant::now() < deadline, "job never ran");
