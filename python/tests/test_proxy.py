@@ -22,7 +22,13 @@ secret = "server_secret_key_123"
 [[clients]]
 id = "client-001"
 secret = "client_secret_key_456"
+[[clients]]
+id = "client-ed"
+alg = "ed25519"
+public_key_hex = "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8"
 """
+# The vectors' Ed25519 key (testdata/vectors/signatures.json).
+ED_SEED = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 
 
 class Proxy:
@@ -86,6 +92,18 @@ def client(url: str) -> lacre.Client:
 
 def test_an_hmac_server_through_an_honest_proxy(proxied: Proxy) -> None:
     assert client(proxied.url).call("batch_sum", {"numbers": [10, 20, 30]}) == {"count": 3, "total": 60.0}
+
+
+def test_an_ed25519_client_key(proxied: Proxy) -> None:
+    c = lacre.Client(proxied.url, client_id="client-ed", key=lacre.Key.ed25519(ED_SEED),
+                     server_id="mcp-server-001", server_secret=b"server_secret_key_123")
+    assert c.call("batch_sum", {"numbers": [1, 2]}) == {"count": 2, "total": 3.0}
+    # Signed with another key under that id: a verified, bound refusal.
+    other = lacre.Client(proxied.url, client_id="client-ed", key=lacre.Key.ed25519(bytes(32)),
+                         server_id="mcp-server-001", server_secret=b"server_secret_key_123")
+    with pytest.raises(lacre.ServerError) as e:
+        other.call("batch_sum", {"numbers": [1]})
+    assert e.value.code == "bad_signature"
 
 
 def test_a_tampered_reply_is_a_verification_error(proxied: Proxy) -> None:
