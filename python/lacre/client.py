@@ -15,11 +15,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from urllib.parse import urlsplit
 
 import httpx
 
+from ._http import AsyncHTTP, Broken, ConnectFailed
 from .errors import OutcomeUnknownError, ServerError, TransportError, UsageError, VerificationError
-from .wire import DEFAULT_MAX_SKEW_MS, Key, Sent, Verifier, canonical, sign_envelope, verify_reply
+from .wire import (
+    DEFAULT_MAX_SKEW_MS,
+    Key,
+    Sent,
+    Verifier,
+    canonical,
+    parse_strict,
+    sign_envelope,
+    verify_reply,
+)
 
 # Built-in tools that may run twice without harm (reads, and cancel).
 _IDEMPOTENT = {"server_identity", "poll_job", "list_jobs", "cancel_job"}
@@ -370,7 +381,9 @@ class AsyncClient:
 
     def __init__(self, url: str, **kwargs: Any) -> None:
         self._core = _Core(url, **kwargs)
-        self._http = httpx.AsyncClient(timeout=self._core.timeout)
+        self._http = AsyncHTTP(url)
+        parts = urlsplit(url)
+        self._path = parts.path + (f"?{parts.query}" if parts.query else "")
 
     @classmethod
     def from_profile(cls, path: Optional[Union[str, Path]] = None, **overrides: Any) -> "AsyncClient":
@@ -393,9 +406,11 @@ class AsyncClient:
     async def _trust(self) -> None:
         if self._core.server is None:
             try:
-                r = await self._http.get(self._core.well_known_url())
-                doc = r.json()
-            except (httpx.HTTPError, ValueError) as e:
+                _, raw = await self._http.request(
+                    "GET", "/.well-known/lacre.json", b"", self._core.timeout
+                )
+                doc = parse_strict(raw)
+            except (ConnectFailed, Broken, ValueError) as e:
                 raise TransportError(f"cannot fetch the server's key: {e}") from e
             self._core.trust_document(doc)
 
@@ -409,15 +424,14 @@ class AsyncClient:
             request_id = sent.request_id
             connected = True
             try:
-                r = await self._http.post(
-                    core.url, content=body, headers={"content-type": "application/json"},
-                    timeout=core.timeout + extra_wait,
+                status, content = await self._http.request(
+                    "POST", self._path, body, core.timeout + extra_wait
                 )
-                return core.judge(r.status_code, r.content, sent)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as e:
-                connected, err = False, TransportError(f"cannot connect: {e}")
-            except httpx.HTTPError as e:
-                err = TransportError(str(e) or type(e).__name__)
+                return core.judge(status, content, sent)
+            except ConnectFailed as e:
+                connected, err = False, TransportError(str(e))
+            except Broken as e:
+                err = TransportError(str(e))
             except TransportError as e:
                 err = e
             if attempt == _RETRIES or not core.retryable(tool, starting, connected):

@@ -135,12 +135,14 @@ impl Bridge {
         let stdout = Arc::new(tokio::sync::Mutex::new(tokio::io::stdout()));
         let (to_sdk, sdk_in) = tokio::io::duplex(1 << 16);
         let (sdk_out, from_sdk) = tokio::io::duplex(1 << 16);
+        let pending = Pending::default();
         tokio::spawn(filter_input(
             tokio::io::stdin(),
             to_sdk,
             Arc::clone(&stdout),
+            pending.clone(),
         ));
-        tokio::spawn(copy_lines(from_sdk, Arc::clone(&stdout)));
+        tokio::spawn(copy_lines(from_sdk, Arc::clone(&stdout), pending));
         let service = match self.serve((sdk_in, sdk_out)).await {
             Ok(service) => service,
             // The host went away before (or without) a handshake, after
@@ -342,7 +344,7 @@ async fn write_line<W: tokio::io::AsyncWrite + Unpin>(out: &SharedOut<W>, line: 
 }
 
 /// Passes the host's lines on to the SDK, answering those it would drop.
-pub async fn filter_input<R, S, W>(input: R, mut sdk: S, out: SharedOut<W>)
+pub async fn filter_input<R, S, W>(input: R, mut sdk: S, out: SharedOut<W>, pending: Pending)
 where
     R: tokio::io::AsyncRead + Unpin,
     S: tokio::io::AsyncWrite + Unpin,
@@ -382,21 +384,88 @@ where
         if text.is_empty() {
             continue;
         }
-        if serde_json::from_slice::<serde_json::Value>(text).is_err() {
+        let Ok(message) = serde_json::from_slice::<serde_json::Value>(text) else {
             let err = serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "Parse error"}});
             write_line(&out, err.to_string().as_bytes()).await;
             continue;
+        };
+        if let (Some(id), Some(_)) = (message.get("id"), message.get("method")) {
+            // What the SDK would answer without the id: answered here, with it.
+            let refusal = if message.get("jsonrpc") != Some(&serde_json::json!("2.0")) {
+                Some((-32600, "Invalid request: jsonrpc must be \"2.0\""))
+            } else if message.get("params").is_some_and(|p| !p.is_object()) {
+                Some((-32602, "Invalid params: params must be an object"))
+            } else {
+                None
+            };
+            if let Some((code, msg)) = refusal {
+                let err = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": msg}});
+                write_line(&out, err.to_string().as_bytes()).await;
+                continue;
+            }
+            pending.add(id.to_string());
         }
         if sdk.write_all(text).await.is_err() || sdk.write_all(b"\n").await.is_err() {
             break;
         }
     }
-    // End of input: the SDK sees it and the session ends.
+    // End of input: the requests already read are answered first (bounded),
+    // then the SDK sees the end and the session ends.
+    pending.drained(DRAIN).await;
     let _ = sdk.shutdown().await;
 }
 
+/// How long requests already received may take to be answered once the
+/// host has closed stdin.
+const DRAIN: Duration = Duration::from_secs(60);
+
+/// Ids of requests read from the host and not yet answered.
+#[derive(Clone, Default)]
+pub struct Pending {
+    ids: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    changed: Arc<tokio::sync::Notify>,
+}
+
+impl Pending {
+    fn add(&self, id: String) {
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
+    }
+
+    fn answered(&self, id: &str) {
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        self.changed.notify_waiters();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// Waits until every request read has been answered, at most `limit`.
+    async fn drained(&self, limit: Duration) {
+        let wait = async {
+            loop {
+                let changed = self.changed.notified();
+                if self.is_empty() {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
+    }
+}
+
 /// Copies the SDK's output lines to `out`, a whole line at a time.
-async fn copy_lines<R, W>(from: R, out: SharedOut<W>)
+async fn copy_lines<R, W>(from: R, out: SharedOut<W>, pending: Pending)
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
@@ -408,7 +477,17 @@ where
         line.clear();
         match from.read_until(b'\n', &mut line).await {
             Ok(0) | Err(_) => return,
-            Ok(_) => write_line(&out, line.trim_ascii_end()).await,
+            Ok(_) => {
+                let text = line.trim_ascii_end();
+                write_line(&out, text).await;
+                if let Ok(reply) = serde_json::from_slice::<serde_json::Value>(text) {
+                    if reply.get("method").is_none() {
+                        if let Some(id) = reply.get("id") {
+                            pending.answered(&id.to_string());
+                        }
+                    }
+                }
+            }
         }
     }
 }

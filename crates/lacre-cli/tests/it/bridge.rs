@@ -248,7 +248,15 @@ fn stateless_requests_and_malformed_input() {
     );
     let replies = raw_bridge(
         &s,
-        &[&discover, &list, &call, "{not json", r#"[1,2]"#, &again],
+        &[
+            &discover,
+            &list,
+            &call,
+            "{not json",
+            r#"[1,2]"#,
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":"x"}"#,
+            &again,
+        ],
     );
     let by_id = |id: i64| {
         replies
@@ -289,6 +297,7 @@ fn stateless_requests_and_malformed_input() {
         replies.iter().any(|r| r["error"]["code"] == -32600),
         "{replies:?}"
     );
+    assert_eq!(by_id(4)["error"]["code"], -32602, "{replies:?}");
     assert_eq!(
         by_id(9)["result"]["structuredContent"],
         serde_json::json!({"count": 1, "total": 5.0}),
