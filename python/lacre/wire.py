@@ -59,6 +59,16 @@ def _is_hex(s: str, n: int) -> bool:
     return len(s) == n and set(s) <= _HEX
 
 
+def _text_bytes(x: Union[bytes, str]) -> bytes:
+    """An HMAC secret: text is its UTF-8 bytes."""
+    return x.encode() if isinstance(x, str) else x
+
+
+def _hex_bytes(x: Union[bytes, str]) -> bytes:
+    """Ed25519 key material: text is hex."""
+    return bytes.fromhex(x.strip()) if isinstance(x, str) else x
+
+
 class Key:
     """A signing key: an HMAC secret, or an Ed25519 private key (a 32-byte seed).
 
@@ -81,11 +91,11 @@ class Key:
 
     @classmethod
     def hmac(cls, secret: Union[bytes, str]) -> "Key":
-        return cls("hmac-sha256", secret.encode() if isinstance(secret, str) else secret)
+        return cls("hmac-sha256", _text_bytes(secret))
 
     @classmethod
     def ed25519(cls, seed: Union[bytes, str]) -> "Key":
-        return cls("ed25519", bytes.fromhex(seed.strip()) if isinstance(seed, str) else seed)
+        return cls("ed25519", _hex_bytes(seed))
 
     def sign(self, message: bytes) -> str:
         if self._private is not None:
@@ -123,11 +133,11 @@ class Verifier:
 
     @classmethod
     def hmac(cls, secret: Union[bytes, str]) -> "Verifier":
-        return cls("hmac-sha256", secret.encode() if isinstance(secret, str) else secret)
+        return cls("hmac-sha256", _text_bytes(secret))
 
     @classmethod
     def ed25519(cls, public: Union[bytes, str]) -> "Verifier":
-        return cls("ed25519", bytes.fromhex(public.strip()) if isinstance(public, str) else public)
+        return cls("ed25519", _hex_bytes(public))
 
     def verify(self, message: bytes, signature: str) -> bool:
         if self._public is not None:

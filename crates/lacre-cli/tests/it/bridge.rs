@@ -8,14 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 fn mcp_python_or_skip(name: &str) -> bool {
-    seed_python_or_skip(name) && {
-        let out = Cmd::program("python3", &["-c", "import mcp"]).run();
-        out.code == 0
-            || skip_or_panic(
-                name,
-                "python3 cannot import mcp (pip install -r testdata/requirements.txt)",
-            )
-    }
+    python_module_or_skip(name, "mcp")
 }
 
 /// `python3 testdata/mcp/bridge_check.py SCENARIO lacre <client flags> EXTRA`:
@@ -161,10 +154,7 @@ fn the_bridge_survives_its_server_going_away_and_coming_back() {
     if !mcp_python_or_skip(name) {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap();
+    let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut s =
         ServeGuard::start_with_args("bridge-restart", &default_config(), &["--listen", &addr]);

@@ -418,14 +418,7 @@ fn mcp_upstream_tools_are_lacre_tools() {
 
 /// Whether python3 imports fastmcp (testdata/requirements.txt).
 fn fastmcp_or_skip(name: &str) -> bool {
-    seed_python_or_skip(name) && {
-        let out = Cmd::program("python3", &["-c", "import fastmcp"]).run();
-        out.code == 0
-            || skip_or_panic(
-                name,
-                "python3 cannot import fastmcp (pip install -r testdata/requirements.txt)",
-            )
-    }
+    python_module_or_skip(name, "fastmcp")
 }
 
 #[test]
@@ -578,10 +571,7 @@ struct FastMcpHttp {
 
 impl FastMcpHttp {
     fn start() -> FastMcpHttp {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap();
+        let port = free_port();
         Self::start_on(port)
     }
 
@@ -686,10 +676,7 @@ fn an_upstream_down_at_start_offers_its_tools_once_up() {
     if !fastmcp_or_skip(name) {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap();
+    let port = free_port();
     let cfg = config_with(&format!(
         "\n[[mcp_servers]]\nname = \"late\"\nurl = \"http://127.0.0.1:{port}/mcp\"\n"
     ));

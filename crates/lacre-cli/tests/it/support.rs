@@ -601,6 +601,30 @@ pub fn server_everything_or_skip(name: &str) -> Option<String> {
     Some(entry)
 }
 
+/// Whether python3 has the seed's packages and imports `module` (pinned in
+/// testdata/requirements.txt); see [`skip_or_panic`].
+pub fn python_module_or_skip(name: &str, module: &str) -> bool {
+    seed_python_or_skip(name) && {
+        let out = Cmd::program("python3", &["-c", &format!("import {module}")]).run();
+        out.code == 0
+            || skip_or_panic(
+                name,
+                &format!(
+                    "python3 cannot import {module} (pip install -r testdata/requirements.txt)"
+                ),
+            )
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1 (for a server that must
+/// come back on the same address).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// Path of a file in the repository's `testdata/` directory.
 pub fn testdata(file: &str) -> String {
     format!(
