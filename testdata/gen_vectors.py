@@ -6,7 +6,7 @@ and ``cryptography`` installed, see testdata/requirements.txt)::
 
     python3 testdata/gen_vectors.py
 
-It (re)writes three files under testdata/vectors/ and is deterministic: no
+It (re)writes four files under testdata/vectors/ and is deterministic: no
 clock, no uuid4, no OS randomness (the "random-looking" variations come from
 a SHA-256 counter stream), so re-running it gives byte-identical files.
 
@@ -19,6 +19,9 @@ a SHA-256 counter stream), so re-running it gives byte-identical files.
 * signatures.json  -- envelopes and responses built with the seed's own
   pydantic models, signed exactly as the seed signs (``model_dump()``, drop
   ``signature``, canonical JSON), with HMAC-SHA256 and Ed25519.
+* ed25519.json     -- public keys and signatures that strict Ed25519 refuses
+  (small order, non-canonical encodings, S >= L), built with the curve
+  arithmetic below and each checked to pass the lax cofactorless equation.
 
 The Rust side is crates/lacre-proto/tests/it/vectors.rs.
 """
@@ -1066,6 +1069,185 @@ def signature_cases() -> Dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------
+# ed25519.json: keys and signatures that strict Ed25519 (SPEC §5.2) refuses
+# --------------------------------------------------------------------------
+#
+# Plain affine arithmetic on edwards25519 (-x^2 + y^2 = 1 + d x^2 y^2 over
+# GF(2^255 - 19)), just enough to build the cases and to prove that each
+# refused signature is one a cofactorless verifier without the strict checks
+# would accept (S B == R + k A).
+
+ED_P = 2**255 - 19
+ED_L = 2**252 + 27742317777372353535851937790883648493
+ED_D = -121665 * pow(121666, ED_P - 2, ED_P) % ED_P
+ED_SQRT_M1 = pow(2, (ED_P - 1) // 4, ED_P)
+ED_IDENTITY = (0, 1)
+
+
+def ed_sqrt(a: int) -> Optional[int]:
+    a %= ED_P
+    x = pow(a, (ED_P + 3) // 8, ED_P)
+    if x * x % ED_P != a:
+        x = x * ED_SQRT_M1 % ED_P
+    return x if x * x % ED_P == a else None
+
+
+def ed_x_for(y: int) -> Optional[int]:
+    """The even x with (x, y) on the curve, or None."""
+    u = (y * y - 1) % ED_P
+    v = (ED_D * y * y + 1) % ED_P
+    x = ed_sqrt(u * pow(v, ED_P - 2, ED_P))
+    if x is None:
+        return None
+    return x if x % 2 == 0 else ED_P - x
+
+
+def ed_add(p1: Any, p2: Any) -> Any:
+    (x1, y1), (x2, y2) = p1, p2
+    t = ED_D * x1 * x2 * y1 * y2 % ED_P
+    x3 = (x1 * y2 + y1 * x2) * pow(1 + t, ED_P - 2, ED_P) % ED_P
+    y3 = (y1 * y2 + x1 * x2) * pow(1 - t, ED_P - 2, ED_P) % ED_P
+    return (x3, y3)
+
+
+def ed_mul(k: int, point: Any) -> Any:
+    out = ED_IDENTITY
+    while k:
+        if k & 1:
+            out = ed_add(out, point)
+        point = ed_add(point, point)
+        k >>= 1
+    return out
+
+
+def ed_encode(point: Any) -> bytes:
+    x, y = point
+    return (y | ((x & 1) << 255)).to_bytes(32, "little")
+
+
+def ed_decode_lax(data: bytes) -> Optional[Any]:
+    """Decoding as a lax verifier does: y reduced mod p, x's sign from the top bit."""
+    n = int.from_bytes(data, "little")
+    y = (n & (2**255 - 1)) % ED_P
+    x = ed_x_for(y)
+    if x is None:
+        return None
+    return ((ED_P - x) % ED_P if n >> 255 else x, y)
+
+
+ED_BASE = (ed_x_for(4 * pow(5, ED_P - 2, ED_P) % ED_P), 4 * pow(5, ED_P - 2, ED_P) % ED_P)
+
+
+def ed_small_order_points() -> List[Any]:
+    """The eight points P with 8 P = identity, found from their y coordinates:
+    1 (order 1), p - 1 (order 2), 0 (order 4), and the roots of
+    d y^4 + 2 y^2 - 1 = 0 (order 8: doubling gives y = 0 exactly when y^2 = -x^2)."""
+    ys = [1, ED_P - 1, 0]
+    disc = ed_sqrt(1 + ED_D)
+    assert disc is not None
+    for y2 in ((-1 + disc) * pow(ED_D, ED_P - 2, ED_P) % ED_P, (-1 - disc) * pow(ED_D, ED_P - 2, ED_P) % ED_P):
+        y = ed_sqrt(y2)
+        if y is not None:
+            ys += [y, ED_P - y]
+    points = []
+    for y in ys:
+        x = ed_x_for(y)
+        assert x is not None
+        points += [(x, y)] + ([((ED_P - x) % ED_P, y)] if x else [])
+    assert len(points) == 8, len(points)
+    for pt in points:
+        assert ed_mul(8, pt) == ED_IDENTITY
+    return points
+
+
+def ed_verify_lax(public: bytes, message: bytes, signature: bytes) -> bool:
+    """RFC 8032's cofactorless equation with none of the strict checks."""
+    r_point, a_point = ed_decode_lax(signature[:32]), ed_decode_lax(public)
+    if r_point is None or a_point is None:
+        return False
+    s = int.from_bytes(signature[32:], "little")
+    k = int.from_bytes(hashlib.sha512(signature[:32] + public + message).digest(), "little") % ED_L
+    return ed_mul(s, ED_BASE) == ed_add(r_point, ed_mul(k, a_point))
+
+
+def ed25519_cases() -> Dict[str, Any]:
+    digest = bytearray(hashlib.sha512(ED25519_SEED).digest()[:32])
+    digest[0] &= 248
+    digest[31] &= 127
+    digest[31] |= 64
+    scalar = int.from_bytes(bytes(digest), "little")
+    ed_key = Ed25519PrivateKey.from_private_bytes(ED25519_SEED)
+    public = ed_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    assert ed_encode(ed_mul(scalar, ED_BASE)) == public
+
+    keys: List[Dict[str, Any]] = []
+    sigs: List[Dict[str, Any]] = []
+
+    def key(name: str, data: bytes, accept: bool, why: str) -> None:
+        point = ed_decode_lax(data)
+        small = point is not None and ed_mul(8, point) == ED_IDENTITY
+        keys.append({"name": name, "public_hex": data.hex(), "accept": accept, "why": why, "small_order": small})
+
+    def sig(name: str, pub: bytes, message: bytes, signature: bytes, accept: bool, why: str) -> None:
+        assert ed_verify_lax(pub, message, signature), name
+        sigs.append({"name": name, "public_hex": pub.hex(), "message_hex": message.hex(), "signature_hex": signature.hex(), "accept": accept, "why": why})
+
+    def k_of(r_bytes: bytes, pub: bytes, message: bytes) -> int:
+        return int.from_bytes(hashlib.sha512(r_bytes + pub + message).digest(), "little") % ED_L
+
+    key("vector_key", public, True, "ok")
+    key("base_point", ed_encode(ED_BASE), True, "ok")
+    for i, pt in enumerate(sorted(ed_small_order_points())):
+        order = next(n for n in (1, 2, 4, 8) if ed_mul(n, pt) == ED_IDENTITY)
+        key("small_order/%d_order_%d" % (i, order), ed_encode(pt), False, "small_order")
+    # y >= p: 19 possible values, each the non-canonical spelling of y - p.
+    for y in range(19):
+        x = ed_x_for(y)
+        if x is None:
+            continue
+        why = "non_canonical"
+        key("non_canonical/y_is_p_plus_%d" % y, (ED_P + y).to_bytes(32, "little"), False, why)
+    # x = 0 with the sign bit set ("negative zero").
+    key("non_canonical/identity_negative_zero", (1 | 1 << 255).to_bytes(32, "little"), False, "non_canonical")
+    key("non_canonical/order_2_negative_zero", ((ED_P - 1) | 1 << 255).to_bytes(32, "little"), False, "non_canonical")
+    not_on_curve = next(y for y in range(2, 100) if ed_x_for(y) is None)
+    key("not_a_point/y_%d" % not_on_curve, not_on_curve.to_bytes(32, "little"), False, "not_a_point")
+
+    message = b'{"example":"strict ed25519"}'
+    good = ed_key.sign(message)
+    sig("ok/vector_key", public, message, good, True, "ok")
+    s = int.from_bytes(good[32:], "little")
+    sig("non_canonical_s/s_plus_l", public, message, good[:32] + (s + ED_L).to_bytes(32, "little"), False, "non_canonical_s")
+    # R = a small-order point, S = k a: S B = R + k A because R adds nothing
+    # when it is the identity; for the others only a cofactored check passes,
+    # so the cases below use the identity in its several spellings.
+    for name, r_bytes in (
+        ("small_order_r/identity", ed_encode(ED_IDENTITY)),
+        ("small_order_r/identity_y_is_p_plus_1", (ED_P + 1).to_bytes(32, "little")),
+        ("small_order_r/identity_negative_zero", (1 | 1 << 255).to_bytes(32, "little")),
+    ):
+        s_forged = k_of(r_bytes, public, message) * scalar % ED_L
+        sig(name, public, message, r_bytes + s_forged.to_bytes(32, "little"), False, "small_order_r")
+    # A = the identity: any R = r B with S = r verifies every message.
+    ident = ed_encode(ED_IDENTITY)
+    r = 7
+    sig("small_order_a/identity_key_signs_anything", ident, message, ed_encode(ed_mul(r, ED_BASE)) + r.to_bytes(32, "little"), False, "small_order_a")
+    return {
+        "description": (
+            "Strict Ed25519 (SPEC 5.2). keys: 32-byte public keys a verifier configures; accept false means it "
+            "MUST refuse the key (small_order: 8 P is the identity; non_canonical: y >= p, or x = 0 with the sign "
+            "bit set; not_a_point: no x for that y; the small_order member says whether the point read with y "
+            "mod p has small order, whatever the spelling). signatures: every one satisfies RFC 8032's cofactorless "
+            "equation S B = R + k A with y taken mod p; accept false means a strict verifier MUST refuse it "
+            "(non_canonical_s: S >= L; small_order_r / small_order_a: R or A has small order). "
+            "Generated by testdata/gen_vectors.py; do not edit by hand."
+        ),
+        "keys": keys,
+        "cases": sigs,
+    }
+
+
 def write(name: str, obj: Any) -> None:
     path = os.path.join(OUT_DIR, name)
     text = json.dumps(obj, indent=1, ensure_ascii=True, sort_keys=True) + "\n"
@@ -1107,6 +1289,7 @@ def main() -> None:
         },
     )
     write("signatures.json", sigs)
+    write("ed25519.json", ed25519_cases())
 
 
 if __name__ == "__main__":

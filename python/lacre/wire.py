@@ -69,6 +69,55 @@ def _hex_bytes(x: Union[bytes, str]) -> bytes:
     return bytes.fromhex(x.strip()) if isinstance(x, str) else x
 
 
+# Strict Ed25519 (SPEC §5.2), for what OpenSSL does not check: points are
+# read from their 32-byte encoding (y in the low 255 bits, x's sign in the
+# top bit) on -x^2 + y^2 = 1 + d x^2 y^2 over GF(2^255 - 19).
+_P = 2**255 - 19
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+
+
+def _sqrt(a: int) -> Optional[int]:
+    a %= _P
+    x = pow(a, (_P + 3) // 8, _P)
+    if x * x % _P != a:
+        x = x * pow(2, (_P - 1) // 4, _P) % _P
+    return x if x * x % _P == a else None
+
+
+def _small_order_ys() -> frozenset[int]:
+    """The y coordinates of the eight points P with 8 P = identity: 1 (the
+    identity), p - 1 (order 2), 0 (order 4) and the roots of
+    d y^4 + 2 y^2 - 1 = 0 (order 8: doubling gives y = 0 exactly when
+    y^2 = -x^2). A point shares its y only with its negation, which has the
+    same order, so the y alone tells."""
+    ys = {0, 1, _P - 1}
+    root = _sqrt(1 + _D)
+    assert root is not None
+    for y2 in (-1 + root, -1 - root):
+        y = _sqrt(y2 * pow(_D, _P - 2, _P))
+        if y is not None:
+            ys |= {y, _P - y}
+    return frozenset(ys)
+
+
+_SMALL_ORDER_YS = _small_order_ys()
+
+
+def ed25519_point_problem(encoding: bytes) -> Optional[str]:
+    """Why a 32-byte Ed25519 point encoding (a public key, or a signature's
+    ``R``) is refused, or None: not canonically encoded (y >= p, or x = 0
+    with the sign bit set), not a curve point, or of small order."""
+    n = int.from_bytes(encoding, "little")
+    y = n & (2**255 - 1)
+    if y >= _P or (n >> 255 and y in (1, _P - 1)):
+        return "not canonically encoded"
+    if _sqrt((y * y - 1) * pow(_D * y * y + 1, _P - 2, _P)) is None:
+        return "not a curve point"
+    if y in _SMALL_ORDER_YS:
+        return "small order"
+    return None
+
+
 class Key:
     """A signing key: an HMAC secret, or an Ed25519 private key (a 32-byte seed).
 
@@ -121,6 +170,9 @@ class Verifier:
         if alg == "ed25519":
             if len(material) != 32:
                 raise UsageError("an Ed25519 public key is 32 bytes")
+            problem = ed25519_point_problem(material)
+            if problem is not None:
+                raise UsageError(f"invalid Ed25519 public key: {problem}")
             self._public: Optional[Ed25519PublicKey] = Ed25519PublicKey.from_public_bytes(material)
         elif alg == "hmac-sha256":
             if not material:
@@ -143,8 +195,12 @@ class Verifier:
         if self._public is not None:
             if not _is_hex(signature, 128):
                 return False
+            raw = bytes.fromhex(signature)
+            # OpenSSL refuses S >= L; a small-order or non-canonical R is ours to refuse.
+            if ed25519_point_problem(raw[:32]) is not None:
+                return False
             try:
-                self._public.verify(bytes.fromhex(signature), message)
+                self._public.verify(raw, message)
                 return True
             except InvalidSignature:
                 return False

@@ -14,11 +14,13 @@ from conftest import VECTORS
 
 CANONICAL = json.loads((VECTORS / "canonical.json").read_text())
 SIGNATURES = json.loads((VECTORS / "signatures.json").read_text())
+ED25519 = json.loads((VECTORS / "ed25519.json").read_text())
 
 
 def test_the_vector_files_are_whole() -> None:
     assert len(CANONICAL["cases"]) == 651
     assert len(SIGNATURES["cases"]) == 60
+    assert (len(ED25519["keys"]), len(ED25519["cases"])) == (25, 6)
 
 
 @pytest.mark.parametrize("case", CANONICAL["cases"], ids=lambda c: c["name"])
@@ -54,3 +56,24 @@ def test_strict_parsing_refuses_what_lacre_refuses() -> None:
 def test_keys_do_not_show_their_secrets() -> None:
     assert "client_secret" not in repr(lacre.Key.hmac("client_secret_key_456"))
     assert "server_secret" not in repr(lacre.Verifier.hmac("server_secret_key_123"))
+
+
+@pytest.mark.parametrize("case", ED25519["keys"], ids=lambda c: c["name"])
+def test_strict_ed25519_keys(case: dict) -> None:  # type: ignore[type-arg]
+    if case["accept"]:
+        lacre.Verifier.ed25519(case["public_hex"])
+    else:
+        with pytest.raises(lacre.UsageError, match="invalid Ed25519 public key"):
+            lacre.Verifier.ed25519(case["public_hex"])
+
+
+@pytest.mark.parametrize("case", ED25519["cases"], ids=lambda c: c["name"])
+def test_strict_ed25519_signatures(case: dict) -> None:  # type: ignore[type-arg]
+    message = bytes.fromhex(case["message_hex"])
+    if case["why"] == "small_order_a":
+        # Refused as a key, before any signature is looked at.
+        with pytest.raises(lacre.UsageError, match="small order"):
+            lacre.Verifier.ed25519(case["public_hex"])
+        return
+    verifier = lacre.Verifier.ed25519(case["public_hex"])
+    assert verifier.verify(message, case["signature_hex"]) is case["accept"]

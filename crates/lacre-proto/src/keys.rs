@@ -70,9 +70,18 @@ pub enum KeyError {
     /// An Ed25519 key of the wrong length.
     #[error("ed25519 key must be 32 bytes, got {0}")]
     WrongLength(usize),
-    /// An Ed25519 public key that is not a valid curve point (or is weak).
-    #[error("invalid ed25519 public key")]
+    /// An Ed25519 public key that does not decode to a curve point.
+    #[error("invalid ed25519 public key: not a curve point")]
     InvalidPublicKey,
+    /// An Ed25519 public key of small order (8 A is the identity): it
+    /// "verifies" signatures nobody made.
+    #[error("invalid ed25519 public key: small order")]
+    SmallOrderPublicKey,
+    /// An Ed25519 public key spelled non-canonically (y ≥ p, or x = 0 with
+    /// the sign bit set): another spelling of a point, which other
+    /// verifiers may read differently.
+    #[error("invalid ed25519 public key: not canonically encoded")]
+    NonCanonicalPublicKey,
     /// A fingerprint pin of fewer than 128 bits, or more than 256.
     #[error("a pinned fingerprint must be 32 to 64 hex characters (128 to 256 bits), got {0}; pin the full fingerprint_sha256")]
     WeakPin(usize),
@@ -249,7 +258,12 @@ impl VerifyingKey {
         let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
             .map_err(|_| KeyError::InvalidPublicKey)?;
         if key.is_weak() {
-            return Err(KeyError::InvalidPublicKey);
+            return Err(KeyError::SmallOrderPublicKey);
+        }
+        // dalek reduces y mod p and takes x's sign as given; only the
+        // point's own encoding is canonical.
+        if key.to_edwards().compress().to_bytes() != bytes {
+            return Err(KeyError::NonCanonicalPublicKey);
         }
         Ok(VerifyingKey::Ed25519(key))
     }

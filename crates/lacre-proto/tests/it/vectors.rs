@@ -20,6 +20,11 @@ const SIGNATURES: &str = concat!(
     "/../../testdata/vectors/signatures.json"
 );
 
+const ED25519: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../testdata/vectors/ed25519.json"
+);
+
 fn load<T: serde::de::DeserializeOwned>(path: &str) -> T {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
         panic!("cannot read {path}: {e} (regenerate with `python3 testdata/gen_vectors.py`)")
@@ -276,4 +281,84 @@ fn signatures_match_cpython() {
         }
     }
     report("signature", file.cases.len(), &failures);
+}
+
+#[derive(Deserialize)]
+struct Ed25519File {
+    keys: Vec<Ed25519KeyCase>,
+    cases: Vec<Ed25519SigCase>,
+}
+
+#[derive(Deserialize)]
+struct Ed25519KeyCase {
+    name: String,
+    public_hex: String,
+    accept: bool,
+    why: String,
+    small_order: bool,
+}
+
+#[derive(Deserialize)]
+struct Ed25519SigCase {
+    name: String,
+    public_hex: String,
+    message_hex: String,
+    signature_hex: String,
+    accept: bool,
+    why: String,
+}
+
+/// SPEC §5.2: small-order and non-canonically spelled public keys are
+/// refused when configured; signatures with a small-order `R` or `A`, or
+/// `S ≥ L`, are refused although RFC 8032's equation holds for every one.
+#[test]
+fn strict_ed25519_refuses_weak_keys_and_signatures() {
+    use lacre_proto::KeyError;
+    let file: Ed25519File = load(ED25519);
+    assert_eq!(
+        (file.keys.len(), file.cases.len()),
+        (25, 6),
+        "ed25519.json changed size"
+    );
+    let mut failures = Vec::new();
+    for case in &file.keys {
+        let got = VerifyingKey::ed25519(&from_hex(&case.public_hex).unwrap()).err();
+        let expected = match (case.why.as_str(), case.small_order) {
+            ("ok", _) => None,
+            ("not_a_point", _) => Some(KeyError::InvalidPublicKey),
+            (_, true) => Some(KeyError::SmallOrderPublicKey),
+            ("non_canonical", false) => Some(KeyError::NonCanonicalPublicKey),
+            (why, _) => panic!("{}: unknown why {why:?}", case.name),
+        };
+        if got != expected || case.accept != expected.is_none() {
+            failures.push(format!("{}: expected {expected:?}, got {got:?}", case.name));
+        }
+    }
+    for case in &file.cases {
+        let public = from_hex(&case.public_hex).unwrap();
+        let msg = from_hex(&case.message_hex).unwrap();
+        let verdict = VerifyingKey::ed25519(&public)
+            .map_err(|e| format!("key refused: {e}"))
+            .and_then(|k| {
+                k.verify_hex(&msg, &case.signature_hex)
+                    .map_err(|e| format!("signature refused: {e}"))
+            });
+        // A small-order A is refused before any signature is looked at.
+        let refused_where = if case.why == "small_order_a" {
+            "key refused"
+        } else {
+            "signature refused"
+        };
+        let right = match &verdict {
+            Ok(()) => case.accept,
+            Err(e) => !case.accept && e.starts_with(refused_where),
+        };
+        if !right {
+            failures.push(format!(
+                "{} ({}): accept {} but {verdict:?}",
+                case.name, case.why, case.accept
+            ));
+        }
+    }
+    report("ed25519", file.keys.len() + file.cases.len(), &failures);
 }

@@ -222,6 +222,35 @@ rate_limit = { per_second = 5, burst = 10 }
     }
 
     #[test]
+    fn weak_ed25519_client_keys_are_refused_at_configuration() {
+        // The identity point signs every message with S = r, R = r B; a
+        // non-canonical spelling of a point (y ≥ p) is another key to
+        // another verifier. testdata/vectors/ed25519.json has the rest.
+        for (public, why) in [
+            (
+                "0100000000000000000000000000000000000000000000000000000000000000",
+                "small order",
+            ),
+            (
+                "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+                "small order",
+            ),
+            (
+                "f0ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+                "not canonically encoded",
+            ),
+        ] {
+            let text = format!(
+                "server_id = \"s\"\n[signing]\nsecret = \"x\"\n[[clients]]\nid = \"c\"\nalg = \"ed25519\"\npublic_key_hex = \"{public}\"\n"
+            );
+            let e = Settings::parse(Path::new("c.toml"), &text).unwrap_err();
+            // The line of the client's `id`.
+            assert_eq!(e.line, Some(5), "{e}");
+            assert!(e.message.contains(why), "{public}: {e}");
+        }
+    }
+
+    #[test]
     fn key_lists_inherit_the_client_alg() {
         let pk = SigningKey::ed25519_from_seed(&[1u8; 32])
             .unwrap()
