@@ -15,7 +15,7 @@ from typing import List, Optional, Tuple
 from urllib.parse import urlsplit
 
 _MAX_HEADER_LINES = 100
-_MAX_BODY = 64 << 20
+_MAX_BODY = 16 << 20  # the client's MAX_REPLY_BYTES (SPEC §6.4)
 
 
 class ConnectFailed(Exception):
@@ -61,7 +61,7 @@ class AsyncHTTP:
         return _Conn(r, w)
 
     async def request(
-        self, method: str, path: str, body: bytes, timeout: float
+        self, method: str, path: str, body: bytes, timeout: float, cap: int = _MAX_BODY
     ) -> Tuple[int, bytes]:
         """One exchange; on a reused connection that the server had closed
         (end of stream before any byte of the answer) the same bytes are
@@ -77,7 +77,7 @@ class AsyncHTTP:
             try:
                 conn.writer.write(head + body)
                 await asyncio.wait_for(conn.writer.drain(), timeout)
-                status, keep, data = await asyncio.wait_for(self._read(conn), timeout)
+                status, keep, data = await asyncio.wait_for(self._read(conn, cap), timeout)
             except _Closed:
                 conn.close()
                 if reused:
@@ -96,7 +96,7 @@ class AsyncHTTP:
             return status, data
         raise Broken("no answer")
 
-    async def _read(self, conn: _Conn) -> Tuple[int, bool, bytes]:
+    async def _read(self, conn: _Conn, cap: int) -> Tuple[int, bool, bytes]:
         r = conn.reader
         line = await r.readline()
         if not line:
@@ -131,20 +131,20 @@ class AsyncHTTP:
                 if size == 0:
                     await r.readline()
                     break
-                if len(buf) + size > _MAX_BODY:
-                    raise ValueError("reply body too large")
+                if len(buf) + size > cap:
+                    raise ValueError(f"reply larger than {cap} bytes")
                 buf += await r.readexactly(size)
                 await r.readline()
             return status, keep, bytes(buf)
         if length is None:
             keep = False
-            data = await r.read(_MAX_BODY + 1)
+            data = await r.read(cap + 1)
         else:
-            if length > _MAX_BODY:
-                raise ValueError("reply body too large")
+            if length > cap:
+                raise ValueError(f"reply larger than {cap} bytes")
             data = await r.readexactly(length)
-        if len(data) > _MAX_BODY:
-            raise ValueError("reply body too large")
+        if len(data) > cap:
+            raise ValueError(f"reply larger than {cap} bytes")
         return status, keep, data
 
     async def aclose(self) -> None:

@@ -9,6 +9,7 @@ long-polled where the server advertises it, polled with backoff otherwise.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -35,7 +36,25 @@ from .wire import (
 # Built-in tools that may run twice without harm (reads, and cancel).
 _IDEMPOTENT = {"server_identity", "poll_job", "list_jobs", "cancel_job"}
 _RETRIES = 3
+# What a peer can make the client hold (SPEC §6.4): a reply, and the
+# unsigned key document fingerprint trust reads.
+MAX_REPLY_BYTES = 16 << 20
+MAX_WELL_KNOWN_BYTES = 64 << 10
 _LONG_POLL_MS = 25_000
+
+
+def _read_capped(r: httpx.Response, cap: int) -> bytes:
+    """The body of `r`, or a TransportError once it passes `cap` bytes
+    (nothing past the cap is read)."""
+    length = r.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > cap:
+        raise TransportError(f"reply larger than {cap} bytes")
+    out = bytearray()
+    for chunk in r.iter_bytes():
+        out += chunk
+        if len(out) > cap:
+            raise TransportError(f"reply larger than {cap} bytes")
+    return bytes(out)
 
 
 @dataclass(frozen=True)
@@ -265,8 +284,8 @@ class Client:
     def _trust(self) -> None:
         if self._core.server is None:
             try:
-                r = self._http.get(self._core.well_known_url())
-                doc = r.json()
+                with self._http.stream("GET", self._core.well_known_url()) as r:
+                    doc = json.loads(_read_capped(r, MAX_WELL_KNOWN_BYTES))
             except (httpx.HTTPError, ValueError) as e:
                 raise TransportError(f"cannot fetch the server's key: {e}") from e
             self._core.trust_document(doc)
@@ -281,11 +300,12 @@ class Client:
             request_id = sent.request_id
             connected = True
             try:
-                r = self._http.post(
-                    core.url, content=body, headers={"content-type": "application/json"},
+                with self._http.stream(
+                    "POST", core.url, content=body, headers={"content-type": "application/json"},
                     timeout=core.timeout + extra_wait,
-                )
-                return core.judge(r.status_code, r.content, sent)
+                ) as r:
+                    content = _read_capped(r, MAX_REPLY_BYTES)
+                return core.judge(r.status_code, content, sent)
             except (httpx.ConnectError, httpx.ConnectTimeout) as e:
                 connected, err = False, TransportError(f"cannot connect: {e}")
             except httpx.HTTPError as e:
@@ -407,7 +427,7 @@ class AsyncClient:
         if self._core.server is None:
             try:
                 _, raw = await self._http.request(
-                    "GET", "/.well-known/lacre.json", b"", self._core.timeout
+                    "GET", "/.well-known/lacre.json", b"", self._core.timeout, MAX_WELL_KNOWN_BYTES
                 )
                 doc = parse_strict(raw)
             except (ConnectFailed, Broken, ValueError) as e:

@@ -58,6 +58,9 @@ class Proxy:
                     return
                 if proxy.mode == "tamper":
                     reply = reply.replace(b'"total":60.0', b'"total":61.0')
+                if proxy.mode == "huge":
+                    # A reply the client must not read whole (SPEC §6.4).
+                    reply = b" " * (16 * 1024 * 1024 + 1)
                 if proxy.mode == "replay":
                     if proxy.kept is None:
                         proxy.kept = reply
@@ -136,3 +139,26 @@ def test_a_lost_reply_is_retried_only_where_harmless(proxied: Proxy) -> None:
     with pytest.raises(lacre.OutcomeUnknownError):
         c.call("batch_sum", {"numbers": [1]})
     assert len(proxied.forwarded) == 1
+
+
+def test_a_reply_over_16_mib_is_not_read_and_counts_as_lost(proxied: Proxy) -> None:
+    c = client(proxied.url)
+    proxied.mode = "huge"
+    # A read: retried (three times), then a transport error.
+    with pytest.raises(lacre.TransportError, match="reply larger than 16777216 bytes"):
+        c.call("server_identity")
+    assert len(proxied.forwarded) == 4
+    # An immediate call: it may have run, so outcome unknown and no retry.
+    proxied.forwarded.clear()
+    with pytest.raises(lacre.OutcomeUnknownError, match="reply larger than 16777216 bytes"):
+        c.call("batch_sum", {"numbers": [1]})
+    assert len(proxied.forwarded) == 1
+
+    async def both() -> None:
+        async with lacre.AsyncClient(proxied.url, client_id="client-001", secret=b"client_secret_key_456",
+                                     server_id="mcp-server-001", server_secret=b"server_secret_key_123") as a:
+            with pytest.raises(lacre.OutcomeUnknownError, match="reply larger than 16777216 bytes"):
+                await a.call("batch_sum", {"numbers": [1]})
+
+    import asyncio
+    asyncio.run(both())

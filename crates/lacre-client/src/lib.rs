@@ -238,7 +238,7 @@ enum Retry {
 }
 
 /// Largest reply the client reads (a hostile peer must not exhaust memory).
-pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
+pub use lacre_proto::MAX_REPLY_BYTES;
 
 async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, ClientError> {
     let mut out = Vec::new();
@@ -423,8 +423,17 @@ impl Client {
     ) -> Result<Reply, ClientError> {
         let request_id = random_uuid()?;
         let attempt = self.call_with_retries(&request_id, tool, args, extra_wait, retry);
-        match tokio::time::timeout(self.inner.total_timeout + extra_wait, attempt).await {
+        let total = self.inner.total_timeout + extra_wait;
+        match tokio::time::timeout(total, attempt).await {
             Ok(r) => r,
+            // A tool call cut short may have reached the server and run
+            // (or, for a start, made a job): "timed out" would hide that.
+            Err(_) if !BUILTIN_IDEMPOTENT.contains(&tool) => {
+                Err(ClientError::OutcomeUnknown(format!(
+                    "timed out after {} ms; the request may have reached the server",
+                    total.as_millis()
+                )))
+            }
             Err(_) => Err(ClientError::Timeout),
         }
     }

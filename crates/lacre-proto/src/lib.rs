@@ -62,7 +62,7 @@ pub use keys::{
 };
 pub use reply::{
     bind_to_request, binding_of, judge_reply, request_digest, ResponseSigner, Sent, Verdict,
-    REQUEST_BINDING,
+    MAX_REPLY_BYTES, REPLY_LIMITS, REQUEST_BINDING,
 };
 pub use verify::{
     authenticate, verify_request, verify_response, Authenticated, Clock, FixedClock, KeyLookup,

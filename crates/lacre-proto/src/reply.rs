@@ -175,6 +175,21 @@ pub struct Sent<'a> {
     pub server_id: &'a str,
 }
 
+/// Largest reply body a client reads, in bytes (16 MiB): the whole of what a
+/// hostile peer can make it hold.
+pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The parsing limits a client applies to replies (SPEC §6.4). A server's
+/// `[limits]` bound what it reads, not what its tools return, and a client
+/// cannot know them: a string may be as long as the reply itself (an MCP
+/// upstream's base64 image), and the reply size cap bounds the rest.
+pub const REPLY_LIMITS: ParseLimits = ParseLimits {
+    max_depth: 128,
+    max_int_digits: 4300,
+    max_string_bytes: MAX_REPLY_BYTES,
+    max_items: 1_000_000,
+};
+
 /// Judges a reply to `sent` (SPEC §6.5): it must parse, carry the trusted
 /// server's signature, have a timestamp within `max_skew_ms` of `now_ms`,
 /// and agree `ok` with `status`. A success must name the request's
@@ -190,7 +205,7 @@ pub fn judge_reply(
     now_ms: i64,
     max_skew_ms: u64,
 ) -> Result<Verdict, ResponseError> {
-    let resp = Response::parse(bytes, ParseLimits::default()).map_err(ResponseError::Malformed)?;
+    let resp = Response::parse(bytes, REPLY_LIMITS).map_err(ResponseError::Malformed)?;
     server_key
         .verify_hex(&resp.signing_bytes(), &resp.signature)
         .map_err(ResponseError::BadSignature)?;

@@ -6,6 +6,7 @@
 
 mod forged;
 mod pinning;
+mod replies;
 mod retry;
 mod seed_style;
 mod support;
