@@ -3,8 +3,9 @@
 //! sign, verify, demo, serve --stdio).
 
 use crate::support::{
-    job_id_of, json, raw_post, Cmd, ServeGuard, TempDir, CLIENT2_ID, CLIENT2_SECRET, CLIENT3_ID,
-    CLIENT_ID, CLIENT_SECRET, SERVER_ID, SERVER_SECRET, SUM_ARGS, SUM_RESULT,
+    default_config, free_port, job_id_of, json, raw_post, Cmd, ServeGuard, TempDir, CLIENT2_ID,
+    CLIENT2_SECRET, CLIENT3_ID, CLIENT_ID, CLIENT_SECRET, SERVER_ID, SERVER_SECRET, SUM_ARGS,
+    SUM_RESULT,
 };
 use std::time::{Duration, Instant};
 
@@ -934,4 +935,61 @@ fn test_tools_provoke_internal_and_job_failed_without_harm() {
     let out = plain.lacre(&["call", "test_fault", r#"{"action":"ok"}"#]);
     out.expect_code(4, "test_fault without --test-tools");
     assert!(out.stderr.contains("unknown_tool"), "{}", out.stderr);
+}
+
+// ---- listeners ------------------------------------------------------------
+
+/// The status line's code of `METHOD PATH` on `host:port`.
+fn status_on(host: &str, method: &str, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(host).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    stream.write_all(head.as_bytes()).expect("write");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("read");
+    reply
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {reply:?}"))
+}
+
+#[test]
+fn metrics_listen_takes_metrics_off_the_public_listener() {
+    let internal = format!("127.0.0.1:{}", free_port());
+    let config = default_config().replace(
+        "max_skew_ms = 300000\n",
+        &format!("max_skew_ms = 300000\nmetrics_listen = \"{internal}\"\n"),
+    );
+    assert!(config.contains("metrics_listen"));
+    let s = ServeGuard::start_with_config("metrics_listen", &config);
+    let public = s
+        .url
+        .strip_prefix("http://")
+        .and_then(|r| r.strip_suffix("/mcp"))
+        .expect("url")
+        .to_owned();
+    // SPEC §7.1: which listener serves which path.
+    let rows = [
+        (&public, "POST", "/mcp", 400),
+        (&public, "GET", "/.well-known/lacre.json", 200),
+        (&public, "GET", "/healthz", 200),
+        (&public, "GET", "/metrics", 404),
+        (&internal, "POST", "/mcp", 404),
+        (&internal, "GET", "/.well-known/lacre.json", 404),
+        (&internal, "GET", "/healthz", 200),
+        (&internal, "GET", "/metrics", 200),
+    ];
+    for (host, method, path, want) in rows {
+        assert_eq!(
+            status_on(host, method, path),
+            want,
+            "{method} {path} on {host}"
+        );
+    }
 }

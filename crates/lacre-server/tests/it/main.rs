@@ -10,4 +10,5 @@ mod http_e2e;
 mod stdio;
 mod store_contract;
 mod support;
+mod transport;
 mod worker;

@@ -18,6 +18,12 @@ use tokio::sync::watch;
 pub struct Counting {
     inner: MemoryJobStore,
     heartbeats: AtomicUsize,
+    finishes: AtomicUsize,
+    /// Whether `watch_job` hands out watches that never fire (a worker
+    /// that learns of a takeover only at its next heartbeat).
+    blind: std::sync::atomic::AtomicBool,
+    /// Where the blind watches come from: nobody notifies them.
+    unheard: Arc<lacre_server::jobs::JobWatchers>,
     /// Whole records read (`get`, `list`): arguments and results included.
     pub whole_reads: AtomicUsize,
     /// `status` reads of each job.
@@ -70,6 +76,7 @@ impl JobStore for Counting {
         self.inner.heartbeat(beat).await
     }
     async fn finish(&self, end: Finish<'_>) -> Result<bool, StoreError> {
+        self.finishes.fetch_add(1, Ordering::SeqCst);
         self.inner.finish(end).await
     }
     async fn cancel(&self, id: &str, c: &str, now: i64) -> Result<Option<JobRecord>, StoreError> {
@@ -88,6 +95,9 @@ impl JobStore for Counting {
         self.inner.changes()
     }
     fn watch_job(&self, id: &str) -> JobWatch {
+        if self.blind.load(Ordering::SeqCst) {
+            return self.unheard.watch(id);
+        }
         self.inner.watch_job(id)
     }
 }
@@ -193,5 +203,194 @@ async fn a_cancelled_job_stops_at_once_not_at_the_next_heartbeat() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    workers.shutdown(Duration::from_secs(1)).await;
+}
+
+/// A clock the test moves.
+struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl lacre_proto::Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Waits (at most 5 s) until `check` holds for job `j`.
+async fn until(store: &Counting, what: &str, check: impl Fn(&JobRecord) -> bool) -> JobRecord {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let job = store.get("j").await.unwrap().unwrap();
+        if check(&job) {
+            return job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never {what}: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn lease_renewal_keeps_a_slow_job_from_running_twice() {
+    let store = Arc::new(Counting::default());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&runs);
+    let mut reg = Registry::new();
+    reg.long_running("slow", "outlives its lease", move |_a: SleepIn, _ctx| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            Ok::<_, ToolError>(Map::new())
+        }
+    });
+    // A 300 ms lease, renewed every 100 ms, and a rescue pass every 50 ms
+    // that re-queues any job whose lease ran out.
+    let workers = lacre_server::Workers::spawn(
+        WorkerConfig {
+            concurrency: 2,
+            lease_ms: 300,
+            heartbeat_ms: 100,
+            maintenance_interval_ms: 50,
+            poll_interval_ms: 20,
+            ..WorkerConfig::default()
+        },
+        store.clone(),
+        Arc::new(reg),
+        Arc::new(lacre_server::SystemClock),
+    );
+    store.create(job_j("slow")).await.unwrap();
+    let done = until(&store, "done", |j| j.state == JobState::Done).await;
+    assert_eq!(done.attempt, 1, "{done:?}");
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the handler ran twice");
+    workers.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_panicking_job_fails_and_its_worker_goes_on() {
+    let store = Arc::new(Counting::default());
+    let mut reg = Registry::new();
+    reg.long_running("boom", "panics", |_a: SleepIn, _ctx| async move {
+        if std::hint::black_box(true) {
+            panic!("on purpose");
+        }
+        Ok::<_, ToolError>(Map::new())
+    });
+    reg.long_running("fine", "answers", |_a: SleepIn, _ctx| async move {
+        Ok::<_, ToolError>(Map::new())
+    });
+    let workers = lacre_server::Workers::spawn(
+        WorkerConfig {
+            concurrency: 1,
+            poll_interval_ms: 20,
+            ..WorkerConfig::default()
+        },
+        store.clone(),
+        Arc::new(reg),
+        Arc::new(lacre_server::SystemClock),
+    );
+    store.create(job_j("boom")).await.unwrap();
+    let failed = until(&store, "failed", |j| j.state == JobState::Failed).await;
+    assert_eq!(failed.error.as_deref(), Some("tool panicked"));
+    assert_eq!(failed.attempt, 1);
+    // The only worker is still there.
+    let mut next = job_j("fine");
+    next.id = "k".into();
+    next.request_id = "r2".into();
+    store.create(next).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store.get("k").await.unwrap().unwrap().state != JobState::Done {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker died with the panic"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    workers.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_result_from_a_superseded_claim_is_discarded() {
+    // Attempt 1 holds the job until the test lets it go; meanwhile its
+    // lease runs out, the job is re-queued and attempt 2 claims it. When
+    // attempt 1 answers while attempt 2 still runs, only the fence tells
+    // the two apart: attempt 1's result must not be recorded.
+    let store = Arc::new(Counting::default());
+    store.blind.store(true, Ordering::SeqCst);
+    let clock = Arc::new(ManualClock(std::sync::atomic::AtomicI64::new(1_000_000)));
+    let gates: Arc<[tokio::sync::Notify; 2]> = Arc::new(Default::default());
+    let g = Arc::clone(&gates);
+    let mut reg = Registry::new();
+    reg.long_running("tagged", "returns its attempt", move |_a: SleepIn, ctx| {
+        let g = Arc::clone(&g);
+        async move {
+            let attempt = ctx.attempt();
+            if let Some(gate) = usize::try_from(attempt - 1).ok().and_then(|i| g.get(i)) {
+                gate.notified().await;
+            }
+            let mut result = Map::new();
+            result.insert(
+                "attempt".into(),
+                lacre_proto::Value::from(i64::from(attempt)),
+            );
+            Ok::<_, ToolError>(result)
+        }
+    });
+    let workers = lacre_server::Workers::spawn(
+        WorkerConfig {
+            concurrency: 2,
+            lease_ms: 1_000,
+            // No renewal and no rescue pass of its own in this test's time.
+            heartbeat_ms: 600_000,
+            maintenance_interval_ms: 600_000,
+            poll_interval_ms: 20,
+            ..WorkerConfig::default()
+        },
+        store.clone(),
+        Arc::new(reg),
+        clock.clone(),
+    );
+    let mut job = job_j("tagged");
+    job.now_ms = 1_000_000;
+    store.create(job).await.unwrap();
+    until(&store, "running", |j| j.state == JobState::Running).await;
+    // The lease runs out; the job is re-queued (available 2 s later) and
+    // claimed again once the clock gets there.
+    clock.0.fetch_add(1_500, Ordering::SeqCst);
+    assert_eq!(
+        store
+            .rescue(clock.0.load(Ordering::SeqCst), 3)
+            .await
+            .unwrap(),
+        1
+    );
+    clock.0.fetch_add(3_000, Ordering::SeqCst);
+    until(&store, "running attempt 2", |j| {
+        j.state == JobState::Running && j.attempt == 2
+    })
+    .await;
+    // Attempt 1 answers; its worker reports with the old fence.
+    let finishes = store.finishes.load(Ordering::SeqCst);
+    gates[0].notify_one();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store.finishes.load(Ordering::SeqCst) == finishes {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "attempt 1 never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let meanwhile = store.get("j").await.unwrap().unwrap();
+    assert_eq!(
+        (meanwhile.state, meanwhile.attempt, meanwhile.result),
+        (JobState::Running, 2, None),
+        "a superseded claim's result was recorded"
+    );
+    gates[1].notify_one();
+    let done = until(&store, "done", |j| j.state == JobState::Done).await;
+    assert_eq!(
+        done.result.and_then(|r| r.get("attempt").cloned()),
+        Some(lacre_proto::Value::from(2i64))
+    );
     workers.shutdown(Duration::from_secs(1)).await;
 }
