@@ -14,6 +14,9 @@
 #
 # Environment:
 #   FUZZ_SECONDS     seconds per target (default 60); 0 only replays the seeds
+#   FUZZ_KEEP_CORPUS a directory to copy each target's final corpus to
+#                    (DIR/<target>/), e.g. for the CPython differential in
+#                    crates/lacre-proto/tests/it/cpython_property.rs
 #   FUZZ_TARGET_DIR  cargo target directory for the instrumented build
 #                    (default /root/.cache/lacre-fuzz-target). CARGO_TARGET_DIR
 #                    is deliberately not used: .ci/run exports it for the main
@@ -96,6 +99,10 @@ for t in "${targets[@]}"; do
       echo
       [ "$(wc -c <"$a")" -le 8192 ] || echo "!! (hex cut after 8192 bytes)"
     done
+  fi
+  if [ -n "${FUZZ_KEEP_CORPUS:-}" ]; then
+    mkdir -p "$FUZZ_KEEP_CORPUS/$t"
+    cp "$corpus"/* "$FUZZ_KEEP_CORPUS/$t"/
   fi
   summary+=("$(printf '%-20s %7s s %12s execs  %s' "$t" "$elapsed" "${execs:-?}" "${cov:-?}")")
 done

@@ -1,7 +1,14 @@
-//! Property test against CPython itself: 10 000 random JSON texts, piped
-//! through `python3` in one batch, must canonicalize to the same bytes.
+//! Property tests against CPython itself (`testdata/cpython_oracle.py`, one
+//! process a batch). Every generated input goes to CPython, valid or not:
+//! lacre must produce CPython's canonical bytes for every input both accept,
+//! accept nothing CPython refuses, and refuse what CPython accepts only for
+//! the reasons SPEC §2.4 and §12.4 name. The generator is seeded from the
+//! clock (the seed is in every failure message; `LACRE_PROPERTY_SEED=N`
+//! repeats a run) and from a fixed seed; the fuzz corpus, committed and
+//! (with `LACRE_FUZZ_CORPUS`) the one a fuzz run just grew, is replayed the
+//! same way.
 
-use lacre_proto::{canonical, parse, ParseLimits};
+use lacre_proto::{canonical, parse, JsonErrorKind, ParseLimits};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -26,7 +33,11 @@ impl Rng {
 
 fn ws(rng: &mut Rng, out: &mut String) {
     for _ in 0..rng.below(3) {
-        out.push(if rng.chance(50) { ' ' } else { '\t' });
+        out.push(
+            *[' ', '\t', '\n', '\r']
+                .get(rng.below(4) as usize)
+                .unwrap_or(&' '),
+        );
     }
 }
 
@@ -59,6 +70,12 @@ fn write_escaped_unit(rng: &mut Rng, unit: u16, out: &mut String) {
 fn random_string(rng: &mut Rng, out: &mut String) {
     out.push('"');
     for _ in 0..rng.below(12) {
+        if rng.chance(1) {
+            // Half of a pair, alone (SPEC §12.4 class 2).
+            let unit = 0xd800 + rng.below(0x800) as u16;
+            write_escaped_unit(rng, unit, out);
+            continue;
+        }
         let c = random_char(rng);
         let must_escape = (c as u32) < 0x20 || c == '"' || c == '\\';
         if must_escape || rng.chance(25) {
@@ -102,11 +119,26 @@ fn random_number(rng: &mut Rng, out: &mut String) {
                     break f;
                 }
             };
-            match rng.below(3) {
-                0 => out.push_str(&format!("{f:?}")),
-                1 => out.push_str(&format!("{f:e}")),
-                _ => out.push_str(&format!("{f:E}")),
-            }
+            let text = match rng.below(3) {
+                0 => format!("{f:?}"),
+                1 => format!("{f:e}"),
+                _ => format!("{f:E}"),
+            };
+            // Other spellings of the same exponent: `e+16`, `e016`.
+            let text = match (text.find(['e', 'E']), rng.below(3)) {
+                (Some(at), 0) if !text[at + 1..].starts_with('-') => {
+                    format!("{}+{}", &text[..=at], &text[at + 1..])
+                }
+                (Some(at), 1) => {
+                    let (sign, digits) = match text[at + 1..].strip_prefix('-') {
+                        Some(d) => ("-", d),
+                        None => ("", &text[at + 1..]),
+                    };
+                    format!("{}{sign}00{digits}", &text[..=at])
+                }
+                _ => text,
+            };
+            out.push_str(&text);
         }
         5 => {
             // Decimal literals with more digits than a double holds.
@@ -117,6 +149,14 @@ fn random_number(rng: &mut Rng, out: &mut String) {
             if rng.chance(50) {
                 out.push_str(&format!("e{}", rng.below(40) as i64 - 20));
             }
+        }
+        6 if rng.chance(10) => {
+            // Beyond binary64 (SPEC §12.4 class 4).
+            out.push_str(
+                ["1e400", "-1E309", "1.7976931348623159e308", "123e+999"]
+                    .get(rng.below(4) as usize)
+                    .unwrap_or(&"1e400"),
+            );
         }
         _ => {
             let f = (rng.below(1 << 20) as f64) / f64::from(1u32 << rng.below(20));
@@ -155,9 +195,10 @@ fn random_value(rng: &mut Rng, depth: u32, out: &mut String) {
             for _ in 0..rng.below(6) {
                 let mut key = String::new();
                 random_string(rng, &mut key);
-                // Unique by decoded value, so no duplicate keys (which we reject).
+                // Mostly unique by decoded value; sometimes a duplicate
+                // (SPEC §12.4 class 1).
                 let decoded = parse(key.as_bytes(), ParseLimits::default()).ok();
-                if !keys.insert(format!("{decoded:?}")) {
+                if !keys.insert(format!("{decoded:?}")) && !rng.chance(30) {
                     continue;
                 }
                 if !first {
@@ -176,16 +217,40 @@ fn random_value(rng: &mut Rng, depth: u32, out: &mut String) {
     }
 }
 
-const PY: &str = r#"
-import json, sys
-out = []
-for line in sys.stdin.buffer.read().split(b"\n"):
-    if not line:
-        continue
-    v = json.loads(line.decode("utf-8"))
-    out.append(json.dumps(v, separators=(",", ":"), sort_keys=True))
-sys.stdout.write("\n".join(out) + "\n")
-"#;
+/// One input: sometimes wrapped past the depth limit, behind a byte order
+/// mark, or with one byte changed (mostly a syntax error, which both
+/// parsers must then refuse).
+fn random_input(rng: &mut Rng) -> Vec<u8> {
+    let mut text = String::new();
+    ws(rng, &mut text);
+    let depth = if rng.chance(1) { 60 + rng.below(10) } else { 0 };
+    text.push_str(&"[".repeat(depth as usize));
+    random_value(rng, 0, &mut text);
+    text.push_str(&"]".repeat(depth as usize));
+    ws(rng, &mut text);
+    let mut bytes = text.into_bytes();
+    if rng.chance(1) {
+        bytes.splice(0..0, [0xef, 0xbb, 0xbf]);
+    }
+    if rng.chance(5) && !bytes.is_empty() {
+        let at = rng.below(bytes.len() as u64) as usize;
+        let byte = *b"{}[]\",:0eE.-+ \\u"
+            .get(rng.below(17) as usize)
+            .unwrap_or(&b'x');
+        match rng.below(3) {
+            0 => {
+                bytes.remove(at);
+            }
+            1 => bytes.insert(at, byte),
+            _ => {
+                if let Some(b) = bytes.get_mut(at) {
+                    *b = byte;
+                }
+            }
+        }
+    }
+    bytes
+}
 
 /// Whether python3 is available; in CI its absence is a failure, elsewhere a skip.
 pub fn python3_or_skip(test: &str) -> bool {
@@ -203,32 +268,32 @@ pub fn python3_or_skip(test: &str) -> bool {
     ok
 }
 
-#[test]
-fn ten_thousand_random_values_match_cpython() {
-    if !python3_or_skip("ten_thousand_random_values_match_cpython") {
-        return;
-    }
-    const N: usize = 10_000;
-    let mut rng = Rng(0x5167_4e37_0000_0001);
-    let mut inputs = Vec::with_capacity(N);
-    while inputs.len() < N {
-        let mut text = String::new();
-        ws(&mut rng, &mut text);
-        random_value(&mut rng, 0, &mut text);
-        ws(&mut rng, &mut text);
-        // Keep only values the core accepts (e.g. no float overflowing to inf).
-        if parse(text.as_bytes(), ParseLimits::default()).is_ok() {
-            inputs.push(text);
-        }
-    }
+/// What CPython made of one input.
+enum Cpython {
+    /// Its canonical bytes.
+    Accepts(Vec<u8>),
+    /// The exception it raised.
+    Refuses(String),
+}
+
+/// CPython's verdict on each input, from one `python3` process.
+fn ask_cpython(inputs: &[Vec<u8>]) -> Vec<Cpython> {
+    let oracle = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/cpython_oracle.py"
+    );
     let mut child = Command::new("python3")
-        .args(["-c", PY])
+        .arg(oracle)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn python3");
     let mut stdin = child.stdin.take().expect("stdin");
-    let batch = inputs.join("\n") + "\n";
+    let mut batch = String::new();
+    for input in inputs {
+        batch.push_str(&lacre_proto::to_hex(input));
+        batch.push('\n');
+    }
     let writer = std::thread::spawn(move || stdin.write_all(batch.as_bytes()));
     let output = child.wait_with_output().expect("python3 output");
     writer
@@ -236,33 +301,100 @@ fn ten_thousand_random_values_match_cpython() {
         .expect("writer thread")
         .expect("write to python3");
     assert!(output.status.success(), "python3 failed");
-    let expected: Vec<&[u8]> = output
+    let verdicts: Vec<Cpython> = output
         .stdout
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
+        .map(|line| match line.strip_prefix(b"ok ") {
+            Some(canonical) => Cpython::Accepts(canonical.to_vec()),
+            None => Cpython::Refuses(String::from_utf8_lossy(line).into_owned()),
+        })
         .collect();
     assert_eq!(
-        expected.len(),
-        N,
-        "python3 returned {} lines",
-        expected.len()
+        verdicts.len(),
+        inputs.len(),
+        "python3 answered {} of {} inputs",
+        verdicts.len(),
+        inputs.len()
     );
+    verdicts
+}
+
+/// The refusals SPEC §12.4 (deliberate differences) and §2.4 (limits)
+/// allow for input CPython accepts.
+fn deliberate(kind: &JsonErrorKind) -> bool {
+    matches!(
+        kind,
+        JsonErrorKind::DuplicateKey(_)
+            | JsonErrorKind::LoneSurrogate
+            | JsonErrorKind::NonFinite(_)
+            | JsonErrorKind::NumberOutOfRange
+            | JsonErrorKind::TooDeep(_)
+            | JsonErrorKind::ByteOrderMark
+            | JsonErrorKind::InvalidUtf8
+            | JsonErrorKind::IntegerTooLong
+            | JsonErrorKind::StringTooLong(_)
+            | JsonErrorKind::TooManyItems(_)
+    )
+}
+
+/// How the inputs of a batch fell.
+#[derive(Default, Debug)]
+struct Tally {
+    both_accept: usize,
+    both_refuse: usize,
+    /// Refused here on purpose, by variant name.
+    deliberate: std::collections::BTreeMap<String, usize>,
+}
+
+/// Compares lacre with CPython on every input; panics with the first
+/// differences, naming `origin` (the seed or the corpus).
+fn compare(origin: &str, inputs: &[Vec<u8>]) -> Tally {
+    let verdicts = ask_cpython(inputs);
+    let mut tally = Tally::default();
     let mut failures = Vec::new();
-    for (input, want) in inputs.iter().zip(expected) {
-        let got =
-            canonical(&parse(input.as_bytes(), ParseLimits::default()).expect("accepted above"));
-        if got != want {
-            failures.push(format!(
-                "input {input}\n  cpython {}\n  lacre  {}",
-                String::from_utf8_lossy(want),
-                String::from_utf8_lossy(&got)
-            ));
+    for (input, cpython) in inputs.iter().zip(verdicts) {
+        let shown = String::from_utf8_lossy(input);
+        let shown: String = shown.chars().take(200).collect();
+        match (parse(input, ParseLimits::default()), cpython) {
+            (Ok(v), Cpython::Accepts(want)) => {
+                tally.both_accept += 1;
+                let got = canonical(&v);
+                if got != want {
+                    failures.push(format!(
+                        "input {shown}\n  cpython {}\n  lacre   {}",
+                        String::from_utf8_lossy(&want),
+                        String::from_utf8_lossy(&got)
+                    ));
+                }
+            }
+            (Ok(_), Cpython::Refuses(why)) => {
+                failures.push(format!(
+                    "input {shown}\n  lacre accepts, cpython refuses ({why})"
+                ));
+            }
+            (Err(e), Cpython::Refuses(_)) => {
+                tally.both_refuse += 1;
+                let _ = e;
+            }
+            (Err(e), Cpython::Accepts(want)) if deliberate(&e.kind) => {
+                let name = format!("{:?}", e.kind);
+                let name = name.split(['(', ' ']).next().unwrap_or_default().to_owned();
+                *tally.deliberate.entry(name).or_default() += 1;
+                let _ = want;
+            }
+            (Err(e), Cpython::Accepts(want)) => failures.push(format!(
+                "input {shown}\n  lacre refuses ({}), which no SPEC rule allows; cpython {}",
+                e.kind,
+                String::from_utf8_lossy(&want)
+            )),
         }
     }
     assert!(
         failures.is_empty(),
-        "{} of {N} values differ from CPython:\n{}",
+        "{origin}: {} of {} inputs differ from CPython:\n{}",
         failures.len(),
+        inputs.len(),
         failures
             .iter()
             .take(10)
@@ -270,4 +402,97 @@ fn ten_thousand_random_values_match_cpython() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+    tally
+}
+
+fn generated(seed: u64, n: usize) -> Vec<Vec<u8>> {
+    let mut rng = Rng(seed);
+    (0..n).map(|_| random_input(&mut rng)).collect()
+}
+
+/// Asserts that a generated batch exercised every path: agreement, common
+/// refusals, and each deliberate class the generator aims at.
+fn assert_every_path(origin: &str, tally: &Tally) {
+    assert!(tally.both_accept > 5_000, "{origin}: {tally:?}");
+    assert!(tally.both_refuse > 100, "{origin}: {tally:?}");
+    for class in [
+        "DuplicateKey",
+        "LoneSurrogate",
+        "NumberOutOfRange",
+        "TooDeep",
+        "ByteOrderMark",
+    ] {
+        assert!(
+            tally.deliberate.get(class).is_some_and(|n| *n > 0),
+            "{origin}: no input refused as {class}: {tally:?}"
+        );
+    }
+}
+
+#[test]
+fn ten_thousand_inputs_from_a_fixed_seed_match_cpython() {
+    if !python3_or_skip("ten_thousand_inputs_from_a_fixed_seed_match_cpython") {
+        return;
+    }
+    let seed = 0x5167_4e37_0000_0001;
+    let origin = format!("seed {seed:#x}");
+    let tally = compare(&origin, &generated(seed, 10_000));
+    assert_every_path(&origin, &tally);
+}
+
+#[test]
+fn ten_thousand_inputs_from_the_clock_match_cpython() {
+    if !python3_or_skip("ten_thousand_inputs_from_the_clock_match_cpython") {
+        return;
+    }
+    let seed = match std::env::var("LACRE_PROPERTY_SEED") {
+        Ok(s) => s.parse().expect("LACRE_PROPERTY_SEED is a number"),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64),
+    };
+    let origin = format!("seed {seed} (repeat with LACRE_PROPERTY_SEED={seed})");
+    eprintln!("{origin}");
+    let tally = compare(&origin, &generated(seed, 10_000));
+    assert_every_path(&origin, &tally);
+}
+
+/// Every file under `dir`'s subdirectories (one per fuzz target).
+fn corpus_files(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for target in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let target = target.expect("directory entry").path();
+        if !target.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&target).expect("corpus directory") {
+            let path = file.expect("directory entry").path();
+            out.push(std::fs::read(&path).expect("corpus file"));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_fuzz_corpus_matches_cpython() {
+    if !python3_or_skip("the_fuzz_corpus_matches_cpython") {
+        return;
+    }
+    let committed = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus"));
+    let inputs = corpus_files(committed);
+    assert!(
+        inputs.len() > 1_000,
+        "{} committed corpus files",
+        inputs.len()
+    );
+    compare("fuzz/corpus", &inputs);
+    // What `fuzz/run.sh` kept of its run (.ci/run fuzzes first).
+    if let Some(dir) = std::env::var_os("LACRE_FUZZ_CORPUS") {
+        let grown = corpus_files(std::path::Path::new(&dir));
+        assert!(!grown.is_empty(), "LACRE_FUZZ_CORPUS names an empty corpus");
+        compare(
+            &format!("the corpus of this fuzz run ({} inputs)", grown.len()),
+            &grown,
+        );
+    }
 }
