@@ -579,3 +579,22 @@ impl KeyLookup for Server {
         self.inner.keyring.client_keys(client_id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_hash_is_the_specs() {
+        // SPEC §10.3's example, published there.
+        let env = Envelope::parse(
+            br#"{"v":"mcp/0.1","request_id":"r","ts_ms":1,"client_id":"c","server_id":"mcp-server-001","tool":"start_long_task","args":{"seconds":2,"payload":{"data":"complete"}},"nonce":"n","signature":""}"#,
+            lacre_proto::ParseLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            Server::request_hash(&env),
+            "ad87a9b9f87aa7f599c46d7da239f986950a59e709aea44e95c4f68d3b46021b"
+        );
+    }
+}
