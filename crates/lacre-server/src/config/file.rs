@@ -177,7 +177,7 @@ pub struct FileConfig {
     /// Request body limit in bytes (default 1 MiB).
     pub body_limit: Option<usize>,
     /// Jobs run at once (default 16).
-    pub workers: Option<usize>,
+    pub workers: Option<Spanned<usize>>,
     /// Where jobs, nonces and idempotency records live: `memory`,
     /// `sqlite://PATH` (default `sqlite://lacre.db`, relative to the config
     /// file) or `postgres://...`.

@@ -151,6 +151,7 @@ rate_limit = { per_second = 5, burst = 10 }
         let text = "server_id = \"s\"\nworkers = 0\n[signing]\nsecret = \"x\"\n";
         let e = Settings::parse(Path::new("c.toml"), text).unwrap_err();
         assert!(e.message.contains("workers = 0"), "{e}");
+        assert_eq!(e.line, Some(2), "{e}");
     }
 
     #[test]

@@ -181,9 +181,9 @@ impl Settings {
                 "use a lease between 100 and 3600000 ms (default 30000)",
             ));
         }
-        if raw.workers == Some(0) {
+        if let Some(w) = raw.workers.as_ref().filter(|w| *w.get_ref() == 0) {
             return Err(ctx.err(
-                None,
+                Some(ctx.line_of(w.span().start)),
                 "workers = 0 would run no job: long-running tools would stay queued",
                 "use workers = 1 or more (default 16)",
             ));
@@ -213,7 +213,10 @@ impl Settings {
             listen,
             max_skew_ms: raw.max_skew_ms.unwrap_or(lacre_proto::DEFAULT_MAX_SKEW_MS),
             body_limit,
-            workers: raw.workers.unwrap_or(DEFAULT_WORKERS),
+            workers: raw
+                .workers
+                .as_ref()
+                .map_or(DEFAULT_WORKERS, |w| *w.get_ref()),
             store,
             max_in_flight: raw.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT).max(1),
             lease_ms,

@@ -72,7 +72,8 @@ const MIGRATIONS: &[&[&str]] = &[&[
 /// Rows deleted per statement when pruning, so no statement holds locks long.
 const PRUNE_BATCH: i64 = 1000;
 
-/// The PostgreSQL notification channel (payload-less).
+/// The PostgreSQL notification channel; payloads list the changed job ids
+/// (SPEC §10.6).
 const CHANNEL: &str = "lacre_jobs";
 
 /// A SQLite or PostgreSQL store for jobs, idempotency records and nonces.
