@@ -8,8 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub(crate) const PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
 /// The default config with `store` and `lease_ms` as top-level keys.
 fn durable_config(store: &str) -> String {
     format!("store = \"{store}\"\nlease_ms = 1000\n{}", default_config())
@@ -29,11 +27,35 @@ pub(crate) fn pg_available(name: &str) -> bool {
 }
 
 pub(crate) fn schema_name(name: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
     format!(
-        "lacre_cli_{name}_{}_{}",
+        "lacre_cli_{name}_{}_{nanos}_{}",
         std::process::id(),
-        Instant::now().elapsed().as_nanos() % 1_000_000
+        NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A test's own PostgreSQL schema, dropped when the test ends, passed or not.
+pub(crate) struct PgSchema(pub String);
+
+impl PgSchema {
+    pub(crate) fn new(name: &str) -> PgSchema {
+        PgSchema(schema_name(name))
+    }
+
+    /// The store URL in this schema, through `host:port`.
+    pub(crate) fn url_via(&self, host_port: &str) -> String {
+        format!("postgres://postgres@{host_port}/postgres?schema={}", self.0)
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        drop_schema(&self.0);
+    }
 }
 
 pub(crate) fn drop_schema(schema: &str) {
@@ -107,12 +129,12 @@ fn sqlite_nonces_survive_a_restart() {
     assert!(again.contains("replayed_nonce"), "{again}");
 }
 
-fn pg_replicas(name: &str) -> Option<(String, Vec<ServeGuard>)> {
+fn pg_replicas(name: &str) -> Option<(PgSchema, Vec<ServeGuard>)> {
     if !pg_available(name) {
         return None;
     }
-    let schema = schema_name(name);
-    let cfg = durable_config(&format!("{PG}?schema={schema}"));
+    let schema = PgSchema::new(name);
+    let cfg = durable_config(&schema.url_via("127.0.0.1:5432"));
     let a = ServeGuard::start_with_config(&format!("{name}-a"), &cfg);
     let b = ServeGuard::start_with_config(&format!("{name}-b"), &cfg);
     let c = ServeGuard::start_with_config(&format!("{name}-c"), &cfg);
@@ -162,7 +184,7 @@ fn postgres_replicas_are_interchangeable() {
     assert_eq!(r1["status"], "accepted");
     assert_eq!(r1["result"]["job_id"], r2["result"]["job_id"], "{r1} {r2}");
     drop((a, b, c));
-    drop_schema(&schema);
+    drop(schema);
 }
 
 #[test]
@@ -170,12 +192,15 @@ fn postgres_takeover_after_a_replica_dies() {
     if !pg_available("pg_takeover") {
         return;
     }
-    let schema = schema_name("takeover");
-    let cfg = durable_config(&format!("{PG}?schema={schema}"));
+    let schema = PgSchema::new("takeover");
+    let url = schema.url_via("127.0.0.1:5432");
+    let cfg = durable_config(&url);
     // A alone, so it is A that claims the job.
     let mut a = ServeGuard::start_with_config("takeover-a", &cfg);
     let job = start_job(&a, r#"{"seconds":2,"payload":{"finished_by":"someone"}}"#);
-    std::thread::sleep(Duration::from_millis(500));
+    eventually("A runs the job", Duration::from_secs(10), || {
+        job_row(&url, &job) == ("running".to_owned(), 1)
+    });
     let b = ServeGuard::start_with_config("takeover-b", &cfg);
     a.kill();
     let killed = Instant::now();
@@ -186,8 +211,27 @@ fn postgres_takeover_after_a_replica_dies() {
     let took = killed.elapsed();
     eprintln!("takeover and re-run took {took:?}");
     assert!(took < Duration::from_secs(15), "{took:?}");
+    // B ran it again: a second attempt, not A's result.
+    assert_eq!(job_row(&url, &job), ("done".to_owned(), 2));
     drop(b);
-    drop_schema(&schema);
+}
+
+/// The state and attempt of `job`, as `lacre jobs --store` shows them.
+fn job_row(store: &str, job: &str) -> (String, u32) {
+    let out = Cmd::lacre(&["jobs", "--store", store]).run();
+    out.expect_code(0, "lacre jobs --store");
+    let row = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(job))
+        .unwrap_or_else(|| panic!("{job} not listed: {out:?}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    // JOB CLIENT TOOL STATE PROGRESS ATTEMPT
+    let attempt = cols
+        .last()
+        .and_then(|a| a.parse().ok())
+        .expect("attempt column");
+    (cols.get(3).copied().unwrap_or_default().to_owned(), attempt)
 }
 
 /// A TCP proxy to PostgreSQL that can be cut and restored on the same port.
@@ -272,11 +316,8 @@ fn a_database_that_goes_away_gives_store_unavailable_then_recovers() {
         return;
     }
     let proxy = Proxy::start();
-    let schema = schema_name("away");
-    let cfg = durable_config(&format!(
-        "postgres://postgres@127.0.0.1:{}/postgres?schema={schema}",
-        proxy.port
-    ));
+    let schema = PgSchema::new("away");
+    let cfg = durable_config(&schema.url_via(&format!("127.0.0.1:{}", proxy.port)));
     let s = ServeGuard::start_with_config("pg-away", &cfg);
     sum(&s).expect_code(0, "with the database up");
     proxy.cut();
@@ -284,6 +325,10 @@ fn a_database_that_goes_away_gives_store_unavailable_then_recovers() {
     // A copy of a request can meet the database away after the original
     // ran: store_unavailable does not tell the outcome (SPEC §6.5), exit 6.
     out.expect_code(6, "with the database gone");
+    assert!(out.stderr.contains("store_unavailable"), "{out:?}");
+    // Nor can a job be started: refused, signed, with nothing queued.
+    let out = s.lacre(&["call", "start_long_task", r#"{"seconds":1}"#]);
+    out.expect_code(6, "start_long_task with the database gone");
     assert!(out.stderr.contains("store_unavailable"), "{out:?}");
     proxy.restore();
     // The pool reconnects; allow a few attempts while dead connections drain.
@@ -302,5 +347,4 @@ fn a_database_that_goes_away_gives_store_unavailable_then_recovers() {
         std::thread::sleep(Duration::from_millis(300));
     }
     drop(s);
-    drop_schema(&schema);
 }

@@ -531,7 +531,7 @@ long_running = ["count_*"]
 
 #[test]
 fn an_upstream_job_started_on_one_replica_is_polled_on_another() {
-    use crate::durable::{drop_schema, pg_available, schema_name, PG};
+    use crate::durable::{pg_available, PgSchema};
     let name = "an_upstream_job_started_on_one_replica_is_polled_on_another";
     let Some(entry) = server_everything_or_skip(name) else {
         return;
@@ -539,10 +539,10 @@ fn an_upstream_job_started_on_one_replica_is_polled_on_another() {
     if !pg_available(name) {
         return;
     }
-    let schema = schema_name("gateway");
+    let schema = PgSchema::new("gateway");
     let cfg = config_with(&everything(&entry)).replace(
         "store = \"memory\"",
-        &format!("store = \"{PG}?schema={schema}\""),
+        &format!("store = \"{}\"", schema.url_via("127.0.0.1:5432")),
     );
     let a = ServeGuard::start_with_config("gw-pg-a", &cfg);
     let b = ServeGuard::start_with_config("gw-pg-b", &cfg);
@@ -560,7 +560,7 @@ fn an_upstream_job_started_on_one_replica_is_polled_on_another() {
         "Long running operation completed. Duration: 2 seconds, Steps: 2."
     );
     drop((a, b));
-    drop_schema(&schema);
+    drop(schema);
 }
 
 /// `python3 examples/gateway/fastmcp_server.py --http PORT`, killed on drop.

@@ -11,9 +11,36 @@ use std::time::Duration;
 
 pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+/// A PostgreSQL URL in a fresh schema of its own, dropped when this guard
+/// goes (the test passed or not).
+pub struct PgSchema(String);
+
+impl std::ops::Deref for PgSchema {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        // A runtime of its own: the test's may be shutting down.
+        let url = std::mem::take(&mut self.0);
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(drop_schema(&url));
+            }
+        })
+        .join();
+    }
+}
+
 /// A PostgreSQL URL in a fresh schema, or `None` (skip) when PostgreSQL is
 /// not reachable outside CI.
-pub async fn pg_url(test: &str) -> Option<String> {
+pub async fn pg_url(test: &str) -> Option<PgSchema> {
     let reachable = tokio::time::timeout(
         Duration::from_secs(3),
         tokio::net::TcpStream::connect("127.0.0.1:5432"),
@@ -33,11 +60,11 @@ pub async fn pg_url(test: &str) -> Option<String> {
         std::process::id(),
         crate::support::unique("s").replace('-', "_")
     );
-    Some(format!("{PG_URL}?schema={schema}"))
+    Some(PgSchema(format!("{PG_URL}?schema={schema}")))
 }
 
 /// Drops a test schema (and everything in it).
-pub async fn drop_schema(url: &str) {
+async fn drop_schema(url: &str) {
     let Some((_, schema)) = url.split_once("?schema=") else {
         return;
     };
@@ -524,11 +551,9 @@ async fn postgres_store_keeps_the_contract() {
     if let Some(fair_url) = pg_url("postgres_store_claims_fairly").await {
         fair_claims(&store::open(&fair_url).await.unwrap()).await;
         job_limits(&store::open(&fair_url).await.unwrap()).await;
-        drop_schema(&fair_url).await;
     }
     replays_are_refused_by_the_database(&url).await;
     skewed_pruning_keeps_records_a_slower_replica_needs(&url).await;
-    drop_schema(&url).await;
 }
 
 #[tokio::test]
@@ -636,7 +661,6 @@ async fn postgres_replicas_share_state_and_wake_each_other() {
     tokio::time::timeout(Duration::from_secs(5), watch_w1.changed())
         .await
         .expect("a change of w1 on replica A wakes a poll of w1 on replica B");
-    drop_schema(&url).await;
 }
 
 fn nonce_use<'a>(
@@ -776,5 +800,4 @@ async fn postgres_accepts_a_nonce_once_under_concurrency() {
         return;
     };
     concurrent_nonces_are_accepted_once(&url).await;
-    drop_schema(&url).await;
 }
