@@ -993,3 +993,88 @@ fn metrics_listen_takes_metrics_off_the_public_listener() {
         );
     }
 }
+
+// ---- client keys ----------------------------------------------------------
+
+/// The Ed25519 key of testdata/vectors/signatures.json: seed and public key.
+const ED_SEED: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+const ED_PUBLIC: &str = "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8";
+
+#[test]
+fn one_client_with_keys_of_every_kind_over_http() {
+    // Three active keys of two algorithms from three sources: a file with
+    // `hex:` and a CRLF ending, an environment variable, an inline
+    // Ed25519 public key. Each signs a call that verifies over HTTP.
+    let config = format!(
+        "{}\n[[clients]]\nid = \"mixed\"\nkeys = [{{ secret_file = \"mixed-hex.secret\" }}, {{ secret_env = \"LACRE_TEST_MIXED\" }}, {{ alg = \"ed25519\", public_key_hex = \"{ED_PUBLIC}\" }}]\n",
+        default_config()
+    );
+    let dir = TempDir::new("mixed_keys");
+    dir.write("client-002.secret", CLIENT2_SECRET);
+    dir.write("mixed-hex.secret", "hex:6d697865642d6f6e65\r\n"); // "mixed-one"
+    let path = dir.write("lacre.toml", &config).display().to_string();
+    let args = ["serve", "--config", &path, "--listen", "127.0.0.1:0"].map(String::from);
+    let s = ServeGuard::spawn_with_env(
+        dir,
+        &args,
+        None,
+        &[("LACRE_TEST_MIXED", "from-the-environment")],
+    );
+    s.dir.write("server.secret", SERVER_SECRET);
+    let with = |flag: &str, file: &str| {
+        Cmd::lacre(&["call", "batch_sum", SUM_ARGS])
+            .args(&[
+                "--url",
+                &s.url,
+                "--client-id",
+                "mixed",
+                "--server-id",
+                SERVER_ID,
+            ])
+            .args(&["--server-secret-file", &s.file("server.secret")])
+            .args(&[flag, &s.dir.join(file).display().to_string()])
+            .run()
+    };
+    s.dir.write("as-file.secret", "mixed-one");
+    s.dir.write("as-env.secret", "from-the-environment");
+    s.dir.write("ed.key", ED_SEED);
+    s.dir.write("wrong.key", &"11".repeat(32));
+    s.dir.write("wrong.secret", "not-a-key-of-mixed");
+    for (flag, file) in [
+        ("--secret-file", "as-file.secret"),
+        ("--secret-file", "as-env.secret"),
+        ("--key-file", "ed.key"),
+    ] {
+        let out = with(flag, file);
+        out.expect_code(0, file);
+        assert_eq!(out.stdout, SUM_RESULT, "{file}");
+    }
+    // A key the server does not hold for this client: a bound refusal.
+    for (flag, file) in [
+        ("--secret-file", "wrong.secret"),
+        ("--key-file", "wrong.key"),
+    ] {
+        let out = with(flag, file);
+        out.expect_code(4, file);
+        assert!(out.stderr.contains("bad_signature"), "{file}: {out:?}");
+    }
+}
+
+#[test]
+fn a_client_with_four_keys_is_refused_at_start() {
+    let config = format!(
+        "{}\n[[clients]]\nid = \"many\"\nkeys = [\"k1\", \"k2\", \"k3\", \"k4\"]\n",
+        default_config()
+    );
+    let dir = TempDir::new("four_keys");
+    dir.write("client-002.secret", CLIENT2_SECRET);
+    let path = dir.write("lacre.toml", &config);
+    let out = Cmd::lacre(&["serve", "--config", &path.display().to_string()]).run();
+    // A configuration error: exit 1, before anything is served.
+    out.expect_code(1, "serve with four keys");
+    assert!(
+        out.stderr
+            .contains("client \"many\" must have 1 to 3 active keys"),
+        "{out:?}"
+    );
+}

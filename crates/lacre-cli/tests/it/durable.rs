@@ -129,6 +129,49 @@ fn sqlite_nonces_survive_a_restart() {
     assert!(again.contains("replayed_nonce"), "{again}");
 }
 
+#[test]
+fn a_locked_sqlite_database_gives_store_unavailable_then_recovers() {
+    // A real SQLite failure: another process holds the write lock longer
+    // than the store's busy timeout (5 s), so the nonce cannot be recorded.
+    if !python3_or_skip("a_locked_sqlite_database_gives_store_unavailable_then_recovers") {
+        return;
+    }
+    let s = ServeGuard::start_with_config("sqlite-locked", &durable_config("sqlite://lacre.db"));
+    sum(&s).expect_code(0, "before the lock");
+    let hold = "import sqlite3, sys\n\
+                c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)\n\
+                c.execute('BEGIN EXCLUSIVE')\n\
+                print('locked', flush=True)\n\
+                sys.stdin.read()\n";
+    let mut holder = std::process::Command::new("python3")
+        .args(["-c", hold, &s.dir.join("lacre.db").display().to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("read");
+    assert_eq!(line.trim(), "locked");
+    let started = Instant::now();
+    let out = sum(&s);
+    out.expect_code(6, "with the database locked");
+    assert!(out.stderr.contains("store_unavailable"), "{out:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "no busy wait first"
+    );
+    // The lock goes with its process; the same server serves again.
+    drop(holder.stdin.take());
+    holder.wait().expect("python3 exits");
+    let out = sum(&s);
+    out.expect_code(0, "after the lock");
+    assert_eq!(out.stdout.trim(), r#"{"count":2,"total":3.0}"#);
+}
+
 fn pg_replicas(name: &str) -> Option<(PgSchema, Vec<ServeGuard>)> {
     if !pg_available(name) {
         return None;

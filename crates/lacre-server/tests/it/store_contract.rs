@@ -801,3 +801,48 @@ async fn postgres_accepts_a_nonce_once_under_concurrency() {
     };
     concurrent_nonces_are_accepted_once(&url).await;
 }
+
+#[tokio::test]
+async fn replicas_starting_together_migrate_once() {
+    // Four replicas open a fresh schema at the same instant; the advisory
+    // lock serializes their migrations, so every one starts and all share
+    // the one schema.
+    let Some(url) = pg_url("replicas_starting_together_migrate_once").await else {
+        return;
+    };
+    let (a, b, c, d) = tokio::join!(
+        store::open(&url),
+        store::open(&url),
+        store::open(&url),
+        store::open(&url)
+    );
+    let stores: Vec<Stores> = [a, b, c, d]
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("a replica could not start: {e}")))
+        .collect();
+    stores[0]
+        .jobs
+        .create(new_job("m", "c", "r", "h", 1))
+        .await
+        .unwrap();
+    for s in &stores {
+        assert!(s.jobs.get("m").await.unwrap().is_some());
+    }
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(PG_URL)
+        .await
+        .unwrap();
+    let schema = url.split_once("?schema=").unwrap().1;
+    // Each migration recorded once.
+    let (rows, distinct): (i64, i64) = sqlx::query_as(&format!(
+        "SELECT COUNT(*), COUNT(DISTINCT version) FROM \"{schema}\".lacre_schema"
+    ))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        rows > 0 && rows == distinct,
+        "{rows} rows, {distinct} versions"
+    );
+}
