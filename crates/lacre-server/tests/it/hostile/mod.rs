@@ -220,8 +220,14 @@ async fn run_case(s: &TestServer, case: &Case) -> Result<(), String> {
 /// Sends every case in order (order matters for replays) and returns the
 /// failures, one line per failing case.
 async fn run_table(s: &TestServer, table: &Table) -> Vec<String> {
+    run_table_across(&[s], table).await
+}
+
+/// As [`run_table`], the cases going to each server in turn (replicas of
+/// one store: a reuse then meets another replica than the first use).
+async fn run_table_across(servers: &[&TestServer], table: &Table) -> Vec<String> {
     let mut failures = Vec::new();
-    for case in &table.cases {
+    for (case, s) in table.cases.iter().zip(servers.iter().cycle()) {
         if let Err(e) = run_case(s, case).await {
             // Replies can be huge: keep each line readable.
             let e: String = e.chars().take(1500).collect();
@@ -253,8 +259,18 @@ fn main_table(others_job: &str) -> Table {
 }
 
 async fn table_server(body_limit: Option<usize>) -> TestServer {
+    table_server_on(None, body_limit).await
+}
+
+/// The table's server, on `stores` (else the memory stores).
+async fn table_server_on(stores: Option<&store::Stores>, body_limit: Option<usize>) -> TestServer {
+    let stores = stores.map(|s| (s.jobs.clone(), s.nonces.clone()));
     TestServer::start_with_http(
         |b| {
+            let b = match stores {
+                Some((jobs, nonces)) => b.job_store(jobs).nonce_store(nonces),
+                None => b,
+            };
             b.clock(Arc::new(FixedClock(NOW)))
                 .client(
                     ED_CLIENT,
@@ -368,6 +384,36 @@ async fn hostile_inputs_table() {
             after <= before + 64 * 1024,
             "resident memory grew from {before} KiB to {after} KiB"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_replay_rows_hold_on_sqlite_and_postgres() {
+    // The replay rows of the table, against the durable nonce stores (the
+    // table itself runs on memory): a first use is accepted, every reuse
+    // refused, a refusal before the nonce step burns nothing. Two replicas,
+    // each with the store opened on its own, take the rows in turn, so the
+    // database and not a replica's in-memory front set refuses the reuses.
+    async fn on_two_replicas(what: &str, url: &str) {
+        let mut t = Table::default();
+        replay_cases(&mut t);
+        assert!(t.len() >= 15, "{} replay rows", t.len());
+        let (a, b) = (
+            store::open(url).await.unwrap(),
+            store::open(url).await.unwrap(),
+        );
+        let sa = table_server_on(Some(&a), None).await;
+        let sb = table_server_on(Some(&b), None).await;
+        let failures = run_table_across(&[&sa, &sb], &t).await;
+        assert_no_failures(what, t.len(), &failures);
+        sa.stop().await;
+        sb.stop().await;
+    }
+    let (url, dir) = crate::store_contract::sqlite_url("hostile-replay");
+    on_two_replicas("replay rows on SQLite", &url).await;
+    let _ = std::fs::remove_dir_all(dir);
+    if let Some(url) = crate::store_contract::pg_url("hostile_replay_rows_on_postgres").await {
+        on_two_replicas("replay rows on PostgreSQL", &url).await;
     }
 }
 
