@@ -703,7 +703,10 @@ async fn metrics_count_requests_by_tool_and_outcome() {
         json!({"numbers": [1]}),
     );
     assert_eq!(s.send(&e).await.0, 401);
-    let _ = s.call("start_long_task", json!({"seconds": 1})).await;
+    assert_eq!(
+        s.call("start_long_task", json!({"seconds": 1})).await.0,
+        202
+    );
     let text = s
         .http
         .get(format!("{}/metrics", s.base))
