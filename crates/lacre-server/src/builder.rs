@@ -189,6 +189,7 @@ impl ServerBuilder {
                 rates: RateLimiter::new(self.rates),
                 client_slots,
                 in_flight: Arc::new(tokio::sync::Semaphore::new(self.max_in_flight)),
+                max_in_flight: self.max_in_flight,
                 metrics: crate::metrics::Metrics::default(),
                 job_counts: std::sync::Mutex::new(None),
                 extra_metrics: std::sync::OnceLock::new(),

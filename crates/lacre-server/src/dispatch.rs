@@ -103,6 +103,8 @@ pub(crate) struct Inner {
     /// Each client's own places (its limits).
     pub(crate) client_slots: HashMap<String, crate::limits::ClientSlots>,
     pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
+    /// `max_in_flight`: the places `in_flight` started with.
+    pub(crate) max_in_flight: usize,
     pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) tool_timeout: Duration,
     pub(crate) job_counts: std::sync::Mutex<Option<CachedCounts>>,
@@ -286,6 +288,15 @@ impl Server {
             .map(|permit| Admission { _permit: permit })
     }
 
+    /// Requests admitted and not yet answered (long polls that gave their
+    /// place back while they wait are not counted): the
+    /// `lacre_requests_in_flight` gauge.
+    pub fn in_flight(&self) -> usize {
+        self.inner
+            .max_in_flight
+            .saturating_sub(self.inner.in_flight.available_permits())
+    }
+
     /// Handles one request body and returns the signed reply. Never fails:
     /// every error becomes a signed error response.
     pub async fn handle(&self, body: &[u8]) -> Reply {
@@ -345,6 +356,11 @@ impl Server {
         };
         let jobs: Vec<(&str, u64)> = jobs.iter().map(|(s, n)| (s.as_str(), *n)).collect();
         let mut page = self.inner.metrics.render(&jobs, self.inner.nonces.len());
+        page.push_str(
+            "# HELP lacre_requests_in_flight Requests being handled (waiting long polls excluded).\n\
+             # TYPE lacre_requests_in_flight gauge\n",
+        );
+        page.push_str(&format!("lacre_requests_in_flight {}\n", self.in_flight()));
         if let Some(extra) = self.inner.extra_metrics.get() {
             page.push_str(&extra());
         }

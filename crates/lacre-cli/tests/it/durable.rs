@@ -86,10 +86,10 @@ fn start_job(s: &ServeGuard, args: &str) -> String {
 fn sqlite_job_survives_sigkill_and_restart() {
     let s = ServeGuard::start_with_config("sqlite-restart", &durable_config("sqlite://lacre.db"));
     let job = start_job(&s, r#"{"seconds":2,"payload":{"survived":true}}"#);
-    // Let the job start running, then kill the server without warning.
-    std::thread::sleep(Duration::from_millis(700));
-    let status = s.lacre(&["job", "status", &job]);
-    assert!(status.stdout.contains("running"), "{status:?}");
+    // Once the job runs, kill the server without warning.
+    eventually("the job runs", Duration::from_secs(10), || {
+        s.lacre(&["job", "status", &job]).stdout.contains("running")
+    });
     let s = s.kill_and_restart();
     // The accepted job is still there after the crash, and completes (re-run).
     let started = Instant::now();

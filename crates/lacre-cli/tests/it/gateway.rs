@@ -496,7 +496,12 @@ long_running = ["count_*"]
             assert_eq!(json(&out.stdout)["structuredContent"]["result"], i + 1);
         }
         let napping = scope.spawn(|| call(s, "py_nap", r#"{"seconds":30}"#));
-        std::thread::sleep(Duration::from_millis(1500));
+        // The call is in lacre's hands (and, microseconds later, the child's).
+        eventually("py_nap in flight", Duration::from_secs(10), || {
+            raw_get(&s.url, "/metrics")
+                .lines()
+                .any(|l| l == "lacre_requests_in_flight 1")
+        });
         let _ = std::process::Command::new("kill")
             .args(["-KILL", &pid.to_string()])
             .status();

@@ -559,12 +559,11 @@ async fn rate_limited_clients_get_429_with_a_hint() {
 
 #[tokio::test]
 async fn requests_beyond_the_in_flight_limit_are_overloaded() {
-    let s = TestServer::start_with(|b| {
-        b.max_in_flight(1)
-            .tools(|reg| sleeper(reg, "slow", false, 1000))
-    })
-    .await;
-    // A slow call holds the only place...
+    let gate = std::sync::Arc::new(Gate::default());
+    let g = gate.clone();
+    let s =
+        TestServer::start_with(|b| b.max_in_flight(1).tools(|reg| g.register(reg, "slow"))).await;
+    // A call held at the gate has the only place...
     let holder = {
         let env = envelope("client-001", CLIENT_SECRET, "slow", json!({}));
         let (http, url) = (s.http.clone(), s.url.clone());
@@ -577,13 +576,15 @@ async fn requests_beyond_the_in_flight_limit_are_overloaded() {
                 .status()
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    gate.entered().await;
+    assert_eq!(s.server.in_flight(), 1);
     // ...so this one is refused at once, not queued, before its body is
     // read (unbound, request_id ""). A queued request would have waited
     // for the place and answered 200. (Long polls give their place back
     // while they wait: `one_client_at_every_limit_does_not_slow_another`.)
     let reply = s.call("batch_sum", json!({"numbers": [1]})).await;
     assert_error(&reply, 503, ErrorCode::Overloaded, "");
+    gate.release(1);
     assert_eq!(holder.await.unwrap(), 200);
     // The place is free again.
     assert_eq!(s.call("batch_sum", json!({"numbers": [1]})).await.0, 200);
@@ -764,7 +765,8 @@ async fn bodies_beyond_the_budget_are_refused_before_they_are_read() {
         c.write_all(b"{").await.unwrap();
         slow.push(c);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Both are admitted, their bodies' bytes taken from the budget.
+    until("two slow bodies in flight", || s.server.in_flight() == 2).await;
     // A third is answered at once, signed, while it has sent no body.
     let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
     third.write_all(head(64 * 1024).as_bytes()).await.unwrap();
@@ -786,7 +788,10 @@ async fn bodies_beyond_the_budget_are_refused_before_they_are_read() {
     assert!(started.elapsed() < Duration::from_secs(3));
     // When a slow client goes, its share of the budget comes back.
     drop(slow);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until("the slow bodies' places given back", || {
+        s.server.in_flight() == 0
+    })
+    .await;
     let (http, resp) = s.call("batch_sum", json!({"numbers": [1]})).await;
     assert_eq!((http, resp.status), (200, Status::Ok));
     s.stop().await;
@@ -929,7 +934,11 @@ async fn one_client_at_every_limit_does_not_slow_another() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The refused ones answer at once; what is left are the polls waiting.
+    until("32 polls refused", || {
+        polls.iter().filter(|p| p.is_finished()).count() == 32
+    })
+    .await;
     let during = latency_of_b(&s).await;
     let mut statuses = Vec::new();
     for p in polls {

@@ -334,3 +334,63 @@ pub fn check_binding(resp: &Response, request: &[u8]) -> Result<(), String> {
 pub fn result_json(resp: &Response) -> serde_json::Value {
     Value::Object(resp.result.clone().unwrap_or_default()).to_serde()
 }
+
+/// Waits until `check` holds (at most 5 s, polling every 5 ms): a wait on
+/// observable state, not a sleep that hopes the server got there.
+pub async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A tool that holds each call until the test releases it, and says when a
+/// call has come in.
+pub struct Gate {
+    entered: tokio::sync::Semaphore,
+    released: tokio::sync::Semaphore,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            entered: tokio::sync::Semaphore::new(0),
+            released: tokio::sync::Semaphore::new(0),
+        }
+    }
+}
+
+impl Gate {
+    /// Registers `name`, an immediate tool that waits at this gate.
+    pub fn register(self: &std::sync::Arc<Self>, reg: &mut lacre_server::Registry, name: &str) {
+        let def = lacre_server::ToolDef {
+            name: name.into(),
+            description: "Waits until the test lets it go.".into(),
+            args_schema: serde_json::json!({"type": "object"}),
+        };
+        let gate = std::sync::Arc::clone(self);
+        reg.dynamic_immediate(def, move |_, _| {
+            let gate = std::sync::Arc::clone(&gate);
+            async move {
+                gate.entered.add_permits(1);
+                if let Ok(p) = gate.released.acquire().await {
+                    p.forget();
+                }
+                Ok(Map::new())
+            }
+        })
+        .unwrap();
+    }
+
+    /// Waits until a call is inside the tool.
+    pub async fn entered(&self) {
+        let entered = tokio::time::timeout(Duration::from_secs(5), self.entered.acquire()).await;
+        entered.expect("no call reached the gate").unwrap().forget();
+    }
+
+    /// Lets `n` calls through.
+    pub fn release(&self, n: usize) {
+        self.released.add_permits(n);
+    }
+}

@@ -648,7 +648,6 @@ async fn hostile_replay_after_restart_with_sqlite_store() {
     assert_eq!(s.send(&env).await.0, 200);
     s.stop().await;
     drop(stores);
-    tokio::time::sleep(Duration::from_millis(100)).await;
 
     // A new server on the same file: the replay is refused.
     let stores = store::open(&url).await.unwrap();
