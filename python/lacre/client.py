@@ -72,6 +72,9 @@ class Progress:
     state: str
     fraction: Optional[float]
     message: Optional[str]
+    #: The job's version: pass it back as ``since_version`` (None from
+    #: servers that do not report one, such as the seed's).
+    version: Optional[int] = None
 
 
 def _read_secret_file(path: Path) -> bytes:
@@ -199,7 +202,17 @@ class _Core:
             state=str(result.get("state", "running")),
             fraction=float(fraction) if isinstance(fraction, (int, float)) else None,
             message=result.get("message") if isinstance(result.get("message"), str) else None,
+            version=result["version"] if type(result.get("version")) is int else None,
         )
+
+    @staticmethod
+    def poll_args(job: Job, wait_ms: Optional[int], since_version: Optional[int]) -> Dict[str, Any]:
+        args: Dict[str, Any] = {"job_id": job.id}
+        if wait_ms is not None:
+            args["wait_ms"] = wait_ms
+        if since_version is not None:
+            args["since_version"] = since_version
+        return args
 
 
 def _profile_kwargs(path: Optional[Union[str, Path]]) -> Dict[str, Any]:
@@ -356,10 +369,12 @@ class Client:
     def cancel(self, job: Job) -> str:
         return str((self._send("cancel_job", {"job_id": job.id}).get("result") or {}).get("state"))
 
-    def poll(self, job: Job, wait_ms: Optional[int] = None) -> Union[Progress, Dict[str, Any]]:
-        args: Dict[str, Any] = {"job_id": job.id}
-        if wait_ms is not None:
-            args["wait_ms"] = wait_ms
+    def poll(self, job: Job, wait_ms: Optional[int] = None,
+             since_version: Optional[int] = None) -> Union[Progress, Dict[str, Any]]:
+        """The job now; with ``wait_ms``, held until it changes. With the
+        ``version`` of the last :class:`Progress` seen as ``since_version``,
+        a change since then is answered at once and none is shown twice."""
+        args = _Core.poll_args(job, wait_ms, since_version)
         resp = self._send("poll_job", args, extra_wait=(wait_ms or 0) / 1000)
         return _Core.job_view(resp, job)
 
@@ -379,9 +394,10 @@ class Client:
         :class:`ServerError` with code ``job_failed`` or ``job_cancelled``)."""
         long_poll = self._long_poll() is not False
         delay = 0.2
+        since: Optional[int] = None
         while True:
             try:
-                view = self.poll(job, _LONG_POLL_MS if long_poll else None)
+                view = self.poll(job, _LONG_POLL_MS if long_poll else None, since)
             except ServerError as e:
                 if long_poll and e.code not in ("job_failed", "job_cancelled", "unknown_job"):
                     long_poll = False
@@ -389,6 +405,7 @@ class Client:
                 raise
             if not isinstance(view, Progress):
                 return view
+            since = view.version
             if on_progress is not None:
                 on_progress(view)
             if not long_poll:
@@ -495,10 +512,9 @@ class AsyncClient:
         resp = await self._send("cancel_job", {"job_id": job.id})
         return str((resp.get("result") or {}).get("state"))
 
-    async def poll(self, job: Job, wait_ms: Optional[int] = None) -> Union[Progress, Dict[str, Any]]:
-        args: Dict[str, Any] = {"job_id": job.id}
-        if wait_ms is not None:
-            args["wait_ms"] = wait_ms
+    async def poll(self, job: Job, wait_ms: Optional[int] = None,
+                   since_version: Optional[int] = None) -> Union[Progress, Dict[str, Any]]:
+        args = _Core.poll_args(job, wait_ms, since_version)
         resp = await self._send("poll_job", args, extra_wait=(wait_ms or 0) / 1000)
         return _Core.job_view(resp, job)
 
@@ -516,9 +532,10 @@ class AsyncClient:
     async def wait(self, job: Job, on_progress: Optional[Callable[[Progress], None]] = None) -> Dict[str, Any]:
         long_poll = (await self._long_poll()) is not False
         delay = 0.2
+        since: Optional[int] = None
         while True:
             try:
-                view = await self.poll(job, _LONG_POLL_MS if long_poll else None)
+                view = await self.poll(job, _LONG_POLL_MS if long_poll else None, since)
             except ServerError as e:
                 if long_poll and e.code not in ("job_failed", "job_cancelled", "unknown_job"):
                     long_poll = False
@@ -526,6 +543,7 @@ class AsyncClient:
                 raise
             if not isinstance(view, Progress):
                 return view
+            since = view.version
             if on_progress is not None:
                 on_progress(view)
             if not long_poll:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from typing import List
 
 import pytest
@@ -39,6 +40,31 @@ def test_jobs_progress_cancel_and_list(served: Served) -> None:
     assert e.value.code == "job_cancelled"
     states = {j["job_id"]: j["state"] for j in client.jobs()}
     assert states[long.id] == "cancelled" and states[job.id] == "done"
+
+
+def test_since_version_returns_an_unseen_change_at_once(served: Served) -> None:
+    client = lacre.Client.from_profile(served.profile, url=served.url)
+    job = client.start("start_long_task", {"seconds": 4})
+    first = client.poll(job)
+    assert isinstance(first, lacre.Progress) and first.version is not None
+    # Progress moves once a second: wait (without a long poll) until it has.
+    deadline = time.monotonic() + 5
+    while True:
+        now = client.poll(job)
+        assert isinstance(now, lacre.Progress)
+        if now.version != first.version:
+            break
+        assert time.monotonic() < deadline, "the job never reported progress"
+        time.sleep(0.05)
+    # The change was just seen (polls 50 ms apart), so the next one is
+    # most of a second away: a long poll waiting for it would take that
+    # long. Naming the version seen first, it is answered at once.
+    started = time.monotonic()
+    view = client.poll(job, wait_ms=20_000, since_version=first.version)
+    assert time.monotonic() - started < 0.5
+    assert isinstance(view, lacre.Progress) and view.version is not None
+    assert view.version >= now.version
+    client.cancel(job)
 
 
 def test_errors_are_typed(served: Served) -> None:

@@ -590,9 +590,23 @@ impl Client {
         job: &JobHandle,
         wait: Option<Duration>,
     ) -> Result<JobView, ClientError> {
+        self.poll_since(job, wait, None).await
+    }
+
+    /// [`Client::poll`] after the reply whose `version` was `since`: a job
+    /// that changed since is answered at once, and a long poll waits for
+    /// the next change after that one (SPEC §9, `since_version`). Pass the
+    /// [`JobProgress::version`] of the previous reply.
+    pub async fn poll_since(
+        &self,
+        job: &JobHandle,
+        wait: Option<Duration>,
+        since: Option<u64>,
+    ) -> Result<JobView, ClientError> {
         let args = PollJobIn {
             job_id: job.id.clone(),
             wait_ms: wait.map(|w| u64::try_from(w.as_millis()).unwrap_or(30_000)),
+            since_version: since,
         };
         let (reply, _) = self
             .builtin::<_, serde::de::IgnoredAny>("poll_job", &args, wait.unwrap_or_default())
@@ -631,11 +645,15 @@ impl Client {
         let advertised = self.long_poll_support().await;
         let mut long_poll = advertised != Some(false);
         let mut delay = Duration::from_millis(200);
+        // The version last seen, when the server reports one (a server
+        // that does not would refuse an argument it does not know).
+        let mut since = None;
         loop {
             let wait = long_poll.then_some(Duration::from_secs(25));
-            match self.poll(job, wait).await {
+            match self.poll_since(job, wait, since).await {
                 Ok(JobView::Done(result)) => return Ok(result),
                 Ok(JobView::Pending(p)) => {
+                    since = p.version;
                     on_progress(&p);
                     if !long_poll {
                         tokio::time::sleep(delay).await;

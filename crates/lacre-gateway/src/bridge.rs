@@ -232,6 +232,7 @@ impl Bridge {
         let token = context.meta.get_progress_token();
         let deadline = Instant::now() + self.inner.config.max_wait;
         let mut last = f64::NEG_INFINITY;
+        let mut since = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -245,11 +246,12 @@ impl Bridge {
                         "cancelled: job {} was cancelled on the lacre server", job.id
                     ))]);
                 }
-                polled = client.poll(job, Some(left.min(LONG_POLL))) => polled,
+                polled = client.poll_since(job, Some(left.min(LONG_POLL)), since) => polled,
             };
             match polled {
                 Ok(JobView::Done(result)) => return success(result),
                 Ok(JobView::Pending(p)) => {
+                    since = p.version;
                     let fraction = p.progress.unwrap_or(0.0);
                     if let Some(token) = &token {
                         // MCP wants progress to increase strictly.

@@ -107,6 +107,12 @@ pub struct PollJobIn {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 30000))]
     pub wait_ms: Option<u64>,
+    /// The `version` of the last reply the caller saw: a job whose version
+    /// differs is answered at once, and a long poll waits for a change
+    /// after that one (not after the server's first read), so no change is
+    /// held back and none is shown twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_version: Option<u64>,
 }
 
 /// `cancel_job` arguments.
@@ -235,6 +241,10 @@ pub struct JobProgress {
     /// Progress message, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The job's version (it moves at every change): what to pass back as
+    /// `since_version`. Absent from servers that do not know it (the seed's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 /// `cancel_job`'s result.
@@ -348,6 +358,7 @@ impl JobView {
                         .get("message")
                         .and_then(Value::as_str)
                         .map(str::to_owned),
+                    version: result.get("version").and_then(number_as_u64),
                 }))
             }
             other => Err(ShapeError {
@@ -361,6 +372,13 @@ impl JobView {
 #[derive(Deserialize)]
 struct StateOnly {
     state: JobState,
+}
+
+fn number_as_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(crate::json::Number::Int(i)) => u64::try_from(*i).ok(),
+        _ => None,
+    }
 }
 
 fn number_as_f64(v: &Value) -> Option<f64> {

@@ -94,6 +94,7 @@ pub(crate) fn job_reply(job: JobStatus) -> ToolOutcome {
                 state: job.state,
                 progress: job.progress.filter(|p| p.is_finite()),
                 message: job.message,
+                version: Some(job.version),
             },
         ),
         JobState::Done => Ok((Status::Done, job.result.unwrap_or_default())),
@@ -123,7 +124,9 @@ async fn poll_job(args: PollJobIn, ctx: SystemContext) -> ToolOutcome {
     let mut changes = ctx.jobs.watch_job(&args.job_id);
     let mut job = ctx.owned_job(&args.job_id).await?;
     let wait = Duration::from_millis(args.wait_ms.unwrap_or(0));
-    if !wait.is_zero() && !job.state.is_terminal() {
+    // What the caller has seen: the version it names, else this first read.
+    let seen = args.since_version.unwrap_or(job.version);
+    if !wait.is_zero() && !job.state.is_terminal() && job.version == seen {
         // A waiting long poll holds one of its client's long-poll places,
         // not a place among the requests in flight (a client's long polls
         // must not crowd out everyone's calls).
@@ -141,7 +144,6 @@ async fn poll_job(args: PollJobIn, ctx: SystemContext) -> ToolOutcome {
         };
         ctx.held.release();
         let deadline = tokio::time::Instant::now() + wait;
-        let seen = job.version;
         loop {
             tokio::select! {
                 _ = changes.changed() => {}

@@ -958,3 +958,101 @@ async fn one_client_at_every_limit_does_not_slow_another() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn since_version_answers_a_change_the_caller_has_not_seen_at_once() {
+    // A job that reports progress when the test says so.
+    let steps = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let s2 = steps.clone();
+    let s = TestServer::start_with(|b| {
+        b.tools(|reg| {
+            let def = lacre_server::ToolDef {
+                name: "stepper".into(),
+                description: "Reports a step each time the test allows one.".into(),
+                args_schema: json!({"type": "object"}),
+            };
+            reg.dynamic_long_running(def, move |_, ctx| {
+                let steps = s2.clone();
+                async move {
+                    for i in 1..=3 {
+                        steps.acquire().await.unwrap().forget();
+                        ctx.progress(f64::from(i) / 4.0, format!("step {i}"));
+                    }
+                    steps.acquire().await.unwrap().forget();
+                    Ok(lacre_proto::Map::new())
+                }
+            })
+            .unwrap();
+        })
+    })
+    .await;
+    let (http, resp) = s.call("stepper", json!({})).await;
+    assert_eq!(http, 202, "{resp:?}");
+    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+    let poll = |args: serde_json::Value| {
+        let s = &s;
+        async move {
+            let (http, resp) = s.call("poll_job", args).await;
+            assert_eq!((http, resp.status), (200, Status::Running), "{resp:?}");
+            result_json(&resp)
+        }
+    };
+    until_running(&s, &job_id).await;
+    let first = poll(json!({"job_id": job_id})).await;
+    let seen = first["version"]
+        .as_u64()
+        .expect("a running reply has a version");
+    // A change happens between two polls.
+    steps.add_permits(1);
+    let moved = |v: &serde_json::Value| v["message"] == "step 1";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !moved(&poll(json!({"job_id": job_id})).await) {
+        assert!(Instant::now() < deadline, "step 1 never recorded");
+    }
+    // Naming the version seen: answered at once, with the change.
+    let t = Instant::now();
+    let next = poll(json!({"job_id": job_id, "wait_ms": 20000, "since_version": seen})).await;
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "held {:?}",
+        t.elapsed()
+    );
+    assert_eq!(next["message"], "step 1");
+    let now_seen = next["version"].as_u64().unwrap();
+    assert!(now_seen > seen, "{now_seen} after {seen}");
+    // Naming the current version: it waits for the next change, which it
+    // returns, however the step is timed against the poll.
+    let waiting = {
+        let (http, url) = (s.http.clone(), s.url.clone());
+        let env = envelope(
+            "client-001",
+            CLIENT_SECRET,
+            "poll_job",
+            json!({"job_id": job_id, "wait_ms": 20000, "since_version": now_seen}),
+        );
+        tokio::spawn(async move {
+            let r = http.post(&url).body(env.to_json()).send().await.unwrap();
+            check_signed(&r.bytes().await.unwrap())
+        })
+    };
+    steps.add_permits(1);
+    let reply = waiting.await.unwrap();
+    let view = result_json(&reply);
+    assert_eq!(view["message"], "step 2", "{view}");
+    assert!(view["version"].as_u64().unwrap() > now_seen);
+    steps.add_permits(2);
+    s.stop().await;
+}
+
+/// Waits until job `id` of client-001 is running.
+async fn until_running(s: &TestServer, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, resp) = s.call("poll_job", json!({"job_id": id})).await;
+        if result_json(&resp)["state"] == "running" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{id} never ran: {resp:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
