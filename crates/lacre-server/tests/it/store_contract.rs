@@ -846,3 +846,143 @@ async fn replicas_starting_together_migrate_once() {
         "{rows} rows, {distinct} versions"
     );
 }
+
+/// A TCP proxy to PostgreSQL that can be cut (every connection closed, the
+/// port refusing) and restored on the same port.
+struct PgProxy {
+    port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl PgProxy {
+    async fn start() -> PgProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let p = PgProxy { port, up, cut };
+        p.serve(listener);
+        p
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let (up, cut) = (self.up.clone(), self.cut.clone());
+        tokio::spawn(async move {
+            let mut cuts = cut.subscribe();
+            loop {
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    _ = cuts.changed() => return, // the port closes with the listener
+                };
+                let Ok((client, _)) = accepted else { continue };
+                if !up.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                let mut cut = cut.subscribe();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect("127.0.0.1:5432").await else {
+                        return;
+                    };
+                    let (mut client, mut server) = (client, server);
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+    }
+
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    async fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        self.serve(listener);
+    }
+}
+
+/// How many sessions LISTEN on `channel`.
+async fn listeners_on(pool: &sqlx::PgPool, channel: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %' AND position($1 in query) > 0",
+    )
+    .bind(channel)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn postgres_listen_resumes_after_the_database_comes_back() {
+    let Some(url) = pg_url("postgres_listen_resumes_after_the_database_comes_back").await else {
+        return;
+    };
+    let schema = url.split_once("?schema=").unwrap().1.to_owned();
+    let channel = format!("lacre_jobs_{schema}");
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(PG_URL)
+        .await
+        .unwrap();
+    let proxy = PgProxy::start().await;
+    // Replica A reaches the database through the proxy, B directly.
+    let via_proxy = url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let a = store::open(&via_proxy).await.unwrap();
+    let b = store::open(&url).await.unwrap();
+    for id in ["during", "after"] {
+        b.jobs
+            .create(new_job(id, "c", &format!("r-{id}"), "h", 1))
+            .await
+            .unwrap();
+    }
+    let listening = |want: i64| {
+        let (admin, channel) = (&admin, &channel);
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while listeners_on(admin, channel).await != want {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never {want} listeners on {channel}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    listening(2).await;
+    // The database goes away for A: its LISTEN session ends.
+    let mut during = a.jobs.watch_job("during");
+    proxy.cut();
+    listening(1).await;
+    // A change while A cannot hear it: B claims a job A watches.
+    let claim = b.jobs.claim(2, 1_000).await.unwrap().expect("claimed on B");
+    assert_eq!(claim.job.id, "during");
+    proxy.restore().await;
+    // A listens again (its retries back off up to 5 s)...
+    listening(2).await;
+    // Having listened again, A wakes what may have changed meanwhile (a
+    // lost connection loses its notifications with it)...
+    tokio::time::timeout(Duration::from_secs(5), during.changed())
+        .await
+        .expect("a change made while A was away never woke A's watchers");
+    // ...and hears B's change of a job it watches (a claim on B).
+    let mut watch = a.jobs.watch_job("after");
+    let claim = b.jobs.claim(2, 1_000).await.unwrap().expect("claimed on B");
+    assert_eq!(claim.job.id, "after");
+    tokio::time::timeout(Duration::from_secs(5), watch.changed())
+        .await
+        .expect("replica A heard nothing after the database came back");
+    let seen = a
+        .jobs
+        .get("after")
+        .await
+        .unwrap()
+        .expect("the job, read through A");
+    assert_eq!(seen.state, JobState::Running);
+}

@@ -353,6 +353,7 @@ impl SqlStore {
         let mut ready_tx = Some(ready_tx);
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
+            let mut listened_before = false;
             loop {
                 let listener = async {
                     let mut l = sqlx::postgres::PgListener::connect(&url).await?;
@@ -366,7 +367,19 @@ impl SqlStore {
                         if let Some(tx) = ready_tx.take() {
                             let _ = tx.send(());
                         }
-                        while let Ok(n) = l.recv().await {
+                        // Listening again: what changed while this replica
+                        // was not listening was not heard. Wake everyone.
+                        if std::mem::replace(&mut listened_before, true) {
+                            if let Some(store) = weak.upgrade() {
+                                store.changes.send_modify(|v| *v = v.wrapping_add(1));
+                                store.watchers.notify_all();
+                            }
+                        }
+                        // `try_recv` says when the connection is lost
+                        // (`recv` would reconnect silently, and notifications
+                        // sent meanwhile would be lost unnoticed): the outer
+                        // loop then listens again and wakes everyone.
+                        while let Ok(Some(n)) = l.try_recv().await {
                             let Some(store) = weak.upgrade() else { return };
                             store.changes.send_modify(|v| *v = v.wrapping_add(1));
                             // The payload names the jobs that changed;
@@ -384,11 +397,6 @@ impl SqlStore {
                 }
                 if weak.strong_count() == 0 {
                     return;
-                }
-                // A lost connection may have missed notifications: wake everyone.
-                if let Some(store) = weak.upgrade() {
-                    store.changes.send_modify(|v| *v = v.wrapping_add(1));
-                    store.watchers.notify_all();
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
