@@ -21,7 +21,10 @@ pub(crate) fn pg_available(name: &str) -> bool {
             std::env::var_os("CI").is_none() && std::env::var_os("LACRE_REQUIRE_ALL").is_none(),
             "{name}: PostgreSQL is required in CI"
         );
-        eprintln!("SKIPPED {name}: PostgreSQL not reachable on 127.0.0.1:5432");
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {name}: PostgreSQL not reachable on 127.0.0.1:5432"
+        );
     }
     ok
 }

@@ -541,7 +541,9 @@ pub fn skip_or_panic(name: &str, why: &str) -> bool {
     if std::env::var_os("CI").is_some() || std::env::var_os("LACRE_REQUIRE_ALL").is_some() {
         panic!("{name}: {why} (CI is set, so this is a failure, not a skip)");
     }
-    eprintln!("SKIPPED {name}: {why}");
+    // Past the test harness's capture (which hides a passing test's
+    // output), so the skip shows in `cargo test`'s own output.
+    let _ = writeln!(std::io::stderr(), "SKIPPED {name}: {why}");
     false
 }
 
