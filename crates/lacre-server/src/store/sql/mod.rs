@@ -252,12 +252,6 @@ impl SqlStore {
             }),
         };
         let pool = options.connect(&url).await.map_err(unavailable)?;
-        if let (StoreKind::Postgres, Some(s)) = (kind, &schema) {
-            sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS \"{s}\""))
-                .execute(&pool)
-                .await
-                .map_err(unavailable)?;
-        }
         let notifier = (kind == StoreKind::Postgres).then(|| Arc::new(Notify::new()));
         let channel = match &schema {
             Some(s) => format!("{CHANNEL}_{s}"),
@@ -274,7 +268,7 @@ impl SqlStore {
             nonce_count: AtomicUsize::new(0),
             limits,
         });
-        store.migrate().await?;
+        store.migrate(schema.as_deref()).await?;
         if kind == StoreKind::Postgres {
             let listening = store.spawn_pg_tasks(url);
             // Return once LISTEN is in place, so no change made after this
@@ -295,16 +289,25 @@ impl SqlStore {
         self.kind
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
+    async fn migrate(&self, schema: Option<&str>) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await.map_err(unavailable)?;
         if self.kind == StoreKind::Postgres {
-            // Replicas starting together must not race on CREATE TABLE.
+            // Replicas starting together must not race on CREATE SCHEMA or
+            // CREATE TABLE (`IF NOT EXISTS` does not make two concurrent
+            // ones safe: the loser fails on a unique index of the catalog).
             sqlx::raw_sql("SELECT pg_advisory_lock(735806)")
                 .execute(&mut *conn)
                 .await
                 .map_err(unavailable)?;
         }
         let result = async {
+            if let (StoreKind::Postgres, Some(s)) = (self.kind, schema) {
+                // The connection's search_path already names it; it takes
+                // effect once the schema exists.
+                sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS \"{s}\""))
+                    .execute(&mut *conn)
+                    .await?;
+            }
             sqlx::raw_sql("CREATE TABLE IF NOT EXISTS lacre_schema (version BIGINT NOT NULL)")
                 .execute(&mut *conn)
                 .await?;
