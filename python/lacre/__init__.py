@@ -17,6 +17,7 @@ from .errors import (
     UsageError,
     VerificationError,
 )
+from .webhooks import sign_webhook, verify_webhook
 from .wire import Key, Sent, Verifier, canonical, parse_strict, sign_envelope, verify_reply
 
 __all__ = [
@@ -24,5 +25,6 @@ __all__ = [
     "LacreError", "OutcomeUnknownError", "ServerError", "TransportError", "UsageError",
     "VerificationError",
     "Key", "Sent", "Verifier", "canonical", "parse_strict", "sign_envelope", "verify_reply",
+    "sign_webhook", "verify_webhook",
 ]
 __version__ = "0.1.0"

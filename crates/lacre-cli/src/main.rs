@@ -10,6 +10,7 @@ mod keygen;
 mod output;
 mod profile;
 mod serve;
+mod webhook;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -201,6 +202,9 @@ enum Command {
         #[command(flatten)]
         key: keyfile::KeyArgs,
     },
+    /// Sign or check Standard Webhooks notifications (SPEC §9.5).
+    #[command(subcommand)]
+    Webhook(webhook::WebhookCommand),
     /// Check the signature of an envelope or response (from FILE or stdin).
     Verify {
         /// Input file; stdin when absent or `-`.
@@ -286,6 +290,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => keygen::keygen(alg, &out, &client_id),
         Command::Canonical { file } => debug::canonical(file.as_ref()),
         Command::Sign { file, key } => debug::sign(file.as_ref(), &key),
+        Command::Webhook(command) => webhook::run(&command),
         Command::Verify {
             file,
             key,

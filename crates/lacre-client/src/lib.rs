@@ -240,6 +240,12 @@ enum Retry {
 /// Largest reply the client reads (a hostile peer must not exhaust memory).
 pub use lacre_proto::MAX_REPLY_BYTES;
 
+/// Checking a job notification as a receiver (SPEC §9.5): Standard
+/// Webhooks `v1` (a `whsec_` secret) and `v1a` (the server's `whpk_` key).
+pub use lacre_proto::webhook::{
+    verify as verify_webhook, WebhookError, WebhookHeaders, WebhookKey,
+};
+
 async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, ClientError> {
     let mut out = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(TransportError::Http)? {

@@ -50,6 +50,7 @@ pub mod json;
 pub mod keys;
 pub mod reply;
 pub mod verify;
+pub mod webhook;
 pub mod wire;
 
 pub use builtin::JobState;

@@ -238,6 +238,11 @@ impl Server {
                 "public_key_hex".into(),
                 serde_json::Value::String(to_hex(&pk)),
             );
+            // The same key as Standard Webhooks writes it, for receivers of
+            // `v1a` notifications (SPEC §9.5).
+            if let Some(whpk) = lacre_proto::webhook::public_key_text(&key.verifying_key()) {
+                map.insert("webhook_public_key".into(), serde_json::Value::String(whpk));
+            }
         }
         doc
     }
@@ -599,6 +604,20 @@ impl KeyLookup for Server {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ed25519_server_publishes_its_webhook_key() {
+        let key = SigningKey::ed25519_from_seed(&[3u8; 32]).unwrap();
+        let server = Server::builder("s", key.clone()).build();
+        let doc = server.well_known();
+        let whpk = doc["webhook_public_key"].as_str().unwrap();
+        let parsed = lacre_proto::webhook::WebhookKey::parse(whpk).unwrap();
+        assert!(
+            matches!(parsed, lacre_proto::webhook::WebhookKey::Public(k) if k.fingerprint() == key.verifying_key().fingerprint())
+        );
+        let hmac = Server::builder("s", SigningKey::hmac(b"k").unwrap()).build();
+        assert!(hmac.well_known().get("webhook_public_key").is_none());
+    }
 
     #[test]
     fn the_request_hash_is_the_specs() {

@@ -1078,3 +1078,51 @@ fn a_client_with_four_keys_is_refused_at_start() {
         "{out:?}"
     );
 }
+
+// ---- webhook --------------------------------------------------------------
+
+#[test]
+fn webhook_sign_and_verify_round_trip_and_refuse_changes() {
+    // The reference package's side of this is python/tests/test_webhooks.py.
+    let dir = TempDir::new("webhook");
+    let key = dir.write("ed.key", ED_SEED).display().to_string();
+    let secret = "whsec_c2VjcmV0IG9mIHRoZSBjbGllbnQ=";
+    let body = r#"{"type":"job.done","data":{"x":1}}"#;
+    let out = Cmd::lacre(&["webhook", "sign", "--id", "j.done", "--secret", secret])
+        .args(&["--key-file", &key])
+        .stdin(body)
+        .run();
+    out.ok("webhook sign");
+    let signature = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("webhook-signature: "))
+        .expect("a signature header");
+    assert!(
+        signature.starts_with("v1,") && signature.contains(" v1a,"),
+        "{signature}"
+    );
+    // The key as a receiver gets it (whpk_; python/tests/test_webhooks.py
+    // builds it independently, with the standard library's base64).
+    let ed = lacre_proto::VerifyingKey::ed25519(&lacre_proto::from_hex(ED_PUBLIC).expect("hex"))
+        .expect("the vector key");
+    let public = lacre_proto::webhook::public_key_text(&ed).expect("an Ed25519 key");
+    let request = format!(
+        "POST /hook HTTP/1.1\r\n{}\r\n{body}",
+        out.stdout.replace('\n', "\r\n")
+    );
+    for flag in [["--secret", secret], ["--public-key", &public]] {
+        let ok = Cmd::lacre(&["webhook", "verify"])
+            .args(&flag)
+            .stdin(request.as_str())
+            .run();
+        ok.ok("webhook verify");
+        assert_eq!(ok.stdout, "valid\n");
+        let changed = Cmd::lacre(&["webhook", "verify"])
+            .args(&flag)
+            .stdin(request.replace("\"x\":1", "\"x\":2"))
+            .run();
+        changed.expect_code(5, "a changed body");
+        assert_eq!(changed.stdout, "invalid: no signature verifies\n");
+    }
+}

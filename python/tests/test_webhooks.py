@@ -1,0 +1,115 @@
+"""Standard Webhooks signatures against the reference implementation (PyPI
+``standardwebhooks``): what it signs, lacre verifies, in Python and with
+``lacre webhook verify``; what lacre signs, it verifies."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Dict
+
+import pytest
+import standardwebhooks
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+import lacre
+from conftest import require_binary
+
+SECRET = "whsec_" + base64.b64encode(b"the client's webhook secret").decode()
+BODY = json.dumps({"type": "job.done", "timestamp": "2026-12-01T00:00:00Z",
+                   "data": {"status": "done", "result": {"x": 1}}})
+
+
+def reference_headers(msg_id: str, body: str, at: datetime) -> Dict[str, str]:
+    signature = standardwebhooks.Webhook(SECRET).sign(msg_id=msg_id, timestamp=at, data=body)
+    return {"webhook-id": msg_id, "webhook-timestamp": str(int(at.timestamp())),
+            "webhook-signature": signature}
+
+
+def test_lacre_verifies_what_the_reference_signs() -> None:
+    now = datetime.now(tz=timezone.utc)
+    headers = reference_headers("job-1.done", BODY, now)
+    assert lacre.verify_webhook(headers, BODY, secret=SECRET) == json.loads(BODY)
+    # Header names in any case, as HTTP has them.
+    upper = {k.title(): v for k, v in headers.items()}
+    assert lacre.verify_webhook(upper, BODY.encode(), secret=SECRET)["type"] == "job.done"
+    for tampered, why in [
+        ({**headers, "webhook-id": "job-2.done"}, "no signature verifies"),
+        ({**headers, "webhook-timestamp": str(int(now.timestamp()) - 301)}, "from now"),
+        ({k: v for k, v in headers.items() if k != "webhook-signature"}, "missing header"),
+    ]:
+        with pytest.raises(lacre.VerificationError, match=why):
+            lacre.verify_webhook(tampered, BODY, secret=SECRET)
+    with pytest.raises(lacre.VerificationError, match="no signature verifies"):
+        lacre.verify_webhook(headers, BODY.replace("1}", "2}"), secret=SECRET)
+    other = "whsec_" + base64.b64encode(b"another secret").decode()
+    with pytest.raises(lacre.VerificationError):
+        lacre.verify_webhook(headers, BODY, secret=other)
+    # A receiver rotating secrets accepts either.
+    assert lacre.verify_webhook(headers, BODY, secret=[other, SECRET])["type"] == "job.done"
+
+
+def test_the_reference_verifies_what_lacre_signs() -> None:
+    headers = lacre.sign_webhook(BODY, "job-7.failed", SECRET)
+    assert standardwebhooks.Webhook(SECRET).verify(BODY, dict(headers)) == json.loads(BODY)
+    with pytest.raises(standardwebhooks.webhooks.WebhookVerificationError):
+        standardwebhooks.Webhook(SECRET).verify(BODY + " ", dict(headers))
+
+
+def run_lacre(*args: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([require_binary(), "webhook", *args], input=stdin,
+                          capture_output=True, timeout=60, check=False)
+
+
+def test_lacre_webhook_sign_and_verify_agree_with_the_reference(tmp_path: Path) -> None:
+    # `lacre webhook sign`: headers the reference accepts.
+    out = run_lacre("sign", "--id", "job-3.done", "--secret", SECRET, stdin=BODY.encode())
+    assert out.returncode == 0, out.stderr
+    headers = dict(line.split(": ", 1) for line in out.stdout.decode().splitlines())
+    assert standardwebhooks.Webhook(SECRET).verify(BODY, headers) == json.loads(BODY)
+    # `lacre webhook verify`: a whole request the reference signed.
+    signed = reference_headers("job-4.done", BODY, datetime.now(tz=timezone.utc))
+    request = "POST /hooks/lacre HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in signed.items())
+    raw = (request + "\r\n" + BODY).encode()
+    out = run_lacre("verify", "--secret", SECRET, stdin=raw)
+    assert (out.returncode, out.stdout) == (0, b"valid\n"), out.stderr
+    out = run_lacre("verify", "--secret", SECRET, stdin=raw.replace(b'"x": 1', b'"x": 2'))
+    assert (out.returncode, out.stdout) == (5, b"invalid: no signature verifies\n")
+
+
+def test_v1a_ed25519_signatures_verify_with_the_public_key(tmp_path: Path) -> None:
+    # The reference package signs v1 only; v1a is Ed25519 over the same bytes.
+    private = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    public = "whpk_" + base64.b64encode(
+        private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+    ts = int(time.time())
+    content = f"job-5.done.{ts}.".encode() + BODY.encode()
+    headers = {"webhook-id": "job-5.done", "webhook-timestamp": str(ts),
+               "webhook-signature": "v1a," + base64.b64encode(private.sign(content)).decode()}
+    assert lacre.verify_webhook(headers, BODY, public_key=public)["type"] == "job.done"
+    # A secret does not verify a v1a signature, nor a public key a v1 one.
+    with pytest.raises(lacre.VerificationError):
+        lacre.verify_webhook(headers, BODY, secret=SECRET)
+    with pytest.raises(lacre.VerificationError):
+        lacre.verify_webhook(reference_headers("job-5.done", BODY, datetime.now(tz=timezone.utc)),
+                             BODY, public_key=public)
+    request = "".join(f"{k}: {v}\n" for k, v in headers.items()) + "\n" + BODY
+    out = run_lacre("verify", "--public-key", public, stdin=request.encode())
+    assert (out.returncode, out.stdout) == (0, b"valid\n"), out.stderr
+    # lacre's own v1a (`lacre webhook sign --key-file`) verifies the same way.
+    key_file = tmp_path / "ed.key"
+    key_file.write_text(bytes(range(32)).hex())
+    out = run_lacre("sign", "--id", "job-6.done", "--key-file", str(key_file), stdin=BODY.encode())
+    assert out.returncode == 0, out.stderr
+    signed = dict(line.split(": ", 1) for line in out.stdout.decode().splitlines())
+    assert signed["webhook-signature"].startswith("v1a,")
+    assert lacre.verify_webhook(signed, BODY, public_key=public)["type"] == "job.done"
+    # The identity point as a key is refused (it would verify forgeries).
+    identity = "whpk_" + base64.b64encode(b"\x01" + bytes(31)).decode()
+    with pytest.raises(lacre.UsageError, match="small order"):
+        lacre.verify_webhook(headers, BODY, public_key=identity)
