@@ -996,3 +996,43 @@ async fn postgres_listen_resumes_after_the_database_comes_back() {
         .expect("the job, read through A");
     assert_eq!(seen.state, JobState::Running);
 }
+
+/// A result past the server's request limits (a long-running MCP tool's
+/// 300 KB base64 image, 150 000 items) is read back whole: results were
+/// read with the request limits, so such a job's poll failed for ever.
+async fn a_large_result_is_read_back(stores: &Stores) {
+    let jobs = &stores.jobs;
+    jobs.create(new_job("large", "c", "r-large", "h", 1))
+        .await
+        .unwrap();
+    let claim = jobs.claim(2, 60_000).await.unwrap().expect("claimed");
+    let mut result = Map::new();
+    result.insert("image".into(), Value::from("A".repeat(300_000)));
+    result.insert(
+        "items".into(),
+        Value::Array((0..150_000).map(Value::from).collect()),
+    );
+    let end = Finish {
+        id: "large",
+        fence: claim.fence,
+        outcome: JobOutcome::Done(result.clone()),
+        now_ms: 3,
+    };
+    assert!(jobs.finish(end).await.unwrap());
+    let status = jobs.status("large").await.unwrap().expect("the job");
+    assert_eq!(status.state, JobState::Done);
+    assert_eq!(status.result.as_ref(), Some(&result));
+    let record = jobs.get("large").await.unwrap().expect("the job");
+    assert_eq!(record.result, Some(result));
+}
+
+#[tokio::test]
+async fn large_results_are_read_back_on_every_store() {
+    a_large_result_is_read_back(&store::open("memory").await.unwrap()).await;
+    let (url, dir) = sqlite_url("large-result");
+    a_large_result_is_read_back(&store::open(&url).await.unwrap()).await;
+    let _ = std::fs::remove_dir_all(dir);
+    if let Some(url) = pg_url("large_results_are_read_back_on_every_store").await {
+        a_large_result_is_read_back(&store::open(&url).await.unwrap()).await;
+    }
+}

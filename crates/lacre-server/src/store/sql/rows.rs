@@ -17,6 +17,15 @@ pub(super) fn parse_map(text: &str, limits: ParseLimits) -> Result<Map, StoreErr
         .map_err(|_| corrupt("stored json is not an object"))
 }
 
+/// A stored result, read back. The server's `[limits]` bound the requests
+/// it reads (and so a job's arguments), not what its tools return: a result
+/// is read with the limits a client reads replies with (a long-running MCP
+/// tool's 300 KB image is one string past the request limit), bounded all
+/// the same.
+fn parse_result(text: &str) -> Result<Map, StoreError> {
+    parse_map(text, lacre_proto::REPLY_LIMITS)
+}
+
 pub(super) fn job_from_row(row: &AnyRow, limits: ParseLimits) -> Result<JobRecord, StoreError> {
     let get_s = |c: &str| {
         row.try_get::<String, _>(c)
@@ -43,9 +52,7 @@ pub(super) fn job_from_row(row: &AnyRow, limits: ParseLimits) -> Result<JobRecor
             .try_get::<Option<f64>, _>("progress")
             .map_err(|e| StoreError::Corrupt(format!("progress: {e}")))?,
         message: opt_s("message")?,
-        result: opt_s("result")?
-            .map(|t| parse_map(&t, limits))
-            .transpose()?,
+        result: opt_s("result")?.map(|t| parse_result(&t)).transpose()?,
         error: opt_s("error")?,
         attempt: u32::try_from(get_i("attempt")?).unwrap_or(u32::MAX),
         created_ms: get_i("created_ms")?,
@@ -72,7 +79,7 @@ pub(super) fn status_from_row(row: &AnyRow, limits: ParseLimits) -> Result<JobSt
         state: JobState::parse(&state).ok_or_else(|| corrupt("unknown job state"))?,
         progress: row.try_get("progress").map_err(|e| col("progress", e))?,
         message: row.try_get("message").map_err(|e| col("message", e))?,
-        result: result.map(|t| parse_map(&t, limits)).transpose()?,
+        result: result.map(|t| parse_result(&t)).transpose()?,
         error: row.try_get("error").map_err(|e| col("error", e))?,
         version: u64::try_from(
             row.try_get::<i64, _>("version")
