@@ -403,7 +403,7 @@ impl JobStore for SqlStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        row.map(|r| status_from_row(&r, self.limits)).transpose()
+        row.map(|r| status_from_row(&r)).transpose()
     }
 
     async fn summaries(

@@ -69,7 +69,7 @@ pub(super) fn to_i64(n: u64) -> i64 {
 }
 
 /// What `poll_job` needs from a row of `JobStore::status`'s narrow SELECT.
-pub(super) fn status_from_row(row: &AnyRow, limits: ParseLimits) -> Result<JobStatus, StoreError> {
+pub(super) fn status_from_row(row: &AnyRow) -> Result<JobStatus, StoreError> {
     let col = |c: &str, e: sqlx::Error| StoreError::Corrupt(format!("{c}: {e}"));
     let state: String = row.try_get("state").map_err(|e| col("state", e))?;
     let result: Option<String> = row.try_get("result").map_err(|e| col("result", e))?;
