@@ -160,15 +160,10 @@ async fn long_poll_times_out_with_running() {
     // Wait until it runs and has reported its first progress (0 of 5
     // seconds); the next report is a second later, so a 400 ms long poll
     // started now sees no change and must hold for its whole wait.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, r) = s.call("poll_job", json!({"job_id": job_id})).await;
-        if result_json(&r)["message"] == "0/5 seconds" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the job never started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_poll(&s, &job_id, "the first progress", |v| {
+        v["message"] == "0/5 seconds"
+    })
+    .await;
     let t = Instant::now();
     let (http, resp) = s
         .call("poll_job", json!({"job_id": job_id, "wait_ms": 400}))
@@ -997,7 +992,7 @@ async fn since_version_answers_a_change_the_caller_has_not_seen_at_once() {
             result_json(&resp)
         }
     };
-    until_running(&s, &job_id).await;
+    until_poll(&s, &job_id, "running", |v| v["state"] == "running").await;
     let first = poll(json!({"job_id": job_id})).await;
     let seen = first["version"]
         .as_u64()
@@ -1044,15 +1039,21 @@ async fn since_version_answers_a_change_the_caller_has_not_seen_at_once() {
     s.stop().await;
 }
 
-/// Waits until job `id` of client-001 is running.
-async fn until_running(s: &TestServer, id: &str) {
+/// Polls job `id` of client-001 (at most 5 s) until its reply's result
+/// passes `check`.
+async fn until_poll(
+    s: &TestServer,
+    id: &str,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let (_, resp) = s.call("poll_job", json!({"job_id": id})).await;
-        if result_json(&resp)["state"] == "running" {
+        if check(&result_json(&resp)) {
             return;
         }
-        assert!(Instant::now() < deadline, "{id} never ran: {resp:?}");
+        assert!(Instant::now() < deadline, "{id}: never {what}: {resp:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

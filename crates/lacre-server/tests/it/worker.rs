@@ -131,22 +131,18 @@ async fn a_handler_that_drops_its_context_does_not_spin_the_worker() {
         tokio::time::sleep(Duration::from_millis(600)).await;
         Ok::<_, ToolError>(Map::new())
     });
-    let workers = lacre_server::Workers::spawn(
+    let workers = workers_on(
         WorkerConfig {
             concurrency: 1,
             heartbeat_ms: 200,
             ..WorkerConfig::default()
         },
-        store.clone(),
-        Arc::new(reg),
+        &store,
+        reg,
         Arc::new(lacre_server::SystemClock),
     );
     store.create(job_j("sleepy")).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while store.get("j").await.unwrap().unwrap().state != JobState::Done {
-        assert!(tokio::time::Instant::now() < deadline, "job never finished");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(&store, "finished", |j| j.state == JobState::Done).await;
     // 600 ms at one heartbeat every 200 ms: a handful, not thousands.
     let n = store.heartbeats.load(Ordering::Relaxed);
     assert!(n <= 6, "{n} heartbeats for a 600 ms job");
@@ -176,23 +172,19 @@ async fn a_cancelled_job_stops_at_once_not_at_the_next_heartbeat() {
             Ok::<_, ToolError>(Map::new())
         }
     });
-    let workers = lacre_server::Workers::spawn(
+    let workers = workers_on(
         WorkerConfig {
             concurrency: 1,
             // Without a look at the job's changes, a cancel would wait 10 s.
             heartbeat_ms: 10_000,
             ..WorkerConfig::default()
         },
-        store.clone(),
-        Arc::new(reg),
+        &store,
+        reg,
         Arc::new(lacre_server::SystemClock),
     );
     store.create(job_j("forever")).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while store.get("j").await.unwrap().unwrap().state != JobState::Running {
-        assert!(tokio::time::Instant::now() < deadline, "job never ran");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until(&store, "running", |j| j.state == JobState::Running).await;
     assert!(!stopped.load(Ordering::SeqCst));
     store.cancel("j", "c", 1).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
@@ -206,6 +198,16 @@ async fn a_cancelled_job_stops_at_once_not_at_the_next_heartbeat() {
     workers.shutdown(Duration::from_secs(1)).await;
 }
 
+/// A pool of workers on `store` running `reg`'s tools, on `clock`.
+fn workers_on(
+    config: WorkerConfig,
+    store: &Arc<Counting>,
+    reg: Registry,
+    clock: Arc<dyn lacre_proto::Clock>,
+) -> lacre_server::Workers {
+    lacre_server::Workers::spawn(config, store.clone(), Arc::new(reg), clock)
+}
+
 /// A clock the test moves.
 struct ManualClock(std::sync::atomic::AtomicI64);
 
@@ -217,9 +219,19 @@ impl lacre_proto::Clock for ManualClock {
 
 /// Waits (at most 5 s) until `check` holds for job `j`.
 async fn until(store: &Counting, what: &str, check: impl Fn(&JobRecord) -> bool) -> JobRecord {
+    until_job(store, "j", what, check).await
+}
+
+/// Waits (at most 5 s) until `check` holds for job `id`.
+async fn until_job(
+    store: &Counting,
+    id: &str,
+    what: &str,
+    check: impl Fn(&JobRecord) -> bool,
+) -> JobRecord {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let job = store.get("j").await.unwrap().unwrap();
+        let job = store.get(id).await.unwrap().unwrap();
         if check(&job) {
             return job;
         }
@@ -246,7 +258,7 @@ async fn lease_renewal_keeps_a_slow_job_from_running_twice() {
     });
     // A 300 ms lease, renewed every 100 ms, and a rescue pass every 50 ms
     // that re-queues any job whose lease ran out.
-    let workers = lacre_server::Workers::spawn(
+    let workers = workers_on(
         WorkerConfig {
             concurrency: 2,
             lease_ms: 300,
@@ -255,8 +267,8 @@ async fn lease_renewal_keeps_a_slow_job_from_running_twice() {
             poll_interval_ms: 20,
             ..WorkerConfig::default()
         },
-        store.clone(),
-        Arc::new(reg),
+        &store,
+        reg,
         Arc::new(lacre_server::SystemClock),
     );
     store.create(job_j("slow")).await.unwrap();
@@ -279,14 +291,14 @@ async fn a_panicking_job_fails_and_its_worker_goes_on() {
     reg.long_running("fine", "answers", |_a: SleepIn, _ctx| async move {
         Ok::<_, ToolError>(Map::new())
     });
-    let workers = lacre_server::Workers::spawn(
+    let workers = workers_on(
         WorkerConfig {
             concurrency: 1,
             poll_interval_ms: 20,
             ..WorkerConfig::default()
         },
-        store.clone(),
-        Arc::new(reg),
+        &store,
+        reg,
         Arc::new(lacre_server::SystemClock),
     );
     store.create(job_j("boom")).await.unwrap();
@@ -298,14 +310,10 @@ async fn a_panicking_job_fails_and_its_worker_goes_on() {
     next.id = "k".into();
     next.request_id = "r2".into();
     store.create(next).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while store.get("k").await.unwrap().unwrap().state != JobState::Done {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the worker died with the panic"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_job(&store, "k", "done: the worker died with the panic", |j| {
+        j.state == JobState::Done
+    })
+    .await;
     workers.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -336,7 +344,7 @@ async fn a_result_from_a_superseded_claim_is_discarded() {
             Ok::<_, ToolError>(result)
         }
     });
-    let workers = lacre_server::Workers::spawn(
+    let workers = workers_on(
         WorkerConfig {
             concurrency: 2,
             lease_ms: 1_000,
@@ -346,8 +354,8 @@ async fn a_result_from_a_superseded_claim_is_discarded() {
             poll_interval_ms: 20,
             ..WorkerConfig::default()
         },
-        store.clone(),
-        Arc::new(reg),
+        &store,
+        reg,
         clock.clone(),
     );
     let mut job = job_j("tagged");
