@@ -4,6 +4,7 @@ ok        print the arguments back, with the caller's LACRE_* variables
 fail      write to stderr and exit 3
 sleep     sleep `seconds`, then answer
 big       print more than any sane output cap
+large     print one 300 000-character string (past the request limits, within the cap)
 garbage   print something that is not a JSON object
 progress  report progress on fd 3 (`steps` steps, `seconds` apart), then answer
 env       print the environment it was given
@@ -31,6 +32,8 @@ elif mode == "sleep":
     json.dump({"slept": args.get("seconds", 1)}, sys.stdout)
 elif mode == "big":
     sys.stdout.write('{"x": "' + "a" * (4 << 20) + '"}')
+elif mode == "large":
+    json.dump({"x": "a" * 300_000}, sys.stdout)
 elif mode == "garbage":
     sys.stdout.write("[1, 2, 3]")
 elif mode == "progress":

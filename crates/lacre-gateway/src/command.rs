@@ -169,7 +169,9 @@ pub async fn run(
             &err,
         )));
     }
-    lacre_proto::parse_object(&out, ParseLimits::default()).map_err(|e| {
+    // The output is a result, not a request: read with the limits replies
+    // are read with (its size is already bounded by `max_output_bytes`).
+    lacre_proto::parse_object(&out, lacre_proto::REPLY_LIMITS).map_err(|e| {
         ToolError::Reported(with_stderr(
             format!("{} did not print a JSON object on stdout: {e}", tool.name),
             &err,

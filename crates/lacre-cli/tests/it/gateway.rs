@@ -135,6 +135,11 @@ fn command_tools_answer_fail_and_stay_bounded() {
             "{args}"
         );
     }
+    // A result past the request limits (one 300 KB string) is a result: it
+    // was refused as "not a JSON object" under the 256 KiB request limit.
+    let out = s.lacre(&["call", "fixture_job", r#"{"mode":"large"}"#, "--wait"]);
+    out.ok("fixture_job large");
+    assert_eq!(json(&out.stdout)["x"].as_str().map(str::len), Some(300_000));
 }
 
 #[test]
