@@ -360,12 +360,10 @@ impl Server {
             }
         };
         let jobs: Vec<(&str, u64)> = jobs.iter().map(|(s, n)| (s.as_str(), *n)).collect();
-        let mut page = self.inner.metrics.render(&jobs, self.inner.nonces.len());
-        page.push_str(
-            "# HELP lacre_requests_in_flight Requests being handled (waiting long polls excluded).\n\
-             # TYPE lacre_requests_in_flight gauge\n",
-        );
-        page.push_str(&format!("lacre_requests_in_flight {}\n", self.in_flight()));
+        let mut page = self
+            .inner
+            .metrics
+            .render(&jobs, self.inner.nonces.len(), self.in_flight());
         if let Some(extra) = self.inner.extra_metrics.get() {
             page.push_str(&extra());
         }

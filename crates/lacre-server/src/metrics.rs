@@ -60,7 +60,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition, with the gauges the caller measured.
-    pub fn render(&self, jobs_by_state: &[(&str, u64)], nonces: usize) -> String {
+    pub fn render(&self, jobs_by_state: &[(&str, u64)], nonces: usize, in_flight: usize) -> String {
         let mut out = String::new();
         out.push_str("# HELP lacre_requests_total Requests handled, by tool and outcome (status or error code).\n");
         out.push_str("# TYPE lacre_requests_total counter\n");
@@ -115,6 +115,11 @@ impl Metrics {
         );
         out.push_str("# TYPE lacre_nonces gauge\n");
         let _ = writeln!(out, "lacre_nonces {nonces}");
+        out.push_str(
+            "# HELP lacre_requests_in_flight Requests being handled (waiting long polls excluded).\n",
+        );
+        out.push_str("# TYPE lacre_requests_in_flight gauge\n");
+        let _ = writeln!(out, "lacre_requests_in_flight {in_flight}");
         out
     }
 }
@@ -130,12 +135,13 @@ mod tests {
         m.record("batch_sum", "ok", Duration::from_millis(20));
         m.record("-", "bad_signature", Duration::from_micros(50));
         m.record_verification_failure("bad_signature");
-        let text = m.render(&[("queued", 2)], 7);
+        let text = m.render(&[("queued", 2)], 7, 3);
         assert!(text.contains("lacre_requests_total{tool=\"batch_sum\",outcome=\"ok\"} 2"));
         assert!(text.contains("lacre_verification_failures_total{reason=\"bad_signature\"} 1"));
         assert!(text.contains("lacre_request_duration_seconds_bucket{le=\"0.0005\"} 2"));
         assert!(text.contains("lacre_request_duration_seconds_bucket{le=\"+Inf\"} 3"));
         assert!(text.contains("lacre_jobs{state=\"queued\"} 2"));
         assert!(text.contains("lacre_nonces 7"));
+        assert!(text.contains("lacre_requests_in_flight 3"));
     }
 }
