@@ -11,6 +11,7 @@ mod output;
 mod profile;
 mod serve;
 mod webhook;
+mod webhooks;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -205,6 +206,15 @@ enum Command {
     /// Sign or check Standard Webhooks notifications (SPEC §9.5).
     #[command(subcommand)]
     Webhook(webhook::WebhookCommand),
+    /// Operators: the webhook deliveries in a store (SPEC §9.6): list them,
+    /// send failed ones again, enable an endpoint disabled by a 410.
+    Webhooks {
+        /// Store URL: sqlite://PATH or postgres://USER@HOST/DB.
+        #[arg(long, value_name = "URL", global = true)]
+        store: Option<String>,
+        #[command(subcommand)]
+        command: webhooks::WebhooksCommand,
+    },
     /// Check the signature of an envelope or response (from FILE or stdin).
     Verify {
         /// Input file; stdin when absent or `-`.
@@ -291,6 +301,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Canonical { file } => debug::canonical(file.as_ref()),
         Command::Sign { file, key } => debug::sign(file.as_ref(), &key),
         Command::Webhook(command) => webhook::run(&command),
+        Command::Webhooks { store, command } => webhooks::run(store.as_deref(), &command).await,
         Command::Verify {
             file,
             key,

@@ -146,6 +146,17 @@ pub async fn serve(args: &ServeArgs) -> Result<ExitCode> {
     let _ = server.set_metrics_source(gateway.metrics_source());
     gateway.attach(&server);
     let workers = server.start_workers(settings.worker_config());
+    let deliveries = server
+        .start_deliveries(settings.webhooks.clone())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if deliveries.is_some() {
+        tracing::info!("delivering webhooks");
+    }
+    let stop_deliveries = |deliveries: Option<lacre_server::webhooks::Deliveries>| async move {
+        if let Some(d) = deliveries {
+            d.shutdown(Duration::from_secs(5)).await;
+        }
+    };
     if args.stdio {
         tracing::info!(server_id = %server.server_id(), "serving stdio");
         let stdin = tokio::io::BufReader::new(tokio::io::stdin());
@@ -153,6 +164,7 @@ pub async fn serve(args: &ServeArgs) -> Result<ExitCode> {
             lacre_server::stdio::serve(server, stdin, tokio::io::stdout(), settings.body_limit)
                 .await;
         workers.shutdown(Duration::from_secs(5)).await;
+        stop_deliveries(deliveries).await;
         gateway.shutdown().await;
         served?;
         return Ok(ExitCode::Ok);
@@ -193,6 +205,7 @@ pub async fn serve(args: &ServeArgs) -> Result<ExitCode> {
     stop_tx.send_replace(true);
     eprintln!("lacre: shutting down");
     workers.shutdown(Duration::from_secs(10)).await;
+    stop_deliveries(deliveries).await;
     // After the workers: a job still running may need its upstream.
     gateway.shutdown().await;
     served?;

@@ -29,6 +29,9 @@ pub enum WebhookCommand {
         #[arg(long, value_name = "FILE")]
         key_file: Option<PathBuf>,
     },
+    /// Print a new random `whsec_` secret (24 bytes) for a client's
+    /// `webhook_secret`.
+    Secret,
     /// Check a received request (FILE or stdin: headers, a blank line, the
     /// body; a request line first is skipped).
     Verify {
@@ -72,6 +75,12 @@ pub fn run(command: &WebhookCommand) -> Result<ExitCode> {
             public_key,
             tolerance,
         } => verify(file.as_ref(), secret, public_key, *tolerance),
+        WebhookCommand::Secret => {
+            let mut raw = [0u8; 24];
+            getrandom::getrandom(&mut raw).context("no randomness available")?;
+            println!("{}", webhook::secret_text(&raw));
+            Ok(ExitCode::Ok)
+        }
     }
 }
 

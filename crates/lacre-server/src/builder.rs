@@ -33,6 +33,7 @@ pub struct ServerBuilder {
     default_client_limits: ClientLimits,
     max_in_flight: usize,
     tool_timeout: Duration,
+    webhooks: HashMap<String, crate::webhooks::Endpoint>,
 }
 
 impl ServerBuilder {
@@ -58,7 +59,15 @@ impl ServerBuilder {
             default_client_limits: ClientLimits::default(),
             max_in_flight: 1024,
             tool_timeout: Duration::from_secs(30),
+            webhooks: HashMap::new(),
         }
+    }
+
+    /// Tells a client's endpoint when its jobs end (the events its
+    /// `endpoint` names), once [`Server::start_deliveries`] runs.
+    pub fn webhook(mut self, client_id: &str, endpoint: crate::webhooks::Endpoint) -> Self {
+        self.webhooks.insert(client_id.to_owned(), endpoint);
+        self
     }
 
     /// How long an immediate tool may run before the call fails with
@@ -194,6 +203,7 @@ impl ServerBuilder {
                 job_counts: std::sync::Mutex::new(None),
                 extra_metrics: std::sync::OnceLock::new(),
                 tool_timeout: self.tool_timeout,
+                webhooks: self.webhooks,
             }),
         }
     }

@@ -110,6 +110,8 @@ pub(crate) struct Inner {
     pub(crate) job_counts: std::sync::Mutex<Option<CachedCounts>>,
     /// More metrics from the embedding program (the gateway's upstreams).
     pub(crate) extra_metrics: std::sync::OnceLock<MetricsSource>,
+    /// Clients' webhook endpoints.
+    pub(crate) webhooks: HashMap<String, crate::webhooks::Endpoint>,
 }
 
 /// Produces lines of the Prometheus text format to append to `/metrics`.
@@ -215,6 +217,41 @@ impl Server {
             Arc::clone(&self.inner.catalog.current),
             Arc::clone(&self.inner.clock),
         )
+    }
+
+    /// Starts the loop that delivers webhooks (SPEC §9.6), or `None` when no
+    /// client has an endpoint. Every replica may run one: each event is
+    /// claimed by one at a time.
+    pub fn start_deliveries(
+        &self,
+        settings: crate::webhooks::WebhookSettings,
+    ) -> Result<Option<crate::webhooks::Deliveries>, String> {
+        if self.inner.webhooks.is_empty() {
+            return Ok(None);
+        }
+        crate::webhooks::Deliveries::spawn(self.clone(), settings).map(Some)
+    }
+
+    /// The signed reply of an outcome that answers the request
+    /// `request_id` without being bound to its bytes (a notification
+    /// carries the reply of the request that started the job).
+    pub(crate) fn unbound_reply(&self, request_id: &str, outcome: ToolOutcome) -> Reply {
+        match outcome {
+            Ok((status, result)) => {
+                let now = self.inner.clock.now_ms();
+                let (response, wire) =
+                    self.inner
+                        .signer
+                        .success_json(request_id, now, status, Some(result));
+                Reply {
+                    kind: ReplyKind::Success(status),
+                    response,
+                    retry_after_ms: None,
+                    wire,
+                }
+            }
+            Err(err) => self.refusal(request_id, &err, None),
+        }
     }
 
     /// What `GET /.well-known/lacre.json` publishes: what a client needs
@@ -560,6 +597,10 @@ impl Server {
             idempotency_ttl_ms: inner.idempotency_ttl_ms,
             max_jobs: limits.max_jobs,
             max_job_bytes: limits.max_job_bytes,
+            events: inner
+                .webhooks
+                .get(&env.client_id)
+                .map_or(crate::webhooks::EventMask::NONE, |w| w.events),
         };
         match inner.jobs.create(job).await? {
             CreateOutcome::Created(job) | CreateOutcome::Existing(job) => {

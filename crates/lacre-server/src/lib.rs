@@ -55,6 +55,7 @@ pub mod stdio;
 pub mod store;
 pub mod system;
 pub mod tool;
+pub mod webhooks;
 
 pub use access::ToolFilter;
 pub use builder::ServerBuilder;

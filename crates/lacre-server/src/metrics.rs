@@ -21,6 +21,8 @@ const BUCKETS: [f64; 12] = [
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     verification_failures: Mutex<BTreeMap<&'static str, u64>>,
+    /// Webhook delivery attempts, by outcome.
+    deliveries: Mutex<BTreeMap<&'static str, u64>>,
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
@@ -56,6 +58,14 @@ impl Metrics {
     pub fn record_verification_failure(&self, reason: &'static str) {
         if let Ok(mut m) = self.verification_failures.lock() {
             *m.entry(reason).or_insert(0) += 1;
+        }
+    }
+
+    /// Records one webhook delivery attempt: `delivered`, `retry`,
+    /// `failed` (given up) or `disabled` (the receiver answered 410).
+    pub fn record_delivery(&self, outcome: &'static str) {
+        if let Ok(mut m) = self.deliveries.lock() {
+            *m.entry(outcome).or_insert(0) += 1;
         }
     }
 
@@ -120,6 +130,18 @@ impl Metrics {
         );
         out.push_str("# TYPE lacre_requests_in_flight gauge\n");
         let _ = writeln!(out, "lacre_requests_in_flight {in_flight}");
+        out.push_str(
+            "# HELP lacre_webhook_deliveries_total Webhook delivery attempts, by outcome.\n",
+        );
+        out.push_str("# TYPE lacre_webhook_deliveries_total counter\n");
+        if let Ok(m) = self.deliveries.lock() {
+            for (outcome, n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "lacre_webhook_deliveries_total{{outcome=\"{outcome}\"}} {n}"
+                );
+            }
+        }
         out
     }
 }
@@ -135,6 +157,8 @@ mod tests {
         m.record("batch_sum", "ok", Duration::from_millis(20));
         m.record("-", "bad_signature", Duration::from_micros(50));
         m.record_verification_failure("bad_signature");
+        m.record_delivery("retry");
+        m.record_delivery("retry");
         let text = m.render(&[("queued", 2)], 7, 3);
         assert!(text.contains("lacre_requests_total{tool=\"batch_sum\",outcome=\"ok\"} 2"));
         assert!(text.contains("lacre_verification_failures_total{reason=\"bad_signature\"} 1"));
@@ -143,5 +167,6 @@ mod tests {
         assert!(text.contains("lacre_jobs{state=\"queued\"} 2"));
         assert!(text.contains("lacre_nonces 7"));
         assert!(text.contains("lacre_requests_in_flight 3"));
+        assert!(text.contains("lacre_webhook_deliveries_total{outcome=\"retry\"} 2"));
     }
 }

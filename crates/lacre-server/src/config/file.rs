@@ -100,6 +100,31 @@ pub struct ClientSpec {
     pub rate_limit: Option<RateSpec>,
     /// This client's own limits (each field defaults to `[client_limits]`).
     pub limits: Option<ClientLimitsSpec>,
+    /// Where this client is told that its jobs ended (SPEC §9.6).
+    pub webhook_url: Option<Spanned<String>>,
+    /// The endpoint's `whsec_` secret, inline ...
+    pub webhook_secret: Option<Spanned<String>>,
+    /// ... from this environment variable ...
+    pub webhook_secret_env: Option<Spanned<String>>,
+    /// ... or from this file (relative to the configuration file).
+    pub webhook_secret_file: Option<Spanned<PathBuf>>,
+    /// The events sent (default `["job.done", "job.failed", "job.cancelled"]`).
+    pub webhook_events: Option<Spanned<Vec<String>>>,
+}
+
+/// The `[webhooks]` table: how every client's webhooks are delivered.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksSpec {
+    /// Allow loopback, private and link-local targets (default false).
+    pub allow_private_targets: Option<bool>,
+    /// Time one attempt may take, ms (default 15000).
+    pub timeout_ms: Option<Spanned<u64>>,
+    /// Delays before each attempt, the first "0s" (default "0s", "5s",
+    /// "5m", "30m", "2h", "5h", "10h", "14h", "20h", "24h").
+    pub schedule: Option<Spanned<Vec<String>>>,
+    /// Deliveries sent at once by each replica (default 8).
+    pub concurrency: Option<Spanned<usize>>,
 }
 
 /// Per-client limits: `[client_limits]` (the defaults of every client) or
@@ -216,6 +241,9 @@ pub struct FileConfig {
     /// MCP servers whose tools are offered (`[[mcp_servers]]`).
     #[serde(default)]
     pub mcp_servers: Vec<McpServerSpec>,
+    /// How webhooks are delivered.
+    #[serde(default)]
+    pub webhooks: WebhooksSpec,
 }
 
 /// A `[[tools]]` table: a command offered as a tool.

@@ -9,6 +9,7 @@ pub mod file;
 mod keys;
 pub mod settings;
 pub mod upstreams;
+mod webhooks;
 mod wiring;
 
 pub use defaults::{generate_default, DefaultFiles, DEFAULT_LISTEN, DEFAULT_STORE};

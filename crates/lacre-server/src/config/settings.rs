@@ -25,6 +25,8 @@ pub struct ClientSettings {
     pub rate: Option<Rate>,
     /// Its own limits.
     pub limits: crate::limits::ClientLimits,
+    /// Where it is told that its jobs ended, if anywhere.
+    pub webhook: Option<crate::webhooks::Endpoint>,
 }
 
 /// The configuration, resolved and checked.
@@ -64,6 +66,8 @@ pub struct Settings {
     pub command_tools: Vec<super::upstreams::CommandTool>,
     /// MCP servers whose tools are offered (`[[mcp_servers]]`).
     pub mcp_servers: Vec<super::upstreams::McpServer>,
+    /// How webhooks are delivered (`[webhooks]`).
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 fn address(
@@ -208,6 +212,7 @@ impl Settings {
         }
         let command_tools = super::upstreams::command_tools(&ctx, &raw.tools)?;
         let mcp_servers = super::upstreams::mcp_servers(&ctx, &raw.mcp_servers)?;
+        let webhooks = super::webhooks::settings(&ctx, &raw.webhooks)?;
         Ok(Settings {
             server_id: server_id.clone(),
             listen,
@@ -229,6 +234,7 @@ impl Settings {
             clients,
             command_tools,
             mcp_servers,
+            webhooks,
         })
     }
 }
@@ -375,5 +381,6 @@ fn client(
         tools: ToolFilter::from_list(c.tools.as_deref().unwrap_or(&["*".to_owned()])),
         rate,
         limits: c.limits.unwrap_or_default().over(default_limits),
+        webhook: super::webhooks::endpoint(ctx, c)?,
     })
 }

@@ -34,6 +34,9 @@ impl Settings {
             if let Some(rate) = c.rate {
                 b = b.rate_limit(&c.id, rate);
             }
+            if let Some(endpoint) = &c.webhook {
+                b = b.webhook(&c.id, endpoint.clone());
+            }
         }
         Ok(b.build())
     }

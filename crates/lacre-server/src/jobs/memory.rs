@@ -6,6 +6,10 @@ use super::{
     JobWatch, JobWatchers, LeaseStatus, NewJob, Prune, PruneStats,
 };
 use crate::error::StoreError;
+use crate::webhooks::{
+    webhook_id, Attempt, AttemptOutcome, Delivery, DeliveryClaim, DeliveryState, DisabledEndpoint,
+    EventType, Outbox, RetrySelector,
+};
 use lacre_proto::builtin::JobSummary;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -32,6 +36,45 @@ struct State {
     idempotency: HashMap<(String, String), IdemRecord>,
     /// Running jobs by client (fair claiming).
     running: HashMap<String, usize>,
+    /// The webhook outbox, by `webhook-id`.
+    deliveries: HashMap<String, Held>,
+    /// Endpoints disabled by a 410, by client.
+    disabled: HashMap<String, DisabledEndpoint>,
+}
+
+/// A delivery with its claim.
+struct Held {
+    d: Delivery,
+    fence: u64,
+    lease_until_ms: i64,
+}
+
+/// Writes the event of `job`'s final state, if its client asked for it
+/// (under the same lock as the state change: one transaction).
+fn raise(deliveries: &mut HashMap<String, Held>, job: &JobRecord, now_ms: i64) {
+    let Some(event) = EventType::of_state(job.state).filter(|e| job.events.contains(*e)) else {
+        return;
+    };
+    let id = webhook_id(&job.id, event);
+    deliveries.entry(id.clone()).or_insert_with(|| Held {
+        d: Delivery {
+            id,
+            client_id: job.client_id.clone(),
+            job_id: job.id.clone(),
+            request_id: job.request_id.clone(),
+            event,
+            state: DeliveryState::Pending,
+            attempts: 0,
+            next_attempt_ms: now_ms,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            last_status: None,
+            last_error: None,
+            delivered_ms: None,
+        },
+        fence: 0,
+        lease_until_ms: 0,
+    });
 }
 
 impl State {
@@ -176,6 +219,7 @@ impl JobStore for MemoryJobStore {
                 updated_ms: job.now_ms,
                 finished_ms: None,
                 version: 1,
+                events: job.events,
             };
             st.idempotency.insert(
                 key,
@@ -329,6 +373,7 @@ impl JobStore for MemoryJobStore {
             }
             e.job.finished_ms = Some(now_ms);
             touch(&mut e.job, now_ms);
+            raise(&mut st.deliveries, &e.job, now_ms);
         }
         self.bump(Some(id));
         Ok(true)
@@ -355,6 +400,7 @@ impl JobStore for MemoryJobStore {
             e.job.state = JobState::Cancelled;
             e.job.finished_ms = Some(now_ms);
             touch(&mut e.job, now_ms);
+            raise(&mut st.deliveries, &e.job, now_ms);
             e.job.clone()
         };
         self.bump(Some(id));
@@ -376,6 +422,7 @@ impl JobStore for MemoryJobStore {
                     e.job.state = JobState::Failed;
                     e.job.error = Some(format!("worker lost after {} attempts", e.job.attempt));
                     e.job.finished_ms = Some(now_ms);
+                    raise(&mut st.deliveries, &e.job, now_ms);
                 } else {
                     e.job.state = JobState::Queued;
                     e.available_at_ms =
@@ -406,10 +453,16 @@ impl JobStore for MemoryJobStore {
         });
         let before_idem = st.idempotency.len();
         st.idempotency.retain(|_, r| r.expires_at_ms > now_ms);
+        let before_deliveries = st.deliveries.len();
+        st.deliveries.retain(|_, h| {
+            !matches!(h.d.state, DeliveryState::Delivered | DeliveryState::Failed)
+                || h.d.updated_ms.saturating_add(retention_ms) > now_ms
+        });
         Ok(PruneStats {
             jobs: (before_jobs - st.jobs.len()) as u64,
             idempotency: (before_idem - st.idempotency.len()) as u64,
             nonces: 0,
+            deliveries: (before_deliveries - st.deliveries.len()) as u64,
         })
     }
 
@@ -461,5 +514,158 @@ impl JobStore for MemoryJobStore {
 
     fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+}
+
+#[async_trait::async_trait]
+impl Outbox for MemoryJobStore {
+    async fn claim_delivery(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<DeliveryClaim>, StoreError> {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let due = st
+            .deliveries
+            .values_mut()
+            .filter(|h| match h.d.state {
+                DeliveryState::Pending => {
+                    h.d.next_attempt_ms <= now_ms && !st.disabled.contains_key(&h.d.client_id)
+                }
+                DeliveryState::Sending => h.lease_until_ms < now_ms,
+                DeliveryState::Delivered | DeliveryState::Failed => false,
+            })
+            .min_by(|a, b| {
+                (a.d.next_attempt_ms, a.d.created_ms, &a.d.id).cmp(&(
+                    b.d.next_attempt_ms,
+                    b.d.created_ms,
+                    &b.d.id,
+                ))
+            });
+        Ok(due.map(|h| {
+            h.fence += 1;
+            h.lease_until_ms = now_ms.saturating_add(lease_ms);
+            h.d.state = DeliveryState::Sending;
+            h.d.attempts = h.d.attempts.saturating_add(1);
+            h.d.updated_ms = now_ms;
+            DeliveryClaim {
+                delivery: h.d.clone(),
+                fence: h.fence,
+            }
+        }))
+    }
+
+    async fn record_attempt(&self, attempt: Attempt<'_>) -> Result<bool, StoreError> {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let Some(h) = st.deliveries.get_mut(attempt.id) else {
+            return Ok(false);
+        };
+        if h.fence != attempt.fence || h.d.state != DeliveryState::Sending {
+            return Ok(false);
+        }
+        let d = &mut h.d;
+        d.updated_ms = attempt.now_ms;
+        match attempt.outcome {
+            AttemptOutcome::Delivered { status } => {
+                d.state = DeliveryState::Delivered;
+                d.last_status = Some(status);
+                d.last_error = None;
+                d.delivered_ms = Some(attempt.now_ms);
+            }
+            AttemptOutcome::Retry {
+                at_ms,
+                status,
+                error,
+            } => {
+                d.state = DeliveryState::Pending;
+                d.next_attempt_ms = at_ms;
+                d.last_status = status;
+                d.last_error = Some(error);
+            }
+            AttemptOutcome::GaveUp { status, error } => {
+                d.state = DeliveryState::Failed;
+                d.last_status = status;
+                d.last_error = Some(error);
+            }
+            AttemptOutcome::EndpointGone => {
+                d.state = DeliveryState::Pending;
+                d.next_attempt_ms = attempt.now_ms;
+                d.last_status = Some(410);
+                d.last_error = Some(crate::webhooks::GONE.to_owned());
+                st.disabled
+                    .entry(d.client_id.clone())
+                    .or_insert_with(|| DisabledEndpoint {
+                        client_id: d.client_id.clone(),
+                        disabled_ms: attempt.now_ms,
+                        reason: format!("HTTP 410 Gone answering {}", d.id),
+                    });
+            }
+        }
+        Ok(true)
+    }
+
+    async fn deliveries(
+        &self,
+        client_id: Option<&str>,
+        state: Option<DeliveryState>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let st = self.lock();
+        let mut list: Vec<&Delivery> = st
+            .deliveries
+            .values()
+            .map(|h| &h.d)
+            .filter(|d| client_id.is_none_or(|c| d.client_id == c))
+            .filter(|d| state.is_none_or(|s| d.state == s))
+            .collect();
+        list.sort_by(|a, b| (b.created_ms, &b.id).cmp(&(a.created_ms, &a.id)));
+        Ok(list.into_iter().take(limit).cloned().collect())
+    }
+
+    async fn retry_deliveries(
+        &self,
+        which: RetrySelector<'_>,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let mut st = self.lock();
+        let mut n = 0;
+        for h in st.deliveries.values_mut() {
+            let d = &mut h.d;
+            let chosen = match which {
+                RetrySelector::Id(id) => {
+                    d.id == id && matches!(d.state, DeliveryState::Failed | DeliveryState::Pending)
+                }
+                RetrySelector::FailedOf(c) => d.client_id == c && d.state == DeliveryState::Failed,
+                RetrySelector::AllFailed => d.state == DeliveryState::Failed,
+            };
+            if chosen {
+                d.state = DeliveryState::Pending;
+                d.attempts = 0;
+                d.next_attempt_ms = now_ms;
+                d.updated_ms = now_ms;
+                n += 1;
+            }
+        }
+        drop(st);
+        if n > 0 {
+            self.bump(None);
+        }
+        Ok(n)
+    }
+
+    async fn disabled_endpoints(&self) -> Result<Vec<DisabledEndpoint>, StoreError> {
+        let mut list: Vec<DisabledEndpoint> = self.lock().disabled.values().cloned().collect();
+        list.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        Ok(list)
+    }
+
+    async fn enable_endpoint(&self, client_id: &str) -> Result<bool, StoreError> {
+        let enabled = self.lock().disabled.remove(client_id).is_some();
+        if enabled {
+            self.bump(None);
+        }
+        Ok(enabled)
     }
 }

@@ -15,6 +15,7 @@ pub use waiters::{JobWatch, JobWatchers};
 pub use worker::{WorkerConfig, Workers};
 
 use crate::error::StoreError;
+use crate::webhooks::{EventMask, Outbox};
 use lacre_proto::Map;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -61,6 +62,8 @@ pub struct JobRecord {
     pub finished_ms: Option<i64>,
     /// Increments at every change; long polls wait for it to move.
     pub version: u64,
+    /// The events its client is told of (fixed when it was created).
+    pub events: EventMask,
 }
 
 /// What `poll_job` needs of a job: no arguments, and the result only once
@@ -126,6 +129,9 @@ pub struct NewJob {
     pub max_jobs: u64,
     /// ... and hold at most this many bytes of arguments (canonical JSON).
     pub max_job_bytes: u64,
+    /// The events its client is told of: when the job ends with one of
+    /// them, the event is written to the outbox with the final state.
+    pub events: EventMask,
 }
 
 /// What [`JobStore::create`] did.
@@ -240,11 +246,15 @@ pub struct PruneStats {
     pub idempotency: u64,
     /// Nonces past their expiry (stores that keep nonces with the jobs).
     pub nonces: u64,
+    /// Webhook deliveries delivered or given up, past retention.
+    pub deliveries: u64,
 }
 
-/// Durable (or in-memory) job state, shared by every replica.
+/// Durable (or in-memory) job state, shared by every replica. A job that
+/// ends with an event its client asked for ([`NewJob::events`]) writes the
+/// event to the store's [`Outbox`] in the same transaction.
 #[async_trait::async_trait]
-pub trait JobStore: Send + Sync + 'static {
+pub trait JobStore: Outbox + Send + Sync + 'static {
     /// Creates a job, or returns the one an earlier request with the same
     /// `(client_id, request_id)` created.
     async fn create(&self, job: NewJob) -> Result<CreateOutcome, StoreError>;
@@ -286,7 +296,7 @@ pub trait JobStore: Send + Sync + 'static {
     /// Re-queues running jobs whose lease expired before `now_ms`, or fails
     /// them after `max_attempts` claims. Returns how many it touched.
     async fn rescue(&self, now_ms: i64, max_attempts: u32) -> Result<u64, StoreError>;
-    /// Removes finished jobs past retention, and idempotency records and
+    /// Removes finished jobs and settled deliveries past retention, and idempotency records and
     /// nonces (stores that keep them) expired by more than the replicas'
     /// clock-skew allowance.
     async fn prune(&self, prune: Prune) -> Result<PruneStats, StoreError>;

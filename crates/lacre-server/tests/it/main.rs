@@ -7,8 +7,10 @@
 mod dynamic;
 mod hostile;
 mod http_e2e;
+mod outbox;
 mod stdio;
 mod store_contract;
 mod support;
 mod transport;
+mod webhooks;
 mod worker;

@@ -107,6 +107,7 @@ fn new_job(id: &str, client: &str, request: &str, hash: &str, now: i64) -> NewJo
         idempotency_ttl_ms: 1_000,
         max_jobs: u64::MAX,
         max_job_bytes: u64::MAX,
+        events: lacre_server::webhooks::EventMask::NONE,
     }
 }
 

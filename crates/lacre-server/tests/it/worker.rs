@@ -7,6 +7,9 @@ use lacre_server::jobs::{
     Claim, CreateOutcome, Finish, Heartbeat, JobRecord, JobState, JobStatus, JobStore, JobWatch,
     LeaseStatus, MemoryJobStore, NewJob, Prune, PruneStats, WorkerConfig,
 };
+use lacre_server::webhooks::{
+    Attempt, Delivery, DeliveryClaim, DeliveryState, DisabledEndpoint, Outbox, RetrySelector,
+};
 use lacre_server::{Registry, ToolArgs, ToolError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -102,6 +105,37 @@ impl JobStore for Counting {
     }
 }
 
+#[async_trait::async_trait]
+impl Outbox for Counting {
+    async fn claim_delivery(
+        &self,
+        now: i64,
+        lease: i64,
+    ) -> Result<Option<DeliveryClaim>, StoreError> {
+        self.inner.claim_delivery(now, lease).await
+    }
+    async fn record_attempt(&self, attempt: Attempt<'_>) -> Result<bool, StoreError> {
+        self.inner.record_attempt(attempt).await
+    }
+    async fn deliveries(
+        &self,
+        c: Option<&str>,
+        s: Option<DeliveryState>,
+        l: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.inner.deliveries(c, s, l).await
+    }
+    async fn retry_deliveries(&self, w: RetrySelector<'_>, now: i64) -> Result<u64, StoreError> {
+        self.inner.retry_deliveries(w, now).await
+    }
+    async fn disabled_endpoints(&self) -> Result<Vec<DisabledEndpoint>, StoreError> {
+        self.inner.disabled_endpoints().await
+    }
+    async fn enable_endpoint(&self, c: &str) -> Result<bool, StoreError> {
+        self.inner.enable_endpoint(c).await
+    }
+}
+
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 struct SleepIn {}
 impl ToolArgs for SleepIn {}
@@ -119,6 +153,7 @@ fn job_j(tool: &str) -> NewJob {
         idempotency_ttl_ms: 1000,
         max_jobs: u64::MAX,
         max_job_bytes: u64::MAX,
+        events: lacre_server::webhooks::EventMask::NONE,
     }
 }
 

@@ -1,5 +1,6 @@
 //! The job store on SQL: create, claim, heartbeat, finish, cancel, rescue, prune.
 
+use super::outbox::{raise, Ended};
 use super::rows::{job_from_row, json_text, status_from_row, summary_from_row, to_i64};
 use super::{corrupt, unavailable, Change, SqlStore, PRUNE_BATCH};
 use crate::error::StoreError;
@@ -103,8 +104,8 @@ impl JobStore for SqlStore {
             return Ok(CreateOutcome::OverLimit(limit));
         }
         let row = sqlx::query(
-            "INSERT INTO lacre_jobs (id, client_id, request_id, tool, args, state, available_at_ms, created_ms, updated_ms)
-             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $6) RETURNING *",
+            "INSERT INTO lacre_jobs (id, client_id, request_id, tool, args, state, available_at_ms, created_ms, updated_ms, events)
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $6, $7) RETURNING *",
         )
         .bind(job.id.clone())
         .bind(job.client_id.clone())
@@ -112,6 +113,7 @@ impl JobStore for SqlStore {
         .bind(job.tool.clone())
         .bind(json_text(&job.args))
         .bind(job.now_ms)
+        .bind(job.events.bits())
         .fetch_one(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -216,10 +218,14 @@ impl JobStore for SqlStore {
             JobOutcome::Done(m) => ("done", Some(json_text(&m)), None),
             JobOutcome::Failed(e) => ("failed", None, Some(e)),
         };
-        let updated = sqlx::query(
+        // The final state and its event (if the client asked for it): one
+        // transaction.
+        let mut tx = self.begin().await?;
+        let ended = sqlx::query(
             "UPDATE lacre_jobs SET state = $3, result = $4, error = $5, finished_ms = $6, updated_ms = $6,
                 progress = CASE WHEN $3 = 'done' THEN 1.0 ELSE progress END, version = version + 1
-             WHERE id = $1 AND fence = $2 AND state = 'running'",
+             WHERE id = $1 AND fence = $2 AND state = 'running'
+             RETURNING client_id, request_id, events",
         )
         .bind(id.to_owned())
         .bind(to_i64(fence))
@@ -227,14 +233,18 @@ impl JobStore for SqlStore {
         .bind(result)
         .bind(error)
         .bind(now_ms)
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(unavailable)?
-        .rows_affected();
-        if updated == 1 {
-            self.changed(Change::Job(id));
-        }
-        Ok(updated == 1)
+        .map_err(unavailable)?;
+        let Some(row) = ended else {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(false);
+        };
+        let state = JobState::parse(state).ok_or_else(|| corrupt("job state"))?;
+        raise(&mut tx, &Ended::of_row(id, &row, state)?, now_ms).await?;
+        tx.commit().await.map_err(unavailable)?;
+        self.changed(Change::Job(id));
+        Ok(true)
     }
 
     async fn cancel(
@@ -243,6 +253,7 @@ impl JobStore for SqlStore {
         client_id: &str,
         now_ms: i64,
     ) -> Result<Option<JobRecord>, StoreError> {
+        let mut tx = self.begin().await?;
         let row = sqlx::query(
             "UPDATE lacre_jobs SET state = 'cancelled', finished_ms = $3, updated_ms = $3, version = version + 1
              WHERE id = $1 AND client_id = $2 AND state IN ('queued', 'running') RETURNING *",
@@ -250,13 +261,17 @@ impl JobStore for SqlStore {
         .bind(id.to_owned())
         .bind(client_id.to_owned())
         .bind(now_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable)?;
         if let Some(row) = row {
+            let job = job_from_row(&row, self.limits)?;
+            raise(&mut tx, &Ended::of_job(&job), now_ms).await?;
+            tx.commit().await.map_err(unavailable)?;
             self.changed(Change::Job(id));
-            return job_from_row(&row, self.limits).map(Some);
+            return Ok(Some(job));
         }
+        tx.rollback().await.map_err(unavailable)?;
         // Not cancellable: finished (returned unchanged), or not this client's.
         Ok(self
             .fetch_job(id)
@@ -289,11 +304,14 @@ impl JobStore for SqlStore {
                 let delay = crate::jobs::requeue_delay_ms(attempt);
                 ("queued", None, None, now_ms.saturating_add(delay))
             };
-            touched += sqlx::query(
+            // A job failed here raises its event in the same transaction.
+            let mut tx = self.begin().await?;
+            let row = sqlx::query(
                 "UPDATE lacre_jobs SET state = $1, error = COALESCE($2, error),
                     finished_ms = $3, available_at_ms = $4,
                     updated_ms = $5, version = version + 1
-                 WHERE id = $6 AND fence = $7 AND state = 'running' AND lease_until_ms < $5",
+                 WHERE id = $6 AND fence = $7 AND state = 'running' AND lease_until_ms < $5
+                 RETURNING client_id, request_id, events",
             )
             .bind(state)
             .bind(error)
@@ -302,10 +320,16 @@ impl JobStore for SqlStore {
             .bind(now_ms)
             .bind(&id)
             .bind(fence)
-            .execute(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(unavailable)?
-            .rows_affected();
+            .map_err(unavailable)?;
+            if let Some(row) = row {
+                touched += 1;
+                if let Some(state) = JobState::parse(state).filter(|s| s.is_terminal()) {
+                    raise(&mut tx, &Ended::of_row(&id, &row, state)?, now_ms).await?;
+                }
+            }
+            tx.commit().await.map_err(unavailable)?;
         }
         if touched > 0 {
             tracing::info!(jobs = touched, "rescued jobs whose lease expired");
@@ -319,7 +343,7 @@ impl JobStore for SqlStore {
         let cutoff = prune.now_ms.saturating_sub(prune.retention_ms);
         // Records shared by every replica expire by the skew allowance later.
         let expired = prune.now_ms.saturating_sub(prune.replica_skew_ms.max(0));
-        let batches: [(&str, i64, &mut u64); 3] = [
+        let batches: [(&str, i64, &mut u64); 4] = [
             (
                 "DELETE FROM lacre_jobs WHERE id IN (
                    SELECT id FROM lacre_jobs WHERE finished_ms IS NOT NULL AND finished_ms <= $1 LIMIT $2)",
@@ -331,6 +355,12 @@ impl JobStore for SqlStore {
                    SELECT client_id, request_id FROM lacre_idempotency WHERE expires_at_ms <= $1 LIMIT $2)",
                 expired,
                 &mut stats.idempotency,
+            ),
+            (
+                "DELETE FROM lacre_deliveries WHERE id IN (
+                   SELECT id FROM lacre_deliveries WHERE state IN ('delivered', 'failed') AND updated_ms <= $1 LIMIT $2)",
+                cutoff,
+                &mut stats.deliveries,
             ),
             (
                 "DELETE FROM lacre_nonces WHERE (client_id, nonce) IN (

@@ -12,6 +12,7 @@
 
 mod jobs;
 mod nonces;
+mod outbox;
 mod rows;
 
 use super::StoreKind;
@@ -67,6 +68,34 @@ const MIGRATIONS: &[&[&str]] = &[&[
         PRIMARY KEY (client_id, nonce)
     ) {without_rowid}",
     "CREATE INDEX IF NOT EXISTS lacre_nonces_expiry ON lacre_nonces (expires_at_ms)",
+], &[
+    // Webhooks (SPEC §9.6): the events a job's client is told of, and the
+    // outbox its final state writes in the same transaction.
+    "ALTER TABLE lacre_jobs ADD COLUMN events BIGINT NOT NULL DEFAULT 0",
+    "CREATE TABLE IF NOT EXISTS lacre_deliveries (
+        id TEXT PRIMARY KEY,
+        client_id TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        event TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        fence BIGINT NOT NULL DEFAULT 0,
+        next_at_ms BIGINT NOT NULL,
+        lease_until_ms BIGINT NOT NULL DEFAULT 0,
+        created_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        last_status BIGINT,
+        last_error TEXT,
+        delivered_ms BIGINT
+    )",
+    "CREATE INDEX IF NOT EXISTS lacre_deliveries_due ON lacre_deliveries (state, next_at_ms)",
+    "CREATE INDEX IF NOT EXISTS lacre_deliveries_client ON lacre_deliveries (client_id, created_ms)",
+    "CREATE TABLE IF NOT EXISTS lacre_disabled_endpoints (
+        client_id TEXT PRIMARY KEY,
+        disabled_ms BIGINT NOT NULL,
+        reason TEXT NOT NULL
+    )",
 ]];
 
 /// Rows deleted per statement when pruning, so no statement holds locks long.
@@ -320,6 +349,9 @@ impl SqlStore {
                 if version <= current {
                     continue;
                 }
+                // One version, all or nothing (DDL is transactional on
+                // both): a crash mid-way leaves the previous version.
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 for statement in *statements {
                     // SQLite stores a table keyed by its primary key alone
                     // more compactly (one B-tree instead of two).
@@ -329,12 +361,13 @@ impl SqlStore {
                         ""
                     };
                     let statement = statement.replace("{without_rowid}", without_rowid);
-                    sqlx::raw_sql(&statement).execute(&mut *conn).await?;
+                    sqlx::raw_sql(&statement).execute(&mut *tx).await?;
                 }
                 sqlx::query("INSERT INTO lacre_schema (version) VALUES ($1)")
                     .bind(version)
-                    .execute(&mut *conn)
+                    .execute(&mut *tx)
                     .await?;
+                tx.commit().await?;
             }
             Ok::<(), sqlx::Error>(())
         }

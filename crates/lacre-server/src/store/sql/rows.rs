@@ -61,6 +61,34 @@ pub(super) fn job_from_row(row: &AnyRow, limits: ParseLimits) -> Result<JobRecor
             .try_get::<Option<i64>, _>("finished_ms")
             .map_err(|e| StoreError::Corrupt(format!("finished_ms: {e}")))?,
         version: u64::try_from(get_i("version")?).unwrap_or(0),
+        events: crate::webhooks::EventMask::from_bits(get_i("events")?),
+    })
+}
+
+/// A row of `lacre_deliveries`.
+pub(super) fn delivery_from_row(row: &AnyRow) -> Result<crate::webhooks::Delivery, StoreError> {
+    use crate::webhooks::{Delivery, DeliveryState, EventType};
+    let col = |c: &str, e: sqlx::Error| StoreError::Corrupt(format!("{c}: {e}"));
+    let get_s = |c: &str| row.try_get::<String, _>(c).map_err(|e| col(c, e));
+    let get_i = |c: &str| row.try_get::<i64, _>(c).map_err(|e| col(c, e));
+    let opt_i = |c: &str| row.try_get::<Option<i64>, _>(c).map_err(|e| col(c, e));
+    Ok(Delivery {
+        id: get_s("id")?,
+        client_id: get_s("client_id")?,
+        job_id: get_s("job_id")?,
+        request_id: get_s("request_id")?,
+        event: EventType::parse(&get_s("event")?).ok_or_else(|| corrupt("unknown event"))?,
+        state: DeliveryState::parse(&get_s("state")?)
+            .ok_or_else(|| corrupt("unknown delivery state"))?,
+        attempts: u32::try_from(get_i("attempts")?).unwrap_or(u32::MAX),
+        next_attempt_ms: get_i("next_at_ms")?,
+        created_ms: get_i("created_ms")?,
+        updated_ms: get_i("updated_ms")?,
+        last_status: opt_i("last_status")?.and_then(|s| u16::try_from(s).ok()),
+        last_error: row
+            .try_get::<Option<String>, _>("last_error")
+            .map_err(|e| col("last_error", e))?,
+        delivered_ms: opt_i("delivered_ms")?,
     })
 }
 
