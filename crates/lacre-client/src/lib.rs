@@ -33,8 +33,8 @@ pub use lacre_proto::builtin::{
 };
 
 use lacre_proto::builtin::{
-    decode_result, encode_result, Accepted, CancelJobIn, CancelOutcome, JobList, ListJobsIn,
-    PollJobIn, ServerIdentityIn,
+    decode_result, encode_result, Accepted, CancelJobIn, CancelOutcome, DeliveryList, JobList,
+    ListDeliveriesIn, ListJobsIn, PollJobIn, ServerIdentityIn,
 };
 use lacre_proto::{
     judge_reply, Clock, Envelope, Map, Response, Sent, SigningKey, Status, Value, Verdict,
@@ -226,7 +226,13 @@ pub struct JobHandle {
 
 /// The built-in tools, which may run twice without harm (reads, and a
 /// cancel of what is already cancelled).
-const BUILTIN_IDEMPOTENT: [&str; 4] = ["server_identity", "poll_job", "list_jobs", "cancel_job"];
+const BUILTIN_IDEMPOTENT: [&str; 5] = [
+    "server_identity",
+    "poll_job",
+    "list_jobs",
+    "cancel_job",
+    "list_deliveries",
+];
 
 /// When a transport failure is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -586,6 +592,23 @@ impl Client {
             .builtin::<_, JobList>("list_jobs", &args, Duration::ZERO)
             .await?;
         Ok(list.ok_or_else(|| unexpected_status("list_jobs"))?.jobs)
+    }
+
+    /// The webhooks the server sent (or is sending) to this client's
+    /// endpoint, newest first (`list_deliveries`).
+    pub async fn list_deliveries(
+        &self,
+        state: Option<&str>,
+        limit: Option<u64>,
+    ) -> Result<DeliveryList, ClientError> {
+        let args = ListDeliveriesIn {
+            state: state.map(str::to_owned),
+            limit,
+        };
+        let (_, list) = self
+            .builtin::<_, DeliveryList>("list_deliveries", &args, Duration::ZERO)
+            .await?;
+        list.ok_or_else(|| unexpected_status("list_deliveries"))
     }
 
     /// Polls a job once; with `wait`, the server holds the reply until the

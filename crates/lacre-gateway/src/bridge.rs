@@ -44,8 +44,15 @@ const CANCEL_JOB: &str = "lacre_cancel_job";
 const LIST_JOBS: &str = "lacre_list_jobs";
 
 /// The lacre system tools, not offered as such (the bridge's own tools
-/// stand in for them).
-const SYSTEM_TOOLS: [&str; 4] = ["server_identity", "poll_job", "cancel_job", "list_jobs"];
+/// stand in for them; webhook deliveries do not concern a host, whose
+/// bridge waits for its jobs).
+const SYSTEM_TOOLS: [&str; 5] = [
+    "server_identity",
+    "poll_job",
+    "cancel_job",
+    "list_jobs",
+    "list_deliveries",
+];
 
 /// How the bridge behaves.
 #[derive(Debug, Clone)]

@@ -284,6 +284,60 @@ pub struct JobList {
     pub jobs: Vec<JobSummary>,
 }
 
+/// `list_deliveries` arguments.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListDeliveriesIn {
+    /// Only deliveries in this state: pending, sending, delivered, failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// At most this many (1 to 1000, default 100), newest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<u64>,
+}
+
+/// One webhook delivery in `list_deliveries`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliverySummary {
+    /// The `webhook-id` (`<job_id>.<state>`).
+    pub webhook_id: String,
+    /// The job.
+    pub job_id: String,
+    /// `job.done`, `job.failed` or `job.cancelled`.
+    pub event: String,
+    /// `pending`, `sending`, `delivered` or `failed`.
+    pub state: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the event was written, ms since the epoch.
+    pub created_ms: i64,
+    /// When the next attempt is due (pending and sending ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_ms: Option<i64>,
+    /// The HTTP status of the last attempt, if one was received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<u16>,
+    /// Why the last attempt failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the receiver accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_ms: Option<i64>,
+}
+
+/// `list_deliveries`' result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryList {
+    /// Whether this client has a webhook endpoint configured.
+    pub configured: bool,
+    /// Whether its endpoint is disabled (it answered 410 Gone) until an
+    /// operator enables it again; its events wait meanwhile.
+    pub endpoint_disabled: bool,
+    /// Newest first.
+    pub deliveries: Vec<DeliverySummary>,
+}
+
 /// What a successful `poll_job` reply says about a job: the typed reading
 /// of its status and result. A failed or cancelled job is answered with a
 /// signed error (`job_failed`, `job_cancelled`), read as any error is.

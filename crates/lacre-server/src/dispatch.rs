@@ -549,6 +549,7 @@ impl Server {
                 .get(client_id)
                 .map(|s| (Arc::clone(&s.long_polls), s.limits.max_long_polls)),
             jobs: Arc::clone(&inner.jobs),
+            has_webhook: inner.webhooks.contains_key(client_id),
             clock: Arc::clone(&inner.clock),
             // Every authenticated client has an entry (identities are built
             // for the same clients as the keyring).

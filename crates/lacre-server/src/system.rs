@@ -9,8 +9,9 @@ use crate::error::CallError;
 use crate::jobs::{JobRecord, JobState, JobStatus, JobStore};
 use crate::tool::{Registry, ToolArgs, ToolOutcome};
 use lacre_proto::builtin::{
-    encode_result, CancelJobIn, CancelOutcome, JobList, JobProgress, JobSummary, ListJobsIn,
-    PollJobIn, ServerIdentity, ServerIdentityIn, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, MAX_WAIT_MS,
+    encode_result, CancelJobIn, CancelOutcome, DeliveryList, DeliverySummary, JobList, JobProgress,
+    JobSummary, ListDeliveriesIn, ListJobsIn, PollJobIn, ServerIdentity, ServerIdentityIn,
+    DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, MAX_WAIT_MS,
 };
 use lacre_proto::{Clock, Status};
 use std::sync::Arc;
@@ -49,6 +50,24 @@ impl ToolArgs for ListJobsIn {
     }
 }
 
+impl ToolArgs for ListDeliveriesIn {
+    fn validate(&self) -> Result<(), String> {
+        if let Some(s) = &self.state {
+            if crate::webhooks::DeliveryState::parse(s).is_none() {
+                return Err(format!(
+                    "state: must be one of pending, sending, delivered, failed, got {s:?}"
+                ));
+            }
+        }
+        match self.limit {
+            Some(l) if !(1..=MAX_LIST_LIMIT).contains(&l) => Err(format!(
+                "limit: must be between 1 and {MAX_LIST_LIMIT}, got {l}"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// What a system tool sees of the server.
 #[derive(Clone)]
 pub struct SystemContext {
@@ -64,6 +83,8 @@ pub struct SystemContext {
     pub(crate) held: crate::dispatch::Held,
     /// The client's long-poll places and their number.
     pub(crate) long_polls: Option<(Arc<tokio::sync::Semaphore>, usize)>,
+    /// Whether the caller has a webhook endpoint.
+    pub(crate) has_webhook: bool,
 }
 
 impl SystemContext {
@@ -185,6 +206,38 @@ async fn list_jobs(args: ListJobsIn, ctx: SystemContext) -> ToolOutcome {
     encoded("job list", Status::Ok, &list)
 }
 
+async fn list_deliveries(args: ListDeliveriesIn, ctx: SystemContext) -> ToolOutcome {
+    use crate::webhooks::DeliveryState;
+    let state = args.state.as_deref().and_then(DeliveryState::parse);
+    let limit = usize::try_from(args.limit.unwrap_or(DEFAULT_LIST_LIMIT)).unwrap_or(100);
+    let found = ctx
+        .jobs
+        .deliveries(Some(&ctx.client_id), state, limit)
+        .await?;
+    let disabled = ctx.jobs.disabled_endpoints().await?;
+    let list = DeliveryList {
+        configured: ctx.has_webhook,
+        endpoint_disabled: disabled.iter().any(|e| e.client_id == ctx.client_id),
+        deliveries: found
+            .into_iter()
+            .map(|d| DeliverySummary {
+                next_attempt_ms: matches!(d.state, DeliveryState::Pending | DeliveryState::Sending)
+                    .then_some(d.next_attempt_ms),
+                webhook_id: d.id,
+                job_id: d.job_id,
+                event: d.event.as_str().to_owned(),
+                state: d.state.as_str().to_owned(),
+                attempts: d.attempts,
+                created_ms: d.created_ms,
+                last_status: d.last_status,
+                last_error: d.last_error,
+                delivered_ms: d.delivered_ms,
+            })
+            .collect(),
+    };
+    encoded("delivery list", Status::Ok, &list)
+}
+
 /// Registers the system tools.
 pub fn register(reg: &mut Registry) {
     reg.system(
@@ -208,5 +261,10 @@ pub fn register(reg: &mut Registry) {
         "list_jobs",
         "Your jobs, newest first, optionally only those in one state.",
         list_jobs,
+    );
+    reg.system(
+        "list_deliveries",
+        "The webhooks sent to your endpoint about your jobs, newest first: state, attempts, last answer.",
+        list_deliveries,
     );
 }

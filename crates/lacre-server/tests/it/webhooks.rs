@@ -1,7 +1,7 @@
 //! Webhook delivery end to end: a server whose jobs end, and a receiver on
 //! a real socket (127.0.0.1) that answers as each test scripts it.
 
-use crate::support::{envelope, result_json, CLIENT_SECRET, SERVER_ID};
+use crate::support::{envelope, result_json, CLIENT_SECRET, OTHER_SECRET, SERVER_ID};
 use lacre_proto::webhook::{self, WebhookHeaders, WebhookKey};
 use lacre_proto::{ParseLimits, Response, SigningKey, Status};
 use lacre_server::webhooks::{DeliveryState, Endpoint, EventMask, WebhookSettings};
@@ -136,6 +136,12 @@ fn server(
             ToolFilter::All,
         )
         .unwrap()
+        .client(
+            "client-002",
+            vec![SigningKey::hmac(OTHER_SECRET).unwrap().verifying_key()],
+            ToolFilter::All,
+        )
+        .unwrap()
         .webhook(
             "client-001",
             Endpoint {
@@ -160,9 +166,34 @@ fn server(
 
 /// Calls `tool` as client-001; returns the request id and the reply.
 async fn call(server: &Server, tool: &str, args: serde_json::Value) -> (String, Response) {
-    let env = envelope("client-001", CLIENT_SECRET, tool, args);
+    call_as(server, "client-001", tool, args).await
+}
+
+async fn call_as(
+    server: &Server,
+    client: &str,
+    tool: &str,
+    args: serde_json::Value,
+) -> (String, Response) {
+    let secret = if client == "client-002" {
+        OTHER_SECRET
+    } else {
+        CLIENT_SECRET
+    };
+    let env = envelope(client, secret, tool, args);
     let reply = server.handle(&env.to_json()).await;
     (env.request_id, reply.response)
+}
+
+/// `list_deliveries` as `client`, signed and checked like any reply.
+async fn listed(server: &Server, client: &str) -> lacre_proto::builtin::DeliveryList {
+    let (_, resp) = call_as(server, client, "list_deliveries", serde_json::json!({})).await;
+    assert!(resp.ok, "{resp:?}");
+    server_key()
+        .verifying_key()
+        .verify_hex(&resp.signing_bytes(), &resp.signature)
+        .unwrap();
+    serde_json::from_value(result_json(&resp)).unwrap()
 }
 
 async fn start_job(server: &Server, args: serde_json::Value) -> (String, String) {
@@ -262,6 +293,19 @@ async fn each_way_a_job_ends_is_delivered_signed() {
     })
     .await;
     assert_eq!(rx.got().len(), 3);
+    // Each client sees its own deliveries, and no one else's.
+    let mine = listed(&server, "client-001").await;
+    assert!(mine.configured && !mine.endpoint_disabled, "{mine:?}");
+    assert_eq!(mine.deliveries.len(), 3);
+    assert!(mine
+        .deliveries
+        .iter()
+        .all(|d| d.state == "delivered" && d.attempts == 1 && d.last_status == Some(200)));
+    let theirs = listed(&server, "client-002").await;
+    assert!(
+        !theirs.configured && theirs.deliveries.is_empty(),
+        "{theirs:?}"
+    );
     let metrics = server.metrics_text().await;
     assert!(
         metrics.contains("lacre_webhook_deliveries_total{outcome=\"delivered\"} 3"),
@@ -390,6 +434,9 @@ async fn gone_disables_the_endpoint_until_it_is_enabled() {
     // The loop looks every 50 ms: six looks later, still nothing sent.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rx.got().len(), 1);
+    let mine = listed(&server, "client-001").await;
+    assert!(mine.endpoint_disabled, "{mine:?}");
+    assert_eq!(mine.deliveries.len(), 2);
     let metrics = server.metrics_text().await;
     assert!(
         metrics.contains("lacre_webhook_deliveries_total{outcome=\"disabled\"} 1"),
