@@ -10,7 +10,7 @@ import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict
+from typing import Any, Dict, List, Tuple
 
 import pytest
 import standardwebhooks
@@ -113,3 +113,110 @@ def test_v1a_ed25519_signatures_verify_with_the_public_key(tmp_path: Path) -> No
     identity = "whpk_" + base64.b64encode(b"\x01" + bytes(31)).decode()
     with pytest.raises(lacre.UsageError, match="small order"):
         lacre.verify_webhook(headers, BODY, public_key=identity)
+
+
+class Receiver:
+    """An HTTP endpoint on 127.0.0.1 that checks every notification with the
+    reference `standardwebhooks` package, answering 500 to the first one of
+    each webhook-id (so each is sent twice) and 204 after."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.got: List[Tuple[Dict[str, str], bytes, Any]] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    checked: Any = standardwebhooks.Webhook(SECRET).verify(body, headers)
+                except Exception as e:  # recorded, and the test fails on it
+                    checked = e
+                with receiver.lock:
+                    first = all(h["webhook-id"] != headers["webhook-id"] for h, _, _ in receiver.got)
+                    receiver.got.append((headers, body, checked))
+                self.send_response(500 if first else 204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, n: int, within: float = 30.0) -> List[Tuple[Dict[str, str], bytes, Any]]:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.got) >= n:
+                    return list(self.got)
+            time.sleep(0.05)
+        raise AssertionError(f"{len(self.got)} notifications, not {n}")
+
+
+SERVER_SEED = bytes(range(32))
+
+
+def test_a_server_pushes_finished_jobs_that_the_reference_verifies() -> None:
+    from conftest import Served
+
+    receiver = Receiver()
+    config = f'''server_id = "mcp-server-001"
+[signing]
+alg = "ed25519"
+private_key_hex = "{SERVER_SEED.hex()}"
+[[clients]]
+id = "client-001"
+secret = "client_secret_key_456"
+webhook_url = "{receiver.url}"
+webhook_secret = "{SECRET}"
+[webhooks]
+allow_private_targets = true
+schedule = ["0s", "100ms", "100ms"]
+'''
+    served = Served(require_binary(), config)
+    try:
+        public = Ed25519PrivateKey.from_private_bytes(SERVER_SEED).public_key().public_bytes(
+            Encoding.Raw, PublicFormat.Raw).hex()
+        client = lacre.Client(served.url, client_id="client-001", secret=b"client_secret_key_456",
+                              server_id="mcp-server-001", server_public_key=public)
+        done = client.start("start_long_task", {"seconds": 1, "payload": {"n": 7}})
+        sleeping = client.start("start_long_task", {"seconds": 20})
+        assert client.cancel(sleeping) == "cancelled"
+        got = receiver.wait_for(4)
+        server = lacre.Verifier.ed25519(public)
+        by_id: Dict[str, List[Tuple[Dict[str, str], bytes, Any]]] = {}
+        for headers, body, checked in got:
+            assert not isinstance(checked, Exception), checked
+            by_id.setdefault(headers["webhook-id"], []).append((headers, body, checked))
+            # The embedded reply is the server's, signed with its Ed25519 key.
+            data = checked["data"]
+            assert server.verify(lacre.canonical(lacre.wire.response_fields(data)), data["signature"])
+            assert data["server_id"] == "mcp-server-001"
+            # So is the notification itself (v1a), and lacre's own verifier agrees.
+            assert lacre.verify_webhook(headers, body, public_key="whpk_" + base64.b64encode(
+                bytes.fromhex(public)).decode())["type"] == checked["type"]
+            assert lacre.verify_webhook(headers, body, secret=SECRET) == checked
+        # Each event twice (500, then 204), under one webhook-id.
+        assert sorted(by_id) == sorted([f"{done.id}.done", f"{sleeping.id}.cancelled"])
+        assert all(len(v) == 2 for v in by_id.values()), {k: len(v) for k, v in by_id.items()}
+        finished = by_id[f"{done.id}.done"][1][2]
+        assert finished["type"] == "job.done"
+        assert finished["data"]["status"] == "done" and finished["data"]["result"] == {"n": 7}
+        cancelled = by_id[f"{sleeping.id}.cancelled"][1][2]
+        assert cancelled["type"] == "job.cancelled"
+        assert cancelled["data"]["error"].startswith("job_cancelled")
+        # The client sees its deliveries through a signed system tool.
+        listed = client.call("list_deliveries")
+        assert listed["configured"] is True and listed["endpoint_disabled"] is False
+        states = {d["webhook_id"]: (d["state"], d["attempts"]) for d in listed["deliveries"]}
+        assert states == {k: ("delivered", 2) for k in by_id}, states
+    finally:
+        served.stop()
+        receiver.server.shutdown()

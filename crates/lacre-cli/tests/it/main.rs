@@ -13,3 +13,4 @@ mod durable;
 mod gateway;
 mod seed_interop;
 mod support;
+mod webhooks;

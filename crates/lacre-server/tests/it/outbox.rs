@@ -336,3 +336,54 @@ async fn postgres_replicas_claim_each_delivery_once() {
     assert_eq!(from_a.len() + from_b.len(), N, "each claimed once");
     assert_eq!(all.len(), N);
 }
+
+/// A database made before webhooks (schema version 1) is brought up to
+/// date when opened, its jobs kept: they raise no events.
+#[tokio::test]
+async fn a_version_1_database_is_migrated_with_its_jobs() {
+    let (url, dir) = sqlite_url("migrate-v1");
+    {
+        let stores = store::open(&url).await.unwrap();
+        stores
+            .jobs
+            .create(job("old", "c1", EventMask::NONE))
+            .await
+            .unwrap();
+    }
+    // Back to version 1: what the previous release created.
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect(&url)
+        .await
+        .unwrap();
+    for statement in [
+        "DROP TABLE lacre_deliveries",
+        "DROP TABLE lacre_disabled_endpoints",
+        "ALTER TABLE lacre_jobs DROP COLUMN events",
+        "DELETE FROM lacre_schema WHERE version = 2",
+    ] {
+        sqlx::raw_sql(statement).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let stores = store::open(&url).await.unwrap();
+    let old = stores.jobs.get("old").await.unwrap().expect("the old job");
+    assert_eq!(old.events, EventMask::NONE);
+    let claim = stores.jobs.claim(2_000, 60_000).await.unwrap().unwrap();
+    let end = Finish {
+        id: "old",
+        fence: claim.fence,
+        outcome: done(),
+        now_ms: 3_000,
+    };
+    assert!(stores.jobs.finish(end).await.unwrap());
+    run_to(&stores, "new", "c1", EventMask::ALL, done()).await;
+    let ids: Vec<String> = stores
+        .jobs
+        .deliveries(None, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(ids, ["new.done"]);
+    let _ = std::fs::remove_dir_all(dir);
+}
