@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -220,3 +222,46 @@ schedule = ["0s", "100ms", "100ms"]
     finally:
         served.stop()
         receiver.server.shutdown()
+
+
+def test_the_readme_receiver_prints_a_verified_delivery() -> None:
+    """examples/webhooks/receiver.py, as the README shows it, against a real server."""
+    import threading
+
+    from conftest import ROOT, Served, free_port
+
+    example = (ROOT / "examples" / "webhooks" / "receiver.py").read_text()
+    assert example in (ROOT / "README.md").read_text(), "the README shows the example as it is"
+    port = free_port()
+    receiver = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "webhooks" / "receiver.py")],
+        env={**os.environ, "LACRE_WEBHOOK_SECRET": SECRET, "PORT": str(port)},
+        stdout=subprocess.PIPE, text=True)
+    lines: List[str] = []
+    assert receiver.stdout is not None
+    out = receiver.stdout
+    threading.Thread(target=lambda: lines.extend(iter(out.readline, "")), daemon=True).start()
+    served = Served(require_binary(), f'''server_id = "mcp-server-001"
+[signing]
+secret = "server_secret_key_123"
+[[clients]]
+id = "client-001"
+secret = "client_secret_key_456"
+webhook_url = "http://127.0.0.1:{port}/hook"
+webhook_secret = "{SECRET}"
+[webhooks]
+allow_private_targets = true
+schedule = ["0s", "200ms", "200ms", "200ms", "200ms", "200ms"]
+''')
+    try:
+        client = lacre.Client(served.url, client_id="client-001", secret=b"client_secret_key_456",
+                              server_id="mcp-server-001", server_secret=b"server_secret_key_123")
+        job = client.start("start_long_task", {"seconds": 1, "payload": {"ok": True}})
+        deadline = time.monotonic() + 30
+        while not lines and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lines == [f'job.done {job.id}.done {{"ok": true}}\n'], lines
+    finally:
+        served.stop()
+        receiver.kill()
+        receiver.wait()

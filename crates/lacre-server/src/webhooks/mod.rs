@@ -303,8 +303,9 @@ pub trait Outbox: Send + Sync {
     async fn enable_endpoint(&self, client_id: &str) -> Result<bool, StoreError>;
 }
 
-/// A client's webhook endpoint, as configured by the operator.
-#[derive(Debug, Clone)]
+/// A client's webhook endpoint, as configured by the operator (its
+/// `Debug` form hides the secrets).
+#[derive(Clone)]
 pub struct Endpoint {
     /// Where to send (`http` or `https`).
     pub url: reqwest::Url,
@@ -312,6 +313,16 @@ pub struct Endpoint {
     pub secrets: Vec<Vec<u8>>,
     /// The events sent.
     pub events: EventMask,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("url", &self.url.as_str())
+            .field("secrets", &format_args!("<{} hidden>", self.secrets.len()))
+            .field("events", &self.events)
+            .finish()
+    }
 }
 
 /// The delivery settings (`[webhooks]`).
@@ -389,6 +400,21 @@ mod tests {
             assert_eq!(parse_delay(bad), None, "{bad:?}");
         }
         assert_eq!(WebhookSettings::default().schedule.len(), 10);
+    }
+
+    #[test]
+    fn endpoints_do_not_show_their_secrets() {
+        let e = Endpoint {
+            url: "https://h/x".parse().unwrap(),
+            secrets: vec![b"very-secret-bytes".to_vec()],
+            events: EventMask::ALL,
+        };
+        let shown = format!("{e:?}");
+        assert!(
+            shown.contains("https://h/x") && shown.contains("<1 hidden>"),
+            "{shown}"
+        );
+        assert!(!shown.contains("118, 101"), "{shown}");
     }
 
     #[test]
