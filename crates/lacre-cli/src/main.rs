@@ -1,6 +1,7 @@
 //! The `lacre` command line: serve, call tools, wait for jobs, run the
 //! demo, and debug signatures.
 
+mod audit;
 mod bench;
 mod call;
 mod debug;
@@ -215,6 +216,15 @@ enum Command {
         #[command(subcommand)]
         command: webhooks::WebhooksCommand,
     },
+    /// Operators: the audit log in a store (SPEC §10.7): re-verify it with
+    /// a configuration's keys, or export it as JSON lines.
+    Audit {
+        /// Store URL: sqlite://PATH or postgres://USER@HOST/DB.
+        #[arg(long, value_name = "URL", global = true)]
+        store: Option<String>,
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// Check the signature of an envelope or response (from FILE or stdin).
     Verify {
         /// Input file; stdin when absent or `-`.
@@ -302,6 +312,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sign { file, key } => debug::sign(file.as_ref(), &key),
         Command::Webhook(command) => webhook::run(&command),
         Command::Webhooks { store, command } => webhooks::run(store.as_deref(), &command).await,
+        Command::Audit { store, command } => audit::run(store.as_deref(), &command).await,
         Command::Verify {
             file,
             key,

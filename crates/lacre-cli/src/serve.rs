@@ -152,6 +152,21 @@ pub async fn serve(args: &ServeArgs) -> Result<ExitCode> {
     if deliveries.is_some() {
         tracing::info!("delivering webhooks");
     }
+    let audit = match settings.audit {
+        Some(a) => {
+            let writer = server
+                .start_audit(stores.audit.clone(), a)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            tracing::info!(chain = %writer.chain, retention_days = a.retention_days, "audit log on");
+            Some(writer)
+        }
+        None => None,
+    };
+    let finish_audit = |audit: Option<lacre_server::audit::AuditWriter>| async move {
+        if let Some(a) = audit {
+            a.finish(Duration::from_secs(10)).await;
+        }
+    };
     let stop_deliveries = |deliveries: Option<lacre_server::webhooks::Deliveries>| async move {
         if let Some(d) = deliveries {
             d.shutdown(Duration::from_secs(5)).await;
@@ -165,6 +180,7 @@ pub async fn serve(args: &ServeArgs) -> Result<ExitCode> {
                 .await;
         workers.shutdown(Duration::from_secs(5)).await;
         stop_deliveries(deliveries).await;
+        finish_audit(audit).await;
         gateway.shutdown().await;
         served?;
         return Ok(ExitCode::Ok);
@@ -206,6 +222,7 @@ pub async fn serve(args: &ServeArgs) -> Result<ExitCode> {
     eprintln!("lacre: shutting down");
     workers.shutdown(Duration::from_secs(10)).await;
     stop_deliveries(deliveries).await;
+    finish_audit(audit).await;
     // After the workers: a job still running may need its upstream.
     gateway.shutdown().await;
     served?;

@@ -204,6 +204,7 @@ impl ServerBuilder {
                 extra_metrics: std::sync::OnceLock::new(),
                 tool_timeout: self.tool_timeout,
                 webhooks: self.webhooks,
+                audit: std::sync::OnceLock::new(),
             }),
         }
     }

@@ -112,6 +112,8 @@ pub(crate) struct Inner {
     pub(crate) extra_metrics: std::sync::OnceLock<MetricsSource>,
     /// Clients' webhook endpoints.
     pub(crate) webhooks: HashMap<String, crate::webhooks::Endpoint>,
+    /// The audit log's queue, once [`Server::start_audit`] ran.
+    pub(crate) audit: std::sync::OnceLock<crate::audit::AuditSink>,
 }
 
 /// Produces lines of the Prometheus text format to append to `/metrics`.
@@ -230,6 +232,32 @@ impl Server {
             return Ok(None);
         }
         crate::webhooks::Deliveries::spawn(self.clone(), settings).map(Some)
+    }
+
+    /// Starts the audit log (SPEC §10.7): from now on every authenticated
+    /// request and its reply are appended to `store`, in a new chain whose
+    /// writer is returned (finish it at shutdown). A second start is
+    /// refused.
+    pub fn start_audit(
+        &self,
+        store: Arc<dyn crate::audit::AuditStore>,
+        settings: crate::audit::AuditSettings,
+    ) -> Result<crate::audit::AuditWriter, String> {
+        if self.inner.audit.get().is_some() {
+            return Err("the audit log is already started".to_owned());
+        }
+        let chain = self
+            .inner
+            .ids
+            .new_id()
+            .ok_or("no randomness available for the audit chain id")?;
+        let (sink, writer) =
+            crate::audit::AuditWriter::spawn(store, chain, settings, Arc::clone(&self.inner.clock));
+        self.inner
+            .audit
+            .set(sink)
+            .map_err(|_| "the audit log is already started".to_owned())?;
+        Ok(writer)
     }
 
     /// The signed reply of an outcome that answers the request
@@ -364,6 +392,17 @@ impl Server {
             if who.tool == "-" && VERIFICATION_CODES.contains(code) {
                 self.inner.metrics.record_verification_failure(outcome);
             }
+        }
+        // The audit log: what an authenticated client sent, and the answer.
+        if let Some(audit) = self.inner.audit.get().filter(|_| !who.client_id.is_empty()) {
+            audit
+                .record(crate::audit::Pending {
+                    client_id: who.client_id.clone(),
+                    at_ms: reply.response.ts_ms,
+                    request: body.to_vec(),
+                    reply: reply.to_json(),
+                })
+                .await;
         }
         // One line per request. Never the signature, the arguments or keys.
         tracing::info!(

@@ -37,6 +37,7 @@
 //! ```
 
 pub mod access;
+pub mod audit;
 pub mod builder;
 pub mod builtin;
 pub mod catalog;

@@ -7,6 +7,7 @@
 // the tests share are test code too, and a panic there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod audit;
 mod bridge;
 mod cli_e2e;
 mod durable;

@@ -244,6 +244,20 @@ pub struct FileConfig {
     /// How webhooks are delivered.
     #[serde(default)]
     pub webhooks: WebhooksSpec,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: AuditSpec,
+}
+
+/// The `[audit]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSpec {
+    /// Append every authenticated request and its reply to the store's
+    /// audit log (default false).
+    pub enabled: Option<bool>,
+    /// How long entries are kept, days (default 30).
+    pub retention_days: Option<Spanned<u32>>,
 }
 
 /// A `[[tools]]` table: a command offered as a tool.

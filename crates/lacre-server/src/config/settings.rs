@@ -68,6 +68,8 @@ pub struct Settings {
     pub mcp_servers: Vec<super::upstreams::McpServer>,
     /// How webhooks are delivered (`[webhooks]`).
     pub webhooks: crate::webhooks::WebhookSettings,
+    /// The audit log, when enabled (`[audit]`).
+    pub audit: Option<crate::audit::AuditSettings>,
 }
 
 fn address(
@@ -213,6 +215,19 @@ impl Settings {
         let command_tools = super::upstreams::command_tools(&ctx, &raw.tools)?;
         let mcp_servers = super::upstreams::mcp_servers(&ctx, &raw.mcp_servers)?;
         let webhooks = super::webhooks::settings(&ctx, &raw.webhooks)?;
+        let audit = match (raw.audit.enabled, &raw.audit.retention_days) {
+            (_, Some(d)) if *d.get_ref() == 0 => {
+                return Err(ctx.err(
+                    Some(ctx.line_of(d.span().start)),
+                    "retention_days = 0 would delete every entry",
+                    "keep entries 1 day or more (default 30)",
+                ))
+            }
+            (Some(true), days) => Some(crate::audit::AuditSettings {
+                retention_days: days.as_ref().map_or(30, |d| *d.get_ref()),
+            }),
+            _ => None,
+        };
         Ok(Settings {
             server_id: server_id.clone(),
             listen,
@@ -235,6 +250,7 @@ impl Settings {
             command_tools,
             mcp_servers,
             webhooks,
+            audit,
         })
     }
 }

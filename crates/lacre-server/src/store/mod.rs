@@ -46,6 +46,8 @@ pub struct Stores {
     pub jobs: Arc<dyn JobStore>,
     /// Nonces.
     pub nonces: Arc<dyn NonceBackend>,
+    /// The audit log (written only with `[audit] enabled`).
+    pub audit: Arc<dyn crate::audit::AuditStore>,
 }
 
 /// The URL with any password replaced, for logs: in the user-info part
@@ -100,12 +102,14 @@ pub async fn open_with_limits(
             kind: StoreKind::Memory,
             jobs: Arc::new(MemoryJobStore::new()),
             nonces: Arc::new(MemoryNonceStore::new()),
+            audit: Arc::new(crate::audit::MemoryAudit::new()),
         }),
         Some(kind) => {
             let store = SqlStore::connect(url, limits).await?;
             Ok(Stores {
                 kind,
                 jobs: store.clone(),
+                audit: store.clone(),
                 nonces: Arc::new(BatchedNonceStore::new(store)),
             })
         }

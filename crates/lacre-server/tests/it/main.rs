@@ -4,6 +4,7 @@
 // Test helpers outside #[test] functions may panic freely.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod audit;
 mod dynamic;
 mod hostile;
 mod http_e2e;

@@ -10,6 +10,7 @@
 //! can record the outcome; a rescuer re-queues jobs whose lease expired.
 //! Execution is therefore at-least-once and the recorded result exactly once.
 
+mod audit;
 mod jobs;
 mod nonces;
 mod outbox;
@@ -96,6 +97,23 @@ const MIGRATIONS: &[&[&str]] = &[&[
         disabled_ms BIGINT NOT NULL,
         reason TEXT NOT NULL
     )",
+], &[
+    // The audit log (SPEC §10.7): one hash chain per server process.
+    "CREATE TABLE IF NOT EXISTS lacre_audit (
+        chain TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        client_id TEXT NOT NULL,
+        tool TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        request TEXT NOT NULL,
+        reply TEXT NOT NULL,
+        prev TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        PRIMARY KEY (chain, seq)
+    )",
+    "CREATE INDEX IF NOT EXISTS lacre_audit_time ON lacre_audit (at_ms)",
+    "CREATE INDEX IF NOT EXISTS lacre_audit_client ON lacre_audit (client_id, at_ms)",
 ]];
 
 /// Rows deleted per statement when pruning, so no statement holds locks long.
