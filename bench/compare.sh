@@ -81,6 +81,11 @@ config "sqlite://$work/bench.db" > "$work/sqlite.toml"
 taskset -c 0 "$BIN/lacre" serve --config "$work/sqlite.toml" --listen 127.0.0.1:18803 2> "$work/sqlite.log" & pids+=($!)
 run lacre_sqlite 18803 --server-secret-file "$work/s.secret"
 
+echo "== lacre serve, SQLite store, audit log on"
+{ config "sqlite://$work/audit.db"; printf '[audit]\nenabled = true\n'; } > "$work/audit.toml"
+taskset -c 0 "$BIN/lacre" serve --config "$work/audit.toml" --listen 127.0.0.1:18805 2> "$work/audit.log" & pids+=($!)
+run lacre_sqlite_audit 18805 --server-secret-file "$work/s.secret"
+
 echo "== the seed's Python server (aiohttp)"
 taskset -c 0 python3 interop/seed_server.py --port 18804 --server-id mcp-server-001 \
   --server-secret server_secret_key_123 --client client-001=client_secret_key_456 > /dev/null & pids+=($!)
@@ -89,7 +94,7 @@ run seed_python 18804 --server-secret-file "$work/s.secret"
 python3 - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]
-rows = ["upper_bound", "lacre_memory", "lacre_sqlite", "seed_python"]
+rows = ["upper_bound", "lacre_memory", "lacre_sqlite", "lacre_sqlite_audit", "seed_python"]
 r = {n: json.load(open(os.path.join(out, n + ".json"))) for n in rows}
 print()
 print(f"{'server':<15} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7} {'not ok':>7} {'sig bad':>8} {'RSS idle':>9} {'RSS load':>9}")
@@ -100,7 +105,8 @@ for n in rows:
           f"{x['rss_idle_kb']/1024:>7.1f}MB {x['rss_loaded_kb']/1024:>7.1f}MB")
 ub, seed = r["upper_bound"]["rps"], r["seed_python"]["rps"]
 print()
-for n in ["lacre_memory", "lacre_sqlite"]:
+for n in ["lacre_memory", "lacre_sqlite", "lacre_sqlite_audit"]:
     x = r[n]["rps"]
     print(f"{n}: {x/ub:.2f} x upper bound, {x/seed:.1f} x seed python")
+print(f"audit log on: {r['lacre_sqlite_audit']['rps'] / r['lacre_sqlite']['rps']:.2f} x the same server without it")
 PY

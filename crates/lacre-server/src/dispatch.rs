@@ -42,6 +42,8 @@ fn truncate_message(mut message: String, max_chars: usize) -> String {
 struct Caller {
     client_id: String,
     tool: &'static str,
+    /// The tool the request named (kept only for the audit log).
+    tool_name: String,
 }
 
 impl Default for Caller {
@@ -49,6 +51,7 @@ impl Default for Caller {
         Caller {
             client_id: String::new(),
             tool: "-",
+            tool_name: String::new(),
         }
     }
 }
@@ -398,6 +401,8 @@ impl Server {
             audit
                 .record(crate::audit::Pending {
                     client_id: who.client_id.clone(),
+                    tool: std::mem::take(&mut who.tool_name),
+                    request_id: reply.response.request_id.clone(),
                     at_ms: reply.response.ts_ms,
                     request: body.to_vec(),
                     reply: reply.to_json(),
@@ -463,6 +468,9 @@ impl Server {
         };
         let env = auth.envelope();
         who.client_id = env.client_id.clone();
+        if inner.audit.get().is_some() {
+            who.tool_name = env.tool.clone();
+        }
         let nonce = inner.nonces.check_and_record(&auth.nonce_use()).await;
         let verified = match auth.finish(nonce) {
             Ok(v) => v,

@@ -108,6 +108,8 @@ impl Default for AuditSettings {
 /// A request and its reply, on their way to the log.
 pub(crate) struct Pending {
     pub(crate) client_id: String,
+    pub(crate) tool: String,
+    pub(crate) request_id: String,
     pub(crate) at_ms: i64,
     pub(crate) request: Vec<u8>,
     pub(crate) reply: Vec<u8>,
@@ -175,16 +177,6 @@ impl AuditWriter {
     }
 }
 
-/// The tool and request id a request names (for the columns that filter;
-/// the request itself is what is hashed).
-fn names(request: &[u8]) -> (String, String) {
-    let parsed = lacre_proto::Envelope::parse(request, lacre_proto::ParseLimits::default());
-    match parsed {
-        Ok(env) => (env.tool, env.request_id),
-        Err(_) => (String::new(), String::new()),
-    }
-}
-
 async fn write(
     store: Arc<dyn AuditStore>,
     chain: String,
@@ -215,14 +207,13 @@ async fn write(
         let mut entries = Vec::with_capacity(batch.len());
         for p in batch.drain(..) {
             seq += 1;
-            let (tool, request_id) = names(&p.request);
             let mut e = AuditEntry {
                 chain: chain.clone(),
                 seq,
                 at_ms: p.at_ms,
                 client_id: p.client_id,
-                tool,
-                request_id,
+                tool: p.tool,
+                request_id: p.request_id,
                 // A verified request is UTF-8 JSON, and so is every reply.
                 request: String::from_utf8_lossy(&p.request).into_owned(),
                 reply: String::from_utf8_lossy(&p.reply).into_owned(),

@@ -359,7 +359,8 @@ async fn a_version_1_database_is_migrated_with_its_jobs() {
         "DROP TABLE lacre_deliveries",
         "DROP TABLE lacre_disabled_endpoints",
         "ALTER TABLE lacre_jobs DROP COLUMN events",
-        "DELETE FROM lacre_schema WHERE version = 2",
+        "DROP TABLE lacre_audit",
+        "DELETE FROM lacre_schema WHERE version >= 2",
     ] {
         sqlx::raw_sql(statement).execute(&pool).await.unwrap();
     }

@@ -11,25 +11,48 @@ impl AuditStore for SqlStore {
         if entries.is_empty() {
             return Ok(());
         }
+        // Many rows a statement: one round trip (and one parse) per
+        // hundred entries instead of one each.
+        const ROWS: usize = 8;
         let mut tx = self.begin().await?;
-        for e in entries {
-            sqlx::query(
-                "INSERT INTO lacre_audit (chain, seq, at_ms, client_id, tool, request_id, request, reply, prev, hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(e.chain.clone())
-            .bind(e.seq)
-            .bind(e.at_ms)
-            .bind(e.client_id.clone())
-            .bind(e.tool.clone())
-            .bind(e.request_id.clone())
-            .bind(e.request.clone())
-            .bind(e.reply.clone())
-            .bind(e.prev.clone())
-            .bind(e.hash.clone())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        for chunk in entries.chunks(ROWS) {
+            let mut sql = String::from(
+                "INSERT INTO lacre_audit (chain, seq, at_ms, client_id, tool, request_id, request, reply, prev, hash) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 10;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8,
+                    b + 9,
+                    b + 10
+                ));
+            }
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = q
+                    .bind(e.chain.clone())
+                    .bind(e.seq)
+                    .bind(e.at_ms)
+                    .bind(e.client_id.clone())
+                    .bind(e.tool.clone())
+                    .bind(e.request_id.clone())
+                    .bind(e.request.clone())
+                    .bind(e.reply.clone())
+                    .bind(e.prev.clone())
+                    .bind(e.hash.clone());
+            }
+            q.execute(&mut *tx).await.map_err(unavailable)?;
         }
         tx.commit().await.map_err(unavailable)
     }
