@@ -56,6 +56,18 @@ def test_lacre_verifies_what_the_reference_signs() -> None:
     assert lacre.verify_webhook(headers, BODY, secret=[other, SECRET])["type"] == "job.done"
 
 
+def test_the_reference_vector_is_reproduced() -> None:
+    """The vector of the Standard Webhooks libraries: secret, id, time, body, signature."""
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    body = '{"test": 2432232314}'
+    headers = lacre.sign_webhook(body, "msg_p5jXN8AQM9LWM0D4loKWxJek", secret, timestamp=1614265330)
+    assert headers["webhook-signature"] == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    reference = standardwebhooks.Webhook(secret).sign(
+        msg_id="msg_p5jXN8AQM9LWM0D4loKWxJek",
+        timestamp=datetime.fromtimestamp(1614265330, tz=timezone.utc), data=body)
+    assert reference == headers["webhook-signature"]
+
+
 def test_the_reference_verifies_what_lacre_signs() -> None:
     headers = lacre.sign_webhook(BODY, "job-7.failed", SECRET)
     assert standardwebhooks.Webhook(SECRET).verify(BODY, dict(headers)) == json.loads(BODY)
@@ -181,6 +193,10 @@ webhook_secret = "{SECRET}"
 [webhooks]
 allow_private_targets = true
 schedule = ["0s", "100ms", "100ms"]
+[[tools]]
+name = "fail_job"
+command = ["sh", "-c", "echo broken >&2; exit 3"]
+long_running = true
 '''
     served = Served(require_binary(), config)
     try:
@@ -191,7 +207,8 @@ schedule = ["0s", "100ms", "100ms"]
         done = client.start("start_long_task", {"seconds": 1, "payload": {"n": 7}})
         sleeping = client.start("start_long_task", {"seconds": 20})
         assert client.cancel(sleeping) == "cancelled"
-        got = receiver.wait_for(4)
+        failing = client.start("fail_job")
+        got = receiver.wait_for(6)
         server = lacre.Verifier.ed25519(public)
         by_id: Dict[str, List[Tuple[Dict[str, str], bytes, Any]]] = {}
         for headers, body, checked in got:
@@ -206,7 +223,8 @@ schedule = ["0s", "100ms", "100ms"]
                 bytes.fromhex(public)).decode())["type"] == checked["type"]
             assert lacre.verify_webhook(headers, body, secret=SECRET) == checked
         # Each event twice (500, then 204), under one webhook-id.
-        assert sorted(by_id) == sorted([f"{done.id}.done", f"{sleeping.id}.cancelled"])
+        assert sorted(by_id) == sorted(
+            [f"{done.id}.done", f"{sleeping.id}.cancelled", f"{failing.id}.failed"])
         assert all(len(v) == 2 for v in by_id.values()), {k: len(v) for k, v in by_id.items()}
         finished = by_id[f"{done.id}.done"][1][2]
         assert finished["type"] == "job.done"
@@ -214,6 +232,9 @@ schedule = ["0s", "100ms", "100ms"]
         cancelled = by_id[f"{sleeping.id}.cancelled"][1][2]
         assert cancelled["type"] == "job.cancelled"
         assert cancelled["data"]["error"].startswith("job_cancelled")
+        failed = by_id[f"{failing.id}.failed"][1][2]
+        assert failed["type"] == "job.failed"
+        assert failed["data"]["error"].startswith("job_failed") and "broken" in failed["data"]["error"]
         # The client sees its deliveries through a signed system tool.
         listed = client.call("list_deliveries")
         assert listed["configured"] is True and listed["endpoint_disabled"] is False

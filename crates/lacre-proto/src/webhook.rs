@@ -217,6 +217,33 @@ mod tests {
 
     const NOW: i64 = 1_700_000_000;
 
+    /// The reference vector the Standard Webhooks libraries and docs use:
+    /// this secret, id, timestamp and body give this `v1` signature.
+    #[test]
+    fn the_reference_vector_is_reproduced() {
+        let secret = match WebhookKey::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw") {
+            Ok(WebhookKey::Secret(s)) => s,
+            other => panic!("{other:?}"),
+        };
+        let (id, ts, body) = (
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1_614_265_330,
+            br#"{"test": 2432232314}"#,
+        );
+        let want = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        assert_eq!(sign_v1(&secret, id, ts, body).as_deref(), Some(want));
+        let h = headers(id, "1614265330", want);
+        assert!(verify(h, body, &[WebhookKey::Secret(secret.clone())], ts, 300).is_ok());
+        assert!(verify(
+            h,
+            br#"{"test": 2432232315}"#,
+            &[WebhookKey::Secret(secret)],
+            ts,
+            300
+        )
+        .is_err());
+    }
+
     fn headers<'a>(id: &'a str, ts: &'a str, sig: &'a str) -> WebhookHeaders<'a> {
         WebhookHeaders {
             id,
