@@ -78,6 +78,34 @@ impl Ctx<'_> {
             .map_or(1, |t| t.matches('\n').count() + 1)
     }
 
+    /// The value of the environment variable a setting names; `example`
+    /// is what the fix suggests exporting.
+    pub(crate) fn env_value(
+        &self,
+        var: &toml::Spanned<String>,
+        example: &str,
+    ) -> Result<String, ConfigError> {
+        std::env::var(var.get_ref()).map_err(|_| {
+            self.err(
+                Some(self.line_of(var.span().start)),
+                format!("environment variable {} is not set", var.get_ref()),
+                format!("export {}={example} before starting", var.get_ref()),
+            )
+        })
+    }
+
+    /// The text of a file a setting names (relative to the config file).
+    pub(crate) fn file_text(&self, file: &toml::Spanned<PathBuf>) -> Result<String, ConfigError> {
+        let full = crate::keys::resolve_path(&self.base_dir(), file.get_ref());
+        std::fs::read_to_string(&full).map_err(|e| {
+            self.err(
+                Some(self.line_of(file.span().start)),
+                format!("cannot read {}: {e}", full.display()),
+                "check the path (relative paths are relative to the config file)",
+            )
+        })
+    }
+
     pub(crate) fn base_dir(&self) -> PathBuf {
         self.file
             .parent()

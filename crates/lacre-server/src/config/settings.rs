@@ -274,26 +274,10 @@ fn store_url(ctx: &Ctx, raw: &FileConfig) -> Result<String, ConfigError> {
     let (url, at) = if let Some(s) = &raw.store {
         (s.get_ref().clone(), line(s.span()))
     } else if let Some(var) = &raw.store_env {
-        let at = line(var.span());
-        let value = std::env::var(var.get_ref()).map_err(|_| {
-            ctx.err(
-                at,
-                format!("environment variable {} is not set", var.get_ref()),
-                format!("export {}=postgres://... before starting", var.get_ref()),
-            )
-        })?;
-        (value.trim().to_owned(), at)
+        let value = ctx.env_value(var, "postgres://...")?;
+        (value.trim().to_owned(), line(var.span()))
     } else if let Some(file) = &raw.store_file {
-        let at = line(file.span());
-        let full = crate::keys::resolve_path(&ctx.base_dir(), file.get_ref());
-        let text = std::fs::read_to_string(&full).map_err(|e| {
-            ctx.err(
-                at,
-                format!("cannot read {}: {e}", full.display()),
-                "check the path (relative paths are relative to the config file)",
-            )
-        })?;
-        (text.trim().to_owned(), at)
+        (ctx.file_text(file)?.trim().to_owned(), line(file.span()))
     } else {
         (DEFAULT_STORE.to_owned(), None)
     };

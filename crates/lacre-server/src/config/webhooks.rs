@@ -71,26 +71,9 @@ pub(super) fn endpoint(ctx: &Ctx, c: &ClientSpec) -> Result<Option<Endpoint>, Co
     let (text, secret_at) = if let Some(s) = &c.webhook_secret {
         (s.get_ref().clone(), line_of(ctx, s))
     } else if let Some(var) = &c.webhook_secret_env {
-        let at = line_of(ctx, var);
-        let value = std::env::var(var.get_ref()).map_err(|_| {
-            ctx.err(
-                at,
-                format!("environment variable {} is not set", var.get_ref()),
-                format!("export {}=whsec_... before starting", var.get_ref()),
-            )
-        })?;
-        (value, at)
+        (ctx.env_value(var, "whsec_...")?, line_of(ctx, var))
     } else if let Some(file) = &c.webhook_secret_file {
-        let at = line_of(ctx, file);
-        let full = crate::keys::resolve_path(&ctx.base_dir(), file.get_ref());
-        let text = std::fs::read_to_string(&full).map_err(|e| {
-            ctx.err(
-                at,
-                format!("cannot read {}: {e}", full.display()),
-                "check the path (relative paths are relative to the config file)",
-            )
-        })?;
-        (text, at)
+        (ctx.file_text(file)?, line_of(ctx, file))
     } else {
         return Err(ctx.err(at, "internal: no webhook secret source", ""));
     };

@@ -8,7 +8,7 @@ use lacre_proto::Map;
 use lacre_server::jobs::{Finish, JobOutcome, NewJob, Prune};
 use lacre_server::store::{self, Stores};
 use lacre_server::webhooks::{
-    Attempt, AttemptOutcome, DeliveryState, EventMask, EventType, RetrySelector,
+    Attempt, AttemptOutcome, DeliveryClaim, DeliveryState, EventMask, EventType, RetrySelector,
 };
 
 fn job(id: &str, client: &str, events: EventMask) -> NewJob {
@@ -45,6 +45,22 @@ async fn run_to(stores: &Stores, id: &str, client: &str, events: EventMask, outc
         now_ms: 3_000,
     };
     assert!(s.finish(end).await.unwrap());
+}
+
+/// Records an attempt under `claim`; whether it was recorded.
+async fn settle(
+    stores: &Stores,
+    claim: &DeliveryClaim,
+    now_ms: i64,
+    outcome: AttemptOutcome,
+) -> bool {
+    let attempt = Attempt {
+        id: &claim.delivery.id,
+        fence: claim.fence,
+        now_ms,
+        outcome,
+    };
+    stores.jobs.record_attempt(attempt).await.unwrap()
 }
 
 fn done() -> JobOutcome {
@@ -142,13 +158,7 @@ async fn outbox_contract(stores: Stores) {
         ),
         (&fourth, AttemptOutcome::Delivered { status: 200 }),
     ] {
-        let report = Attempt {
-            id: &c.delivery.id,
-            fence: c.fence,
-            now_ms: 4_300,
-            outcome,
-        };
-        assert!(s.record_attempt(report).await.unwrap());
+        assert!(settle(&stores, c, 4_300, outcome).await);
     }
     assert!(s.claim_delivery(8_000, 1_000).await.unwrap().is_none());
     let again = s
@@ -169,20 +179,12 @@ async fn outbox_contract(stores: Stores) {
         .expect("lease expired");
     assert_eq!(taken.delivery.id, "j-done.done");
     assert_eq!(taken.delivery.attempts, 3);
-    let stale = Attempt {
-        id: "j-done.done",
-        fence: again.fence,
-        now_ms: 10_002,
-        outcome: AttemptOutcome::Delivered { status: 200 },
-    };
-    assert!(!s.record_attempt(stale).await.unwrap());
-    let gone = Attempt {
-        id: "j-done.done",
-        fence: taken.fence,
-        now_ms: 10_003,
-        outcome: AttemptOutcome::EndpointGone,
-    };
-    assert!(s.record_attempt(gone).await.unwrap());
+    let delivered = AttemptOutcome::Delivered { status: 200 };
+    assert!(
+        !settle(&stores, &again, 10_002, delivered).await,
+        "a stale fence"
+    );
+    assert!(settle(&stores, &taken, 10_003, AttemptOutcome::EndpointGone).await);
 
     // 410: the client's endpoint is disabled; its events wait.
     let disabled = s.disabled_endpoints().await.unwrap();
@@ -208,13 +210,8 @@ async fn outbox_contract(stores: Stores) {
         .unwrap()
         .expect("c3's event");
     assert_eq!(other.delivery.client_id, "c3");
-    let report = Attempt {
-        id: &other.delivery.id,
-        fence: other.fence,
-        now_ms: 20_001,
-        outcome: AttemptOutcome::Delivered { status: 200 },
-    };
-    assert!(s.record_attempt(report).await.unwrap());
+    let delivered = AttemptOutcome::Delivered { status: 200 };
+    assert!(settle(&stores, &other, 20_001, delivered).await);
     // Enabled again: the waiting event goes.
     assert!(s.enable_endpoint("c1").await.unwrap());
     assert!(!s.enable_endpoint("c1").await.unwrap());

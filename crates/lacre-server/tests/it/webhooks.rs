@@ -164,6 +164,11 @@ fn server(
     (server, workers, deliveries)
 }
 
+async fn stop(workers: lacre_server::Workers, deliveries: lacre_server::webhooks::Deliveries) {
+    workers.shutdown(Duration::from_secs(1)).await;
+    deliveries.shutdown(Duration::from_secs(1)).await;
+}
+
 /// Calls `tool` as client-001; returns the request id and the reply.
 async fn call(server: &Server, tool: &str, args: serde_json::Value) -> (String, Response) {
     call_as(server, "client-001", tool, args).await
@@ -311,8 +316,7 @@ async fn each_way_a_job_ends_is_delivered_signed() {
         metrics.contains("lacre_webhook_deliveries_total{outcome=\"delivered\"} 3"),
         "{metrics}"
     );
-    workers.shutdown(Duration::from_secs(1)).await;
-    deliveries.shutdown(Duration::from_secs(1)).await;
+    stop(workers, deliveries).await;
 }
 
 /// Waits (up to 20 s) until `check` holds.
@@ -367,8 +371,7 @@ async fn a_receiver_failing_twice_gets_three_attempts_with_one_id() {
         metrics.contains("lacre_webhook_deliveries_total{outcome=\"retry\"} 2"),
         "{metrics}"
     );
-    workers.shutdown(Duration::from_secs(1)).await;
-    deliveries.shutdown(Duration::from_secs(1)).await;
+    stop(workers, deliveries).await;
 }
 
 #[tokio::test]
@@ -408,8 +411,7 @@ async fn the_schedule_ends_in_failure_and_retry_after_is_honoured() {
         delivered_count(&server).await == 1
     })
     .await;
-    workers.shutdown(Duration::from_secs(1)).await;
-    deliveries.shutdown(Duration::from_secs(1)).await;
+    stop(workers, deliveries).await;
 }
 
 #[tokio::test]
@@ -453,8 +455,7 @@ async fn gone_disables_the_endpoint_until_it_is_enabled() {
     let mut want = [format!("{first}.done"), format!("{second}.done")];
     want.sort();
     assert_eq!(ids, want);
-    workers.shutdown(Duration::from_secs(1)).await;
-    deliveries.shutdown(Duration::from_secs(1)).await;
+    stop(workers, deliveries).await;
 }
 
 #[tokio::test]
@@ -481,8 +482,7 @@ async fn private_targets_are_refused_unless_allowed() {
             "{target}: {error}"
         );
         assert_eq!(d.last_status, None);
-        workers.shutdown(Duration::from_secs(1)).await;
-        deliveries.shutdown(Duration::from_secs(1)).await;
+        stop(workers, deliveries).await;
     }
     assert!(rx.got().is_empty(), "nothing reached the receiver");
     // Allowed: the same name is delivered to.
@@ -490,6 +490,5 @@ async fn private_targets_are_refused_unless_allowed() {
         server(&format!("http://localhost:{port}/hook"), fast(true, &[0]));
     start_job(&server, serde_json::json!({"action": "ok"})).await;
     rx.until_count(1).await;
-    workers.shutdown(Duration::from_secs(1)).await;
-    deliveries.shutdown(Duration::from_secs(1)).await;
+    stop(workers, deliveries).await;
 }

@@ -157,22 +157,12 @@ impl JobStore for SqlStore {
                    ORDER BY {FAIR}, available_at_ms, created_ms LIMIT 1) RETURNING *"
             ),
         };
-        let mut tx = self.begin().await?;
-        let row = sqlx::query(&sql)
-            .bind(now_ms)
-            .bind(now_ms.saturating_add(lease_ms))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        let Some(row) = row else { return Ok(None) };
-        let fence: i64 = row.try_get("fence").map_err(|_| corrupt("fence"))?;
+        let Some((row, fence)) = self.claim_row(&sql, now_ms, lease_ms).await? else {
+            return Ok(None);
+        };
         let job = job_from_row(&row, self.limits)?;
         self.changed(Change::Job(&job.id));
-        Ok(Some(Claim {
-            job,
-            fence: u64::try_from(fence).unwrap_or(0),
-        }))
+        Ok(Some(Claim { job, fence }))
     }
 
     async fn heartbeat(&self, beat: Heartbeat<'_>) -> Result<LeaseStatus, StoreError> {

@@ -522,6 +522,29 @@ impl SqlStore {
         .map_err(unavailable)
     }
 
+    /// Runs a claim (`sql` binds now as `$1` and the lease's end as `$2`,
+    /// and returns the claimed row) in a write transaction; the row and its
+    /// new fencing token.
+    pub(super) async fn claim_row(
+        &self,
+        sql: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<(sqlx::any::AnyRow, u64)>, StoreError> {
+        use sqlx::Row;
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(sql)
+            .bind(now_ms)
+            .bind(now_ms.saturating_add(lease_ms))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        let Some(row) = row else { return Ok(None) };
+        let fence: i64 = row.try_get("fence").map_err(|_| corrupt("fence"))?;
+        Ok(Some((row, u64::try_from(fence).unwrap_or(0))))
+    }
+
     /// Jobs, newest first, optionally of one client and in one state.
     async fn newest_first(
         &self,

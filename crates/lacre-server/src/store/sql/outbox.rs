@@ -118,19 +118,12 @@ impl Outbox for SqlStore {
                    ORDER BY d.next_at_ms, d.created_ms, d.id LIMIT 1) RETURNING *"
             ),
         };
-        let mut tx = self.begin().await?;
-        let row = sqlx::query(&sql)
-            .bind(now_ms)
-            .bind(now_ms.saturating_add(lease_ms))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        let Some(row) = row else { return Ok(None) };
-        let fence: i64 = row.try_get("fence").map_err(|_| corrupt("fence"))?;
+        let Some((row, fence)) = self.claim_row(&sql, now_ms, lease_ms).await? else {
+            return Ok(None);
+        };
         Ok(Some(DeliveryClaim {
             delivery: delivery_from_row(&row)?,
-            fence: u64::try_from(fence).unwrap_or(0),
+            fence,
         }))
     }
 
