@@ -2,14 +2,20 @@
 # Side-by-side benchmark, one command: each server pinned to core 0, the load
 # generator (`lacre bench`) pinned to core 1, the same load for all.
 #
-#   bash bench/compare.sh            # N=100000 requests max, C=32, D=5 s each
-#   N=50000 C=64 D=10 bash bench/compare.sh
+#   bash bench/compare.sh            # N=3000000 requests max, C=32, D=60 s each
+#   N=300000 C=64 D=10 bash bench/compare.sh   # a quicker look
+#
+# Nonces and request ids are random UUIDv4s, as real clients send (a
+# store's index then takes them anywhere, not at its end); each server runs
+# until D seconds or N requests, whichever comes first, so the durable
+# stores reach their steady state. The load generator pre-signs the N
+# requests (about 400 bytes each) before the clock starts.
 #
 # Prints a table and the ratios; raw reports land in $OUT (default bench/out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/lacre-target}"
-N="${N:-100000}"; C="${C:-32}"; D="${D:-5}"
+N="${N:-3000000}"; C="${C:-32}"; D="${D:-60}"
 OUT="${OUT:-bench/out}"
 mkdir -p "$OUT"
 

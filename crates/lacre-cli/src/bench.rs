@@ -71,6 +71,12 @@ pub struct BenchArgs {
     /// every accepted job is done, and report jobs completed per second.
     #[arg(long)]
     pub wait_jobs: bool,
+    /// Make request ids and nonces from a random salt and a counter, so
+    /// that each sorts after the last (a store then appends to the end of
+    /// its index: this flatters it). Default: random UUIDv4s, as real
+    /// clients send.
+    #[arg(long)]
+    pub sequential_nonces: bool,
 }
 
 /// What one run measured.
@@ -136,19 +142,48 @@ struct Signed {
     request_id: String,
 }
 
+/// SplitMix64: a fast generator for ids that must be unique and spread
+/// out, not secret (seeded from the operating system).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn uuid(&mut self) -> String {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.next().to_le_bytes());
+        b[8..].copy_from_slice(&self.next().to_le_bytes());
+        lacre_proto::uuid_v4(b)
+    }
+}
+
 fn presign(a: &BenchArgs, key: &SigningKey, args: &Map, count: usize) -> Result<Vec<Signed>> {
     let salt: [u8; 8] = random_bytes()?;
+    let mut random = SplitMix(u64::from_le_bytes(random_bytes::<8>()?));
+    let mut id = |n: u64| {
+        if a.sequential_nonces {
+            uuid(n, &salt)
+        } else {
+            random.uuid()
+        }
+    };
     let now = crate::debug::now_ms();
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
         let mut env = Envelope {
-            request_id: uuid(2 * i as u64, &salt),
+            request_id: id(2 * i as u64),
             ts_ms: now,
             client_id: a.client_id.clone(),
             server_id: a.server_id.clone(),
             tool: a.tool.clone(),
             args: args.clone(),
-            nonce: uuid(2 * i as u64 + 1, &salt),
+            nonce: id(2 * i as u64 + 1),
             signature: String::new(),
         };
         env.sign(key);
@@ -559,4 +594,28 @@ pub async fn bench(a: &BenchArgs) -> Result<ExitCode> {
     } else {
         ExitCode::Ok
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_ids_are_distinct_uuids_and_unordered() {
+        let mut r = SplitMix(7);
+        let ids: Vec<String> = (0..10_000).map(|_| r.uuid()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ids.len());
+        assert_ne!(sorted, ids, "not in order");
+        assert!(ids
+            .iter()
+            .all(|i| i.len() == 36 && i.as_bytes()[14] == b'4'));
+        // The sequential ones are ordered (what they flatter).
+        let seq: Vec<String> = (0..1000).map(|n| uuid(n, &[1; 8])).collect();
+        let mut ordered = seq.clone();
+        ordered.sort();
+        assert_eq!(ordered, seq);
+    }
 }
