@@ -12,6 +12,9 @@ fn line_of<T>(ctx: &Ctx, v: &Spanned<T>) -> Option<usize> {
     Some(ctx.line_of(v.span().start))
 }
 
+/// Most secrets one endpoint is signed with at once (a rotation).
+const MAX_SECRETS: usize = 3;
+
 /// A client's endpoint, or `None` when it has no `webhook_url`.
 pub(super) fn endpoint(ctx: &Ctx, c: &ClientSpec) -> Result<Option<Endpoint>, ConfigError> {
     let id = c.id.get_ref();
@@ -77,16 +80,28 @@ pub(super) fn endpoint(ctx: &Ctx, c: &ClientSpec) -> Result<Option<Endpoint>, Co
     } else {
         return Err(ctx.err(at, "internal: no webhook secret source", ""));
     };
-    let secret = match WebhookKey::parse(&text) {
-        Ok(WebhookKey::Secret(s)) if s.len() >= 16 => s,
-        _ => {
-            return Err(ctx.err(
-                secret_at,
-                format!("client {id:?}: the webhook secret must be whsec_ and the base64 of at least 16 bytes"),
-                "generate one with `lacre webhook secret`",
-            ))
+    // Several secrets, separated by white space, while the receiver
+    // rotates: each signs a `v1` entry.
+    let mut secrets = Vec::new();
+    for word in text.split_whitespace() {
+        match WebhookKey::parse(word) {
+            Ok(WebhookKey::Secret(s)) if s.len() >= 16 => secrets.push(s),
+            _ => {
+                return Err(ctx.err(
+                    secret_at,
+                    format!("client {id:?}: a webhook secret must be whsec_ and the base64 of at least 16 bytes"),
+                    "generate one with `lacre webhook secret`",
+                ))
+            }
         }
-    };
+    }
+    if secrets.is_empty() || secrets.len() > MAX_SECRETS {
+        return Err(ctx.err(
+            secret_at,
+            format!("client {id:?} needs 1 to {MAX_SECRETS} webhook secrets"),
+            "give the current secret (and, while the receiver rotates, the next one)",
+        ));
+    }
     let events = match &c.webhook_events {
         None => EventMask::ALL,
         Some(list) => {
@@ -115,7 +130,7 @@ pub(super) fn endpoint(ctx: &Ctx, c: &ClientSpec) -> Result<Option<Endpoint>, Co
     };
     Ok(Some(Endpoint {
         url: parsed,
-        secrets: vec![secret],
+        secrets,
         events,
     }))
 }
@@ -247,6 +262,17 @@ mod tests {
             assert!(e.message.contains(words), "{tail}: {e}");
             assert_eq!(e.line, Some(*line), "{tail}: {e}");
         }
+    }
+
+    #[test]
+    fn two_secrets_sign_while_a_receiver_rotates() {
+        let s = parse("webhook_url = \"https://h/x\"\nwebhook_secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_c2Vjb25kLXNlY3JldC1mb3Itcm90YXRpb24=\"\n").unwrap();
+        assert_eq!(
+            s.clients[0].webhook.as_ref().map(|w| w.secrets.len()),
+            Some(2)
+        );
+        let e = parse("webhook_url = \"https://h/x\"\nwebhook_secret = \"   \"\n").unwrap_err();
+        assert!(e.message.contains("1 to 3 webhook secrets"), "{e}");
     }
 
     #[test]
