@@ -4,9 +4,13 @@
 Reads lines of hex (one input each, any bytes) on stdin and writes one line
 per input on stdout, in order:
 
-    ok <canonical>     json.loads accepted it; <canonical> is
+    ok <canonical>     json.loads accepted it as UTF-8 text; <canonical> is
                        json.dumps(value, separators=(",", ":"), sort_keys=True)
                        (ASCII: ensure_ascii escapes everything else)
+    okbytes <canonical>
+                       only json.loads(bytes) accepted it: it detected UTF-16
+                       or UTF-32, stripped a UTF-8 BOM or decoded surrogates
+                       (SPEC 12.4 classes 6 and 7)
     err <Exception>    json.loads refused it in both calling forms
 
 An input counts as accepted if either calling form takes it: json.loads on
@@ -35,7 +39,7 @@ def canonical(data: bytes) -> str:
             error = e
     try:
         value = json.loads(data)
-        return "ok " + json.dumps(value, separators=(",", ":"), sort_keys=True)
+        return "okbytes " + json.dumps(value, separators=(",", ":"), sort_keys=True)
     except (ValueError, RecursionError, UnicodeDecodeError) as e:
         return "err " + type(error or e).__name__
 

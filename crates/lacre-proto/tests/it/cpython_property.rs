@@ -276,6 +276,9 @@ pub fn python3_or_skip(test: &str) -> bool {
 enum Cpython {
     /// Its canonical bytes.
     Accepts(Vec<u8>),
+    /// Its canonical bytes, accepted only by `json.loads(bytes)` (UTF-16 or
+    /// UTF-32 detected, a BOM stripped, surrogates decoded).
+    AcceptsAsBytes(Vec<u8>),
     /// The exception it raised.
     Refuses(String),
 }
@@ -309,9 +312,14 @@ fn ask_cpython(inputs: &[Vec<u8>]) -> Vec<Cpython> {
         .stdout
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
-        .map(|line| match line.strip_prefix(b"ok ") {
-            Some(canonical) => Cpython::Accepts(canonical.to_vec()),
-            None => Cpython::Refuses(String::from_utf8_lossy(line).into_owned()),
+        .map(|line| {
+            if let Some(canonical) = line.strip_prefix(b"ok ") {
+                Cpython::Accepts(canonical.to_vec())
+            } else if let Some(canonical) = line.strip_prefix(b"okbytes ") {
+                Cpython::AcceptsAsBytes(canonical.to_vec())
+            } else {
+                Cpython::Refuses(String::from_utf8_lossy(line).into_owned())
+            }
         })
         .collect();
     assert_eq!(
@@ -342,6 +350,12 @@ fn deliberate(kind: &JsonErrorKind) -> bool {
     )
 }
 
+/// The name of an error kind's variant, for the tally.
+fn variant(kind: &JsonErrorKind) -> String {
+    let name = format!("{kind:?}");
+    name.split(['(', ' ']).next().unwrap_or_default().to_owned()
+}
+
 /// How the inputs of a batch fell.
 #[derive(Default, Debug)]
 struct Tally {
@@ -361,7 +375,7 @@ fn compare(origin: &str, inputs: &[Vec<u8>]) -> Tally {
         let shown = String::from_utf8_lossy(input);
         let shown: String = shown.chars().take(200).collect();
         match (parse(input, ParseLimits::default()), cpython) {
-            (Ok(v), Cpython::Accepts(want)) => {
+            (Ok(v), Cpython::Accepts(want) | Cpython::AcceptsAsBytes(want)) => {
                 tally.both_accept += 1;
                 let got = canonical(&v);
                 if got != want {
@@ -381,10 +395,19 @@ fn compare(origin: &str, inputs: &[Vec<u8>]) -> Tally {
                 tally.both_refuse += 1;
                 let _ = e;
             }
-            (Err(e), Cpython::Accepts(want)) if deliberate(&e.kind) => {
-                let name = format!("{:?}", e.kind);
-                let name = name.split(['(', ' ']).next().unwrap_or_default().to_owned();
+            // Only json.loads(bytes) took it, by decoding it as something
+            // other than plain UTF-8 (SPEC §12.4 classes 6 and 7): whatever
+            // lacre's reason, the input is not UTF-8 JSON text.
+            (Err(e), Cpython::AcceptsAsBytes(_)) => {
+                let name = if deliberate(&e.kind) {
+                    variant(&e.kind)
+                } else {
+                    "NotUtf8Text".to_owned()
+                };
                 *tally.deliberate.entry(name).or_default() += 1;
+            }
+            (Err(e), Cpython::Accepts(want)) if deliberate(&e.kind) => {
+                *tally.deliberate.entry(variant(&e.kind)).or_default() += 1;
                 let _ = want;
             }
             (Err(e), Cpython::Accepts(want)) => failures.push(format!(
