@@ -566,42 +566,21 @@ impl Outbox for MemoryJobStore {
             return Ok(false);
         }
         let d = &mut h.d;
+        let r = attempt.outcome.recorded(attempt.now_ms);
         d.updated_ms = attempt.now_ms;
-        match attempt.outcome {
-            AttemptOutcome::Delivered { status } => {
-                d.state = DeliveryState::Delivered;
-                d.last_status = Some(status);
-                d.last_error = None;
-                d.delivered_ms = Some(attempt.now_ms);
-            }
-            AttemptOutcome::Retry {
-                at_ms,
-                status,
-                error,
-            } => {
-                d.state = DeliveryState::Pending;
-                d.next_attempt_ms = at_ms;
-                d.last_status = status;
-                d.last_error = Some(error);
-            }
-            AttemptOutcome::GaveUp { status, error } => {
-                d.state = DeliveryState::Failed;
-                d.last_status = status;
-                d.last_error = Some(error);
-            }
-            AttemptOutcome::EndpointGone => {
-                d.state = DeliveryState::Pending;
-                d.next_attempt_ms = attempt.now_ms;
-                d.last_status = Some(410);
-                d.last_error = Some(crate::webhooks::GONE.to_owned());
-                st.disabled
-                    .entry(d.client_id.clone())
-                    .or_insert_with(|| DisabledEndpoint {
-                        client_id: d.client_id.clone(),
-                        disabled_ms: attempt.now_ms,
-                        reason: format!("HTTP 410 Gone answering {}", d.id),
-                    });
-            }
+        d.state = r.state;
+        d.next_attempt_ms = r.next_attempt_ms.unwrap_or(d.next_attempt_ms);
+        d.last_status = r.last_status;
+        d.last_error = r.last_error;
+        d.delivered_ms = r.delivered_ms;
+        if attempt.outcome == AttemptOutcome::EndpointGone {
+            st.disabled
+                .entry(d.client_id.clone())
+                .or_insert_with(|| DisabledEndpoint {
+                    client_id: d.client_id.clone(),
+                    disabled_ms: attempt.now_ms,
+                    reason: format!("HTTP 410 Gone answering {}", d.id),
+                });
         }
         Ok(true)
     }

@@ -233,6 +233,68 @@ pub enum AttemptOutcome {
     EndpointGone,
 }
 
+/// What an attempt writes to its delivery (every store applies the same).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// The delivery's state afterwards.
+    pub state: DeliveryState,
+    /// When it is next due (unchanged when `None`).
+    pub next_attempt_ms: Option<i64>,
+    /// The receiver's status, if it answered.
+    pub last_status: Option<u16>,
+    /// What went wrong, if anything.
+    pub last_error: Option<String>,
+    /// When the receiver accepted it.
+    pub delivered_ms: Option<i64>,
+}
+
+impl AttemptOutcome {
+    /// What this outcome, at `now_ms`, writes to its delivery.
+    pub fn recorded(&self, now_ms: i64) -> Recorded {
+        let (state, next_attempt_ms, last_status, last_error, delivered_ms) = match self {
+            AttemptOutcome::Delivered { status } => (
+                DeliveryState::Delivered,
+                None,
+                Some(*status),
+                None,
+                Some(now_ms),
+            ),
+            AttemptOutcome::Retry {
+                at_ms,
+                status,
+                error,
+            } => (
+                DeliveryState::Pending,
+                Some(*at_ms),
+                *status,
+                Some(error.clone()),
+                None,
+            ),
+            AttemptOutcome::GaveUp { status, error } => (
+                DeliveryState::Failed,
+                None,
+                *status,
+                Some(error.clone()),
+                None,
+            ),
+            AttemptOutcome::EndpointGone => (
+                DeliveryState::Pending,
+                Some(now_ms),
+                Some(410),
+                Some(GONE.to_owned()),
+                None,
+            ),
+        };
+        Recorded {
+            state,
+            next_attempt_ms,
+            last_status,
+            last_error,
+            delivered_ms,
+        }
+    }
+}
+
 /// A sender's report on the delivery it holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attempt<'a> {

@@ -8,7 +8,7 @@ use crate::jobs::{JobRecord, JobState};
 use crate::store::StoreKind;
 use crate::webhooks::{
     webhook_id, Attempt, AttemptOutcome, Delivery, DeliveryClaim, DeliveryState, DisabledEndpoint,
-    EventMask, EventType, Outbox, RetrySelector, GONE,
+    EventMask, EventType, Outbox, RetrySelector,
 };
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -129,46 +129,7 @@ impl Outbox for SqlStore {
 
     async fn record_attempt(&self, attempt: Attempt<'_>) -> Result<bool, StoreError> {
         let now = attempt.now_ms;
-        let (state, next_at, status, error, delivered): (
-            DeliveryState,
-            Option<i64>,
-            Option<u16>,
-            Option<String>,
-            Option<i64>,
-        ) = match &attempt.outcome {
-            AttemptOutcome::Delivered { status } => (
-                DeliveryState::Delivered,
-                None,
-                Some(*status),
-                None,
-                Some(now),
-            ),
-            AttemptOutcome::Retry {
-                at_ms,
-                status,
-                error,
-            } => (
-                DeliveryState::Pending,
-                Some(*at_ms),
-                *status,
-                Some(error.clone()),
-                None,
-            ),
-            AttemptOutcome::GaveUp { status, error } => (
-                DeliveryState::Failed,
-                None,
-                *status,
-                Some(error.clone()),
-                None,
-            ),
-            AttemptOutcome::EndpointGone => (
-                DeliveryState::Pending,
-                Some(now),
-                Some(410),
-                Some(GONE.to_owned()),
-                None,
-            ),
-        };
+        let r = attempt.outcome.recorded(now);
         let mut tx = self.begin().await?;
         let row = sqlx::query(
             "UPDATE lacre_deliveries SET state = $3, next_at_ms = COALESCE($4, next_at_ms),
@@ -177,11 +138,11 @@ impl Outbox for SqlStore {
         )
         .bind(attempt.id.to_owned())
         .bind(to_i64(attempt.fence))
-        .bind(state.as_str())
-        .bind(next_at)
-        .bind(status.map(i64::from))
-        .bind(error)
-        .bind(delivered)
+        .bind(r.state.as_str())
+        .bind(r.next_attempt_ms)
+        .bind(r.last_status.map(i64::from))
+        .bind(r.last_error)
+        .bind(r.delivered_ms)
         .bind(now)
         .fetch_optional(&mut *tx)
         .await
