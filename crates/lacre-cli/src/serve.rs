@@ -108,6 +108,38 @@ pub async fn open_store_with(
     Ok(stores)
 }
 
+/// Opens the store `lacre serve` runs on: with a SQLite file, its nonces
+/// in the journal beside it unless `[nonces] journal = false`.
+async fn open_serving_store(settings: &Settings) -> Result<lacre_server::store::Stores> {
+    let url = &settings.store;
+    if settings.nonces.journal == Some(true) && settings.nonces.journal_for(url).is_none() {
+        anyhow::bail!(
+            "[nonces] journal = true needs a SQLite database file, and the store is {}",
+            lacre_server::store::redact(url)
+        );
+    }
+    let Some(fsync) = settings.nonces.journal_for(url) else {
+        return open_store_with(url, settings.parse_limits).await;
+    };
+    let shown = lacre_server::store::redact(url);
+    let stores = lacre_server::store::open_journaled(
+        url,
+        settings.parse_limits,
+        fsync,
+        std::sync::Arc::new(lacre_server::SystemClock),
+    )
+    .await
+    .with_context(|| format!("cannot open store {shown}"))?;
+    tracing::info!(
+        store = %shown,
+        journal = %lacre_server::store::journal_dir(url).unwrap_or_default().display(),
+        fsync,
+        remembered = stores.nonces.len(),
+        "store ready (schema up to date), nonces in the journal"
+    );
+    Ok(stores)
+}
+
 /// `lacre migrate --store URL`: brings a store's schema up to date.
 pub async fn migrate(url: &str) -> Result<ExitCode> {
     open_store(url).await?;
@@ -121,7 +153,7 @@ pub async fn serve(args: &ServeArgs) -> Result<ExitCode> {
     if let Some(store) = &args.store {
         settings.store = store.clone();
     }
-    let stores = open_store_with(&settings.store, settings.parse_limits).await?;
+    let stores = open_serving_store(&settings).await?;
     let (bench_tools, test_tools) = (args.bench_tools, args.test_tools);
     // MCP upstreams are started (and list their tools) before the server
     // is built: their tools are registered like any other.

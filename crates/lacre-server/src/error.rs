@@ -20,6 +20,9 @@ pub enum StoreError {
     /// The store URL names a kind this server has, with a bad parameter.
     #[error("invalid store url: {0}")]
     InvalidUrl(String),
+    /// The nonce journal beside a SQLite database cannot be opened.
+    #[error("the nonce journal cannot be used")]
+    Journal(#[source] Cause),
 }
 
 /// The error underneath a [`StoreError`], shared so that errors stay

@@ -66,6 +66,6 @@ pub use http::http_status;
 pub use ids::{IdSource, OsRandomIds, SystemClock};
 pub use jobs::{JobContext, JobRecord, JobState, JobStore, MemoryJobStore, WorkerConfig, Workers};
 pub use limits::{Rate, RateLimiter};
-pub use nonce::{MemoryNonceStore, NonceBackend};
+pub use nonce::{JournalError, MemoryNonceStore, NonceBackend, NonceJournal};
 pub use schema::SchemaError;
 pub use tool::{CallContext, Registry, ToolArgs, ToolDef, ToolError, ToolKind, ToolOutcome};

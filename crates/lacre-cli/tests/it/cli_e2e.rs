@@ -750,11 +750,22 @@ fn demo_runs_the_article_flow() {
 
 // ---- stdio ----------------------------------------------------------------
 
+/// `lacre serve --stdio` on the guard's configuration, with a database of
+/// its own: the HTTP server holds the nonce journal of the guard's (one
+/// process a journal).
 fn serve_stdio(s: &ServeGuard, input: String) -> Vec<String> {
-    let out = Cmd::lacre(&["serve", "--stdio", "--config", &s.file("lacre.toml")])
-        .stdin(input)
-        .cwd(s.dir.path())
-        .run();
+    let config = s.file("lacre.toml");
+    let out = Cmd::lacre(&[
+        "serve",
+        "--stdio",
+        "--config",
+        &config,
+        "--store",
+        "sqlite://stdio.db",
+    ])
+    .stdin(input)
+    .cwd(s.dir.path())
+    .run();
     out.ok("serve --stdio");
     out.stdout.lines().map(str::to_owned).collect()
 }

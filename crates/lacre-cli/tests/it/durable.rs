@@ -133,9 +133,34 @@ fn sqlite_nonces_survive_a_restart() {
 }
 
 #[test]
+fn a_second_server_on_one_sqlite_database_is_refused() {
+    // Its nonces would be in a journal the first cannot see: a replay
+    // sent to each would run twice. It says so and exits instead.
+    let s = ServeGuard::start_with_config("sqlite-twice", &durable_config("sqlite://lacre.db"));
+    let second = Cmd::lacre(&[
+        "serve",
+        "--config",
+        &s.file("lacre.toml"),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .cwd(s.dir.path())
+    .run();
+    second.expect_code(1, "a second server on the same database");
+    assert!(
+        second.stderr.contains("in use by another process"),
+        "{second:?}"
+    );
+    // The first still serves.
+    sum(&s).expect_code(0, "the first server");
+}
+
+#[test]
 fn a_locked_sqlite_database_gives_store_unavailable_then_recovers() {
     // A real SQLite failure: another process holds the write lock longer
-    // than the store's busy timeout (5 s), so the nonce cannot be recorded.
+    // than the store's busy timeout (5 s), so a job cannot be recorded.
+    // Replay protection does not need the database (its nonces are in the
+    // journal beside it): immediate tools keep answering meanwhile.
     if !python3_or_skip("a_locked_sqlite_database_gives_store_unavailable_then_recovers") {
         return;
     }
@@ -159,9 +184,13 @@ fn a_locked_sqlite_database_gives_store_unavailable_then_recovers() {
     )
     .expect("read");
     assert_eq!(line.trim(), "locked");
-    let started = Instant::now();
     let out = sum(&s);
-    out.expect_code(6, "with the database locked");
+    out.expect_code(0, "an immediate tool with the database locked");
+    assert_eq!(out.stdout.trim(), r#"{"count":2,"total":3.0}"#);
+    let job = r#"{"seconds":1,"payload":{}}"#;
+    let started = Instant::now();
+    let out = s.lacre(&["call", "start_long_task", job]);
+    out.expect_code(6, "a job with the database locked");
     assert!(out.stderr.contains("store_unavailable"), "{out:?}");
     assert!(
         started.elapsed() >= Duration::from_secs(4),
@@ -170,9 +199,9 @@ fn a_locked_sqlite_database_gives_store_unavailable_then_recovers() {
     // The lock goes with its process; the same server serves again.
     drop(holder.stdin.take());
     holder.wait().expect("python3 exits");
+    start_job(&s, job);
     let out = sum(&s);
     out.expect_code(0, "after the lock");
-    assert_eq!(out.stdout.trim(), r#"{"count":2,"total":3.0}"#);
 }
 
 fn pg_replicas(name: &str) -> Option<(PgSchema, Vec<ServeGuard>)> {

@@ -247,6 +247,22 @@ pub struct FileConfig {
     /// The audit log.
     #[serde(default)]
     pub audit: AuditSpec,
+    /// Where replay protection keeps its nonces.
+    #[serde(default)]
+    pub nonces: NoncesSpec,
+}
+
+/// The `[nonces]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoncesSpec {
+    /// With a SQLite store: keep nonces in a journal beside the database
+    /// (`<file>-nonces`) instead of in its table (default true). Must not
+    /// be true with another store.
+    pub journal: Option<Spanned<bool>>,
+    /// Wait for `fdatasync` before a request runs, so its nonce survives a
+    /// power loss, not only a crash of the process (default false).
+    pub fsync: Option<Spanned<bool>>,
 }
 
 /// The `[audit]` table.

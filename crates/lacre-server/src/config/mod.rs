@@ -16,7 +16,7 @@ pub use defaults::{generate_default, DefaultFiles, DEFAULT_LISTEN, DEFAULT_STORE
 pub use file::{
     ClientSpec, CommandToolSpec, FileConfig, KeyEntry, KeySpec, LimitsSpec, McpServerSpec, RateSpec,
 };
-pub use settings::{ClientSettings, Settings};
+pub use settings::{ClientSettings, NonceSettings, Settings};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -173,6 +173,36 @@ rate_limit = { per_second = 5, burst = 10 }
         assert!(!s.clients[1].tools.allows("start_long_task"));
         assert_eq!(s.clients[1].rate.map(|r| r.burst), Some(10.0));
         assert!(s.clients[0].rate.is_none());
+    }
+
+    #[test]
+    fn nonces_go_to_a_journal_only_beside_a_sqlite_file() {
+        let base = "server_id = \"s\"\n[signing]\nsecret = \"x\"\n";
+        let parse = |store: &str, nonces: &str| {
+            let text = format!("store = \"{store}\"\n{base}[nonces]\n{nonces}");
+            Settings::parse(Path::new("/srv/c.toml"), &text)
+        };
+        let s = parse("sqlite://lacre.db", "").unwrap();
+        assert_eq!(s.nonces.journal_for(&s.store), Some(false));
+        let s = parse("sqlite://lacre.db", "fsync = true\n").unwrap();
+        assert_eq!(s.nonces.journal_for(&s.store), Some(true));
+        assert_eq!(
+            crate::store::journal_dir(&s.store),
+            Some(PathBuf::from("/srv/lacre.db-nonces"))
+        );
+        let s = parse("sqlite://lacre.db", "journal = false\n").unwrap();
+        assert_eq!(s.nonces.journal_for(&s.store), None);
+        let s = parse("postgres://u@h/db", "").unwrap();
+        assert_eq!(s.nonces.journal_for(&s.store), None);
+        assert_eq!(s.nonces.journal_for("sqlite::memory:"), None);
+        // Asked for where it cannot be: refused, at the value's line.
+        let e = parse("postgres://u@h/db", "journal = true\n").unwrap_err();
+        assert_eq!(e.line, Some(6), "{e}");
+        assert!(e.message.contains("needs a SQLite database file"), "{e}");
+        let e = parse("memory", "fsync = true\n").unwrap_err();
+        assert_eq!(e.line, Some(6), "{e}");
+        let e = parse("sqlite://lacre.db", "journal = false\nfsync = true\n").unwrap_err();
+        assert_eq!(e.line, Some(7), "{e}");
     }
 
     #[test]

@@ -70,6 +70,26 @@ pub struct Settings {
     pub webhooks: crate::webhooks::WebhookSettings,
     /// The audit log, when enabled (`[audit]`).
     pub audit: Option<crate::audit::AuditSettings>,
+    /// Where nonces are kept (`[nonces]`).
+    pub nonces: NonceSettings,
+}
+
+/// Where replay protection keeps its nonces (`[nonces]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NonceSettings {
+    /// `journal` as written: `None` means "with a SQLite file".
+    pub journal: Option<bool>,
+    /// Wait for `fdatasync` before each request runs (group commit).
+    pub fsync: bool,
+}
+
+impl NonceSettings {
+    /// With the store `url`: `Some(fsync)` if nonces go to a journal
+    /// beside its SQLite file, `None` if the store keeps them itself.
+    pub fn journal_for(&self, url: &str) -> Option<bool> {
+        (self.journal != Some(false) && crate::store::journal_dir(url).is_some())
+            .then_some(self.fsync)
+    }
 }
 
 fn address(
@@ -228,6 +248,7 @@ impl Settings {
             }),
             _ => None,
         };
+        let nonces = nonce_settings(&ctx, &raw, &store)?;
         Ok(Settings {
             server_id: server_id.clone(),
             listen,
@@ -251,7 +272,32 @@ impl Settings {
             mcp_servers,
             webhooks,
             audit,
+            nonces,
         })
+    }
+}
+
+/// `[nonces]`: a journal by default with a SQLite file, refused elsewhere
+/// (PostgreSQL replicas must share their nonces; memory keeps nothing).
+fn nonce_settings(ctx: &Ctx, raw: &FileConfig, store: &str) -> Result<NonceSettings, ConfigError> {
+    let spec = &raw.nonces;
+    let settings = NonceSettings {
+        journal: spec.journal.as_ref().map(|j| *j.get_ref()),
+        fsync: spec.fsync.as_ref().is_some_and(|f| *f.get_ref()),
+    };
+    let at = |v: &Spanned<bool>| Some(ctx.line_of(v.span().start));
+    match (&spec.journal, &spec.fsync, settings.journal_for(store)) {
+        (Some(j), _, None) if *j.get_ref() => Err(ctx.err(
+            at(j),
+            "a nonce journal needs a SQLite database file as the store",
+            "remove journal = true: PostgreSQL replicas share their nonces in the database",
+        )),
+        (_, Some(f), None) if *f.get_ref() => Err(ctx.err(
+            at(f),
+            "fsync = true applies to a nonce journal, and this store has none",
+            "remove fsync, or use a SQLite store with the journal on",
+        )),
+        _ => Ok(settings),
     }
 }
 

@@ -117,6 +117,51 @@ pub async fn open_with_limits(
     }
 }
 
+/// Where `lacre serve` journals the nonces of a SQLite store: the
+/// directory `<database file>-nonces` beside it. `None` for other stores
+/// and for an in-memory SQLite database.
+pub fn journal_dir(url: &str) -> Option<std::path::PathBuf> {
+    if StoreKind::of(url) != Some(StoreKind::Sqlite) {
+        return None;
+    }
+    let file = sql::sqlite_file(url)?;
+    let mut dir = file.into_os_string();
+    dir.push("-nonces");
+    Some(dir.into())
+}
+
+/// Opens a SQLite store whose nonces are kept in a journal beside the
+/// database (see [`crate::NonceJournal`]) instead of in its table: the
+/// default of `lacre serve`. Live nonces found in the table (written by an
+/// earlier version) are moved into the journal first.
+pub async fn open_journaled(
+    url: &str,
+    limits: lacre_proto::ParseLimits,
+    fsync: bool,
+    clock: Arc<dyn lacre_proto::Clock>,
+) -> Result<Stores, StoreError> {
+    let dir = journal_dir(url).ok_or_else(|| {
+        StoreError::InvalidUrl(format!(
+            "{}: a nonce journal needs a SQLite database file",
+            redact(url)
+        ))
+    })?;
+    let store = SqlStore::connect(url, limits).await?;
+    let journal = crate::nonce::NonceJournal::open_with_clock(&dir, fsync, clock.clone())
+        .await
+        .map_err(|e| StoreError::Journal(crate::error::Cause::new(e)))?;
+    let moved = store.move_nonces_into(&journal, clock.now_ms()).await?;
+    if moved > 0 {
+        tracing::info!(moved, "nonces moved from the database into the journal");
+    }
+    Ok(Stores {
+        kind: StoreKind::Sqlite,
+        jobs: store.clone(),
+        audit: store,
+        nonces: journal,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

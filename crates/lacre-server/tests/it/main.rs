@@ -8,6 +8,7 @@ mod audit;
 mod dynamic;
 mod hostile;
 mod http_e2e;
+mod journal;
 mod outbox;
 mod stdio;
 mod store_contract;

@@ -179,13 +179,21 @@ fn split_schema(url: &str) -> (String, Option<String>) {
 /// Creates a missing SQLite database file readable by its owner only
 /// (0600, less the umask): it holds every client's arguments and results.
 /// SQLite gives the `-wal` and `-shm` files the database file's mode.
-fn create_private(url: &str) -> Result<(), StoreError> {
+/// The database file a `sqlite:` URL names (`None`: in memory).
+pub(super) fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
         .unwrap_or(url);
     let path = rest.split('?').next().unwrap_or_default();
-    if path.is_empty() || path.starts_with(":memory:") || std::path::Path::new(path).exists() {
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| path.into())
+}
+
+fn create_private(url: &str) -> Result<(), StoreError> {
+    let Some(path) = sqlite_file(url) else {
+        return Ok(());
+    };
+    if path.exists() {
         return Ok(());
     }
     let mut opts = std::fs::OpenOptions::new();

@@ -92,3 +92,56 @@ impl crate::nonce::NonceBatchSink for SqlStore {
             .collect())
     }
 }
+
+impl SqlStore {
+    /// Moves the live nonces of the database's table into `journal` (a
+    /// store that kept them in SQLite before the journal existed), then
+    /// empties the table. A crash part-way leaves the rows, moved again at
+    /// the next start. Returns how many were moved.
+    pub async fn move_nonces_into(
+        &self,
+        journal: &crate::nonce::NonceJournal,
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        const PAGE: i64 = 10_000;
+        let (mut client, mut nonce) = (String::new(), String::new());
+        let mut moved = 0;
+        loop {
+            let rows = sqlx::query(
+                "SELECT client_id, nonce, expires_at_ms FROM lacre_nonces
+                 WHERE expires_at_ms >= $1 AND (client_id > $2 OR (client_id = $2 AND nonce > $3))
+                 ORDER BY client_id, nonce LIMIT $4",
+            )
+            .bind(now_ms)
+            .bind(client.clone())
+            .bind(nonce.clone())
+            .bind(PAGE)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+            let last = rows.len() < usize::try_from(PAGE).unwrap_or(usize::MAX);
+            for r in &rows {
+                let c: String = r.try_get(0).map_err(unavailable)?;
+                let n: String = r.try_get(1).map_err(unavailable)?;
+                let e: i64 = r.try_get(2).map_err(unavailable)?;
+                journal
+                    .import(&c, &n, e, now_ms)
+                    .map_err(|e| StoreError::Journal(crate::error::Cause::new(e)))?;
+                (client, nonce) = (c, n);
+                moved += 1;
+            }
+            if last {
+                break;
+            }
+        }
+        journal
+            .sync_all()
+            .map_err(|e| StoreError::Journal(crate::error::Cause::new(e)))?;
+        sqlx::query("DELETE FROM lacre_nonces")
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        self.nonce_count.store(0, Ordering::Relaxed);
+        Ok(moved)
+    }
+}

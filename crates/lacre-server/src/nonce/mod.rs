@@ -2,7 +2,6 @@
 
 use crate::error::StoreError;
 use lacre_proto::{NonceError, NonceUse};
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 /// An asynchronous nonce store (a database-backed one must not block the
@@ -22,59 +21,69 @@ pub trait NonceBackend: Send + Sync + 'static {
     }
 }
 
-/// How often expired nonces are swept out.
-const SWEEP_EVERY_MS: i64 = 1_000;
+mod journal;
+mod set;
+
+pub use journal::{JournalError, NonceJournal};
+use set::{expiry_second, Digest, Keyer, NonceSet};
 
 struct Inner {
-    /// 128-bit keyed digests of the pairs, to their expiry.
-    seen: HashMap<u128, i64>,
+    set: NonceSet,
     /// The same digests by expiry second, so a sweep touches only what
     /// expired (a full scan of millions of entries would stall requests).
-    by_expiry: std::collections::BTreeMap<i64, Vec<u128>>,
-    next_sweep_ms: i64,
+    by_expiry: std::collections::BTreeMap<u32, Vec<Digest>>,
+    /// The next second to sweep.
+    next_sweep_s: u32,
 }
 
 impl Inner {
     fn sweep(&mut self, now_ms: i64) {
-        let current = now_ms.div_euclid(SWEEP_EVERY_MS);
         while let Some(entry) = self.by_expiry.first_entry() {
-            if *entry.key() >= current {
+            let second = *entry.key();
+            if set::live(second, now_ms) {
                 break;
             }
-            for k in entry.remove() {
+            for d in entry.remove() {
                 // Re-used pairs carry a later expiry: keep those.
-                if self.seen.get(&k).is_some_and(|exp| *exp < now_ms) {
-                    self.seen.remove(&k);
-                }
+                self.set.expire(d, second);
             }
         }
     }
 }
 
+/// A key for digests that live only as long as the process: from the
+/// standard library's random hasher keys (drawn from the operating system
+/// once a thread, as `HashMap` draws them).
+fn process_key() -> [u8; 32] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut key = [0u8; 32];
+    for (i, chunk) in key.chunks_exact_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    key
+}
+
 /// Nonces in memory, forgotten once their envelope's timestamp has left the
 /// window (after that the envelope is refused as stale anyway).
 ///
-/// A pair is remembered as a 128-bit digest made with two random SipHash
-/// keys (about 32 bytes an entry instead of the strings): an accidental
-/// collision between two of even billions of live nonces has a probability
-/// below 2^-60, and the keys are secret, so collisions cannot be aimed.
+/// A pair is remembered as a 96-bit keyed digest (see [`set`]), 16 bytes
+/// a table slot and 12 more in the list of its expiry second.
 pub struct MemoryNonceStore {
     inner: Mutex<Inner>,
-    keys: (
-        std::collections::hash_map::RandomState,
-        std::collections::hash_map::RandomState,
-    ),
+    keyer: Keyer,
 }
 
 impl Default for MemoryNonceStore {
     fn default() -> Self {
         MemoryNonceStore {
             inner: Mutex::new(Inner {
-                seen: HashMap::new(),
+                set: NonceSet::default(),
                 by_expiry: std::collections::BTreeMap::new(),
-                next_sweep_ms: i64::MIN,
+                next_sweep_s: 0,
             }),
-            keys: (Default::default(), Default::default()),
+            keyer: Keyer::new(&process_key()),
         }
     }
 }
@@ -89,20 +98,6 @@ impl MemoryNonceStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The pair's digest; the client id's length is hashed first, so the
-    /// pairs ("a", "bc") and ("ab", "c") differ.
-    fn key(&self, client_id: &str, nonce: &str) -> u128 {
-        use std::hash::{BuildHasher, Hash, Hasher};
-        let half = |state: &std::collections::hash_map::RandomState| {
-            let mut h = state.build_hasher();
-            client_id.len().hash(&mut h);
-            h.write(client_id.as_bytes());
-            h.write(nonce.as_bytes());
-            h.finish()
-        };
-        (u128::from(half(&self.keys.0)) << 64) | u128::from(half(&self.keys.1))
-    }
-
     fn record(
         &self,
         client_id: &str,
@@ -110,40 +105,27 @@ impl MemoryNonceStore {
         expires_at_ms: i64,
         now_ms: i64,
     ) -> Result<(), NonceError> {
-        let k = self.key(client_id, nonce);
+        let d = self.keyer.digest(client_id, nonce);
+        let expires_s = expiry_second(expires_at_ms);
         let mut inner = self.lock();
-        if now_ms >= inner.next_sweep_ms {
+        if !set::live(inner.next_sweep_s, now_ms) {
             inner.sweep(now_ms);
-            inner.next_sweep_ms = now_ms.saturating_add(SWEEP_EVERY_MS);
+            inner.next_sweep_s = expiry_second(now_ms);
         }
-        match inner.seen.entry(k) {
-            std::collections::hash_map::Entry::Occupied(mut e) => {
-                if *e.get() >= now_ms {
-                    return Err(NonceError::Replayed);
-                }
-                e.insert(expires_at_ms);
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(expires_at_ms);
-            }
-        }
-        inner
-            .by_expiry
-            .entry(expires_at_ms.div_euclid(SWEEP_EVERY_MS))
-            .or_default()
-            .push(k);
+        inner.set.record(d, expires_s, now_ms)?;
+        inner.by_expiry.entry(expires_s).or_default().push(d);
         Ok(())
     }
 
     /// Number of remembered nonces.
     pub fn len(&self) -> usize {
-        self.lock().seen.len()
+        self.lock().set.len()
     }
 
     /// Forgets a pair (its durable recording failed).
     fn forget(&self, client_id: &str, nonce: &str) {
-        let k = self.key(client_id, nonce);
-        self.lock().seen.remove(&k);
+        let d = self.keyer.digest(client_id, nonce);
+        self.lock().set.forget(d);
     }
 
     /// Whether no nonce is remembered.
