@@ -8,6 +8,7 @@ mod debug;
 mod demo;
 mod keyfile;
 mod keygen;
+mod logsink;
 mod output;
 mod profile;
 mod serve;
@@ -250,14 +251,23 @@ fn init_logging(format: LogFormat, level: tracing::Level) {
     let targets = tracing_subscriber::filter::Targets::new()
         .with_default(level)
         .with_target("rmcp", sdk);
+    let terminal = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(terminal)
         .with_max_level(level);
-    let _ = if format == LogFormat::Json {
-        builder.json().finish().with(targets).try_init()
-    } else {
-        builder.finish().with(targets).try_init()
+    // A terminal shows each line at once; a file or a pipe gets them in
+    // batches (one write a request would cost ~5% of a busy server).
+    let _ = match (format == LogFormat::Json, terminal) {
+        (true, true) => builder.json().finish().with(targets).try_init(),
+        (false, true) => builder.finish().with(targets).try_init(),
+        (true, false) => {
+            let b = builder.with_writer(logsink::Buffered).json();
+            b.finish().with(targets).try_init()
+        }
+        (false, false) => {
+            let b = builder.with_writer(logsink::Buffered);
+            b.finish().with(targets).try_init()
+        }
     };
 }
 
@@ -321,6 +331,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// mimalloc instead of the system allocator: a request allocates and frees
+/// a few dozen small blocks, and glibc's malloc cost ~8% of a busy server
+/// (BENCHMARKS.md §1).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Serve(_)) {
@@ -330,6 +346,11 @@ fn main() -> std::process::ExitCode {
     };
     let level = cli.log_level.unwrap_or(default_level).level();
     init_logging(cli.log_format, level);
+    let report_panic = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        logsink::flush();
+        report_panic(info);
+    }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -340,7 +361,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(ExitCode::Rejected as u8);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    drop(runtime);
+    logsink::flush();
+    match outcome {
         Ok(code) => std::process::ExitCode::from(code as u8),
         Err(e) => {
             eprintln!("lacre: {e:#}");
