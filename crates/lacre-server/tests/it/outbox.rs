@@ -357,6 +357,9 @@ async fn a_version_1_database_is_migrated_with_its_jobs() {
         "DROP TABLE lacre_disabled_endpoints",
         "ALTER TABLE lacre_jobs DROP COLUMN events",
         "DROP TABLE lacre_audit",
+        "DROP INDEX lacre_jobs_load",
+        "DROP INDEX lacre_jobs_due",
+        "ALTER TABLE lacre_jobs DROP COLUMN args_bytes",
         "DELETE FROM lacre_schema WHERE version >= 2",
     ] {
         sqlx::raw_sql(statement).execute(&pool).await.unwrap();

@@ -104,7 +104,7 @@ impl AuditStore for SqlStore {
             )
             .bind(before_ms)
             .bind(super::PRUNE_BATCH)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await
             .map_err(unavailable)?
             .rows_affected();

@@ -82,7 +82,7 @@ impl JobStore for SqlStore {
         // already created is answered, not refused) and in the same
         // transaction as the insert.
         let load = sqlx::query(
-            "SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(args)), 0) AS bytes FROM lacre_jobs
+            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(args_bytes), 0) AS BIGINT) AS bytes FROM lacre_jobs
              WHERE client_id = $1 AND state IN ('queued', 'running')",
         )
         .bind(job.client_id.clone())
@@ -104,8 +104,8 @@ impl JobStore for SqlStore {
             return Ok(CreateOutcome::OverLimit(limit));
         }
         let row = sqlx::query(
-            "INSERT INTO lacre_jobs (id, client_id, request_id, tool, args, state, available_at_ms, created_ms, updated_ms, events)
-             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $6, $7) RETURNING *",
+            "INSERT INTO lacre_jobs (id, client_id, request_id, tool, args, state, available_at_ms, created_ms, updated_ms, events, args_bytes)
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $6, $7, $8) RETURNING *",
         )
         .bind(job.id.clone())
         .bind(job.client_id.clone())
@@ -114,6 +114,7 @@ impl JobStore for SqlStore {
         .bind(json_text(&job.args))
         .bind(job.now_ms)
         .bind(job.events.bits())
+        .bind(to_i64(new_bytes))
         .fetch_one(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -151,10 +152,25 @@ impl JobStore for SqlStore {
                    ORDER BY {FAIR}, available_at_ms, created_ms LIMIT 1 FOR UPDATE SKIP LOCKED)
                  UPDATE lacre_jobs AS j SET {SET} FROM next WHERE j.id = next.id RETURNING j.*"
             ),
+            // The same order, at a cost that does not grow with the queue:
+            // the clients with queued jobs are walked through the index of
+            // the queue (one lookup each), each one's oldest due job is its
+            // candidate, and the candidates are ordered as above.
             _ => format!(
                 "UPDATE lacre_jobs SET {SET} WHERE id = (
-                   SELECT id FROM lacre_jobs q WHERE state = 'queued' AND available_at_ms <= $1
-                   ORDER BY {FAIR}, available_at_ms, created_ms LIMIT 1) RETURNING *"
+                   WITH RECURSIVE clients(c) AS (
+                     SELECT (SELECT MIN(client_id) FROM lacre_jobs WHERE state = 'queued')
+                     UNION ALL
+                     SELECT (SELECT MIN(client_id) FROM lacre_jobs WHERE state = 'queued' AND client_id > c)
+                       FROM clients WHERE c IS NOT NULL
+                   ), heads AS (
+                     SELECT c AS client_id, (SELECT id FROM lacre_jobs
+                         WHERE state = 'queued' AND client_id = c AND available_at_ms <= $1
+                         ORDER BY available_at_ms, created_ms LIMIT 1) AS id
+                       FROM clients WHERE c IS NOT NULL
+                   )
+                   SELECT q.id FROM heads q JOIN lacre_jobs j ON j.id = q.id
+                   ORDER BY {FAIR}, j.available_at_ms, j.created_ms LIMIT 1) RETURNING *"
             ),
         };
         let Some((row, fence)) = self.claim_row(&sql, now_ms, lease_ms).await? else {
@@ -186,7 +202,7 @@ impl JobStore for SqlStore {
         .bind(fraction)
         .bind(message)
         .bind(beat.now_ms)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await
         .map_err(unavailable)?
         .rows_affected();
@@ -364,7 +380,7 @@ impl JobStore for SqlStore {
                 let n = sqlx::query(sql)
                     .bind(bound)
                     .bind(PRUNE_BATCH)
-                    .execute(&self.pool)
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(unavailable)?
                     .rows_affected();

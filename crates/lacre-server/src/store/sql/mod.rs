@@ -114,6 +114,15 @@ const MIGRATIONS: &[&[&str]] = &[&[
     )",
     "CREATE INDEX IF NOT EXISTS lacre_audit_time ON lacre_audit (at_ms)",
     "CREATE INDEX IF NOT EXISTS lacre_audit_client ON lacre_audit (client_id, at_ms)",
+], &[
+    // Costs that stay flat as jobs accumulate: a client's load (jobs
+    // queued and running, their arguments' bytes) is read from an index
+    // instead of its every job's row, and a claim picks the client from
+    // an index of the queue instead of counting per queued job.
+    "ALTER TABLE lacre_jobs ADD COLUMN args_bytes BIGINT",
+    "UPDATE lacre_jobs SET args_bytes = LENGTH(args)",
+    "CREATE INDEX IF NOT EXISTS lacre_jobs_load ON lacre_jobs (client_id, state, args_bytes)",
+    "CREATE INDEX IF NOT EXISTS lacre_jobs_due ON lacre_jobs (state, client_id, available_at_ms, created_ms)",
 ]];
 
 /// Rows deleted per statement when pruning, so no statement holds locks long.
@@ -141,6 +150,59 @@ pub struct SqlStore {
     nonce_count: AtomicUsize,
     /// How stored JSON is parsed.
     limits: ParseLimits,
+    /// SQLite: writes wait here, in arrival order, rather than in SQLite's
+    /// busy handler, which polls with sleeps of up to 100 ms and lets later
+    /// writers overtake: at 32 connections some writes waited past the
+    /// 5-second busy timeout and failed, and jobs ran at 9 a second.
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// A write transaction (and, on SQLite, this process's turn to write).
+pub(super) struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub(super) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
+}
+
+/// A connection for one writing statement (and, on SQLite, the turn).
+pub(super) struct WriteConn {
+    conn: sqlx::pool::PoolConnection<sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteConn {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteConn {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.conn
+    }
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
@@ -279,13 +341,13 @@ impl SqlStore {
                 Box::pin(async move {
                     // WAL lets readers run beside the one writer; NORMAL
                     // sync is durable across process crashes in WAL mode.
-                    // Small pages (for a new database; set before WAL):
-                    // nonces land on random leaves, and each commit writes
-                    // every page it touched, so 1 KiB pages write a quarter
-                    // of what 4 KiB pages do (+8% req/s, half the p99, in
-                    // bench/compare.sh).
+                    // Pages of SQLite's default size (4 KiB): the 1 KiB
+                    // pages that suited a table of random nonces split job
+                    // rows over overflow pages, and `lacre serve` keeps its
+                    // nonces in the journal. A 16 MiB page cache a
+                    // connection keeps the queue's indexes in memory.
                     for pragma in [
-                        "PRAGMA page_size=1024",
+                        "PRAGMA cache_size=-16384",
                         "PRAGMA journal_mode=WAL",
                         "PRAGMA synchronous=NORMAL",
                         "PRAGMA busy_timeout=5000",
@@ -322,6 +384,7 @@ impl SqlStore {
             channel,
             nonce_count: AtomicUsize::new(0),
             limits,
+            write_gate: (kind == StoreKind::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
         });
         store.migrate(schema.as_deref()).await?;
         if kind == StoreKind::Postgres {
@@ -520,14 +583,31 @@ impl SqlStore {
         }
     }
 
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
-        match self.kind {
+    /// This process's turn to write (SQLite), in arrival order.
+    async fn turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.write_gate {
+            Some(gate) => Some(Arc::clone(gate).lock_owned().await),
+            None => None,
+        }
+    }
+
+    async fn begin(&self) -> Result<WriteTx, StoreError> {
+        let turn = self.turn().await;
+        let tx = match self.kind {
             // Take the write lock up front: a deferred transaction that
             // reads and then writes can fail with SQLITE_BUSY mid-way.
             StoreKind::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             _ => self.pool.begin().await,
         }
-        .map_err(unavailable)
+        .map_err(unavailable)?;
+        Ok(WriteTx { tx, _turn: turn })
+    }
+
+    /// A connection for one writing statement outside a transaction.
+    async fn writer(&self) -> Result<WriteConn, StoreError> {
+        let turn = self.turn().await;
+        let conn = self.pool.acquire().await.map_err(unavailable)?;
+        Ok(WriteConn { conn, _turn: turn })
     }
 
     /// Runs a claim (`sql` binds now as `$1` and the lease's end as `$2`,

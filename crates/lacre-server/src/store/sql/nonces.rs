@@ -12,6 +12,10 @@ impl NonceBackend for SqlStore {
     async fn check_and_record(&self, u: &NonceUse<'_>) -> Result<(), NonceError> {
         // Insert if absent; an expired record may be reused. One statement,
         // atomic on every replica.
+        let mut writer = self.writer().await.map_err(|e| {
+            tracing::warn!(error = %e, "nonce store unavailable");
+            NonceError::Unavailable
+        })?;
         let inserted = sqlx::query(
             "INSERT INTO lacre_nonces (client_id, nonce, expires_at_ms) VALUES ($1, $2, $3)
              ON CONFLICT (client_id, nonce) DO UPDATE SET expires_at_ms = excluded.expires_at_ms
@@ -21,7 +25,7 @@ impl NonceBackend for SqlStore {
         .bind(u.nonce.to_owned())
         .bind(u.expires_at_ms)
         .bind(u.now_ms)
-        .execute(&self.pool)
+        .execute(&mut *writer)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "nonce store unavailable");
@@ -72,7 +76,7 @@ impl crate::nonce::NonceBatchSink for SqlStore {
         // One statement is atomic on its own: no BEGIN/COMMIT round trips.
         let rows = q
             .bind(now_ms)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.writer().await?)
             .await
             .map_err(unavailable)?;
         let recorded: std::collections::HashSet<(String, String)> = rows
@@ -138,7 +142,7 @@ impl SqlStore {
             .sync_all()
             .map_err(|e| StoreError::Journal(crate::error::Cause::new(e)))?;
         sqlx::query("DELETE FROM lacre_nonces")
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await
             .map_err(unavailable)?;
         self.nonce_count.store(0, Ordering::Relaxed);

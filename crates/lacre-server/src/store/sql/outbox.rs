@@ -55,7 +55,7 @@ impl<'a> Ended<'a> {
 /// Writes the event of a job that just ended, if its client asked for it,
 /// in the transaction that ended it.
 pub(super) async fn raise(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut super::WriteTx,
     ended: &Ended<'_>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
@@ -211,7 +211,7 @@ impl Outbox for SqlStore {
             q = q.bind(a.to_owned());
         }
         let n = q
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await
             .map_err(unavailable)?
             .rows_affected();
@@ -244,7 +244,7 @@ impl Outbox for SqlStore {
     async fn enable_endpoint(&self, client_id: &str) -> Result<bool, StoreError> {
         let n = sqlx::query("DELETE FROM lacre_disabled_endpoints WHERE client_id = $1")
             .bind(client_id.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await
             .map_err(unavailable)?
             .rows_affected();
