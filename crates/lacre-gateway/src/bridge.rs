@@ -259,8 +259,9 @@ impl Bridge {
                 Ok(JobView::Done(result)) => return success(result),
                 Ok(JobView::Pending(p)) => {
                     since = p.version;
-                    let fraction = p.progress.unwrap_or(0.0);
-                    if let Some(token) = &token {
+                    // Only what the job reported: a job that has said
+                    // nothing yet (queued, or just claimed) sends nothing.
+                    if let (Some(token), Some(fraction)) = (&token, p.progress) {
                         // MCP wants progress to increase strictly.
                         if fraction > last {
                             last = fraction;

@@ -105,10 +105,12 @@ fn an_mcp_host_lists_and_calls_lacre_tools() {
         progress.windows(2).all(|w| w[0] < w[1]),
         "not increasing: {progress:?}"
     );
-    assert!(long["progress"][0]["message"]
-        .as_str()
-        .unwrap()
-        .ends_with(" seconds"));
+    assert!(
+        long["progress"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with(" seconds")),
+        "{long}"
+    );
 }
 
 #[test]
