@@ -441,10 +441,11 @@ impl Server {
             }
         };
         let jobs: Vec<(&str, u64)> = jobs.iter().map(|(s, n)| (s.as_str(), *n)).collect();
-        let mut page = self
-            .inner
-            .metrics
-            .render(&jobs, self.inner.nonces.len(), self.in_flight());
+        let nonces = crate::metrics::NonceGauges {
+            remembered: self.inner.nonces.len(),
+            memory_bytes: self.inner.nonces.memory_bytes(),
+        };
+        let mut page = self.inner.metrics.render(&jobs, nonces, self.in_flight());
         if let Some(extra) = self.inner.extra_metrics.get() {
             page.push_str(&extra());
         }

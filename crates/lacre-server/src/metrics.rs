@@ -16,6 +16,15 @@ const BUCKETS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 1.0, 10.0,
 ];
 
+/// What the nonce store holds, for the gauges.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NonceGauges {
+    /// Nonces remembered.
+    pub remembered: usize,
+    /// Bytes of memory their records take.
+    pub memory_bytes: usize,
+}
+
 /// Counters and a latency histogram, updated on every request.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -70,7 +79,12 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition, with the gauges the caller measured.
-    pub fn render(&self, jobs_by_state: &[(&str, u64)], nonces: usize, in_flight: usize) -> String {
+    pub fn render(
+        &self,
+        jobs_by_state: &[(&str, u64)],
+        nonces: NonceGauges,
+        in_flight: usize,
+    ) -> String {
         let mut out = String::new();
         out.push_str("# HELP lacre_requests_total Requests handled, by tool and outcome (status or error code).\n");
         out.push_str("# TYPE lacre_requests_total counter\n");
@@ -124,7 +138,12 @@ impl Metrics {
             "# HELP lacre_nonces Nonces remembered by this process (replay protection).\n",
         );
         out.push_str("# TYPE lacre_nonces gauge\n");
-        let _ = writeln!(out, "lacre_nonces {nonces}");
+        let _ = writeln!(out, "lacre_nonces {}", nonces.remembered);
+        out.push_str(
+            "# HELP lacre_nonce_memory_bytes Bytes of memory this process's nonce records take.\n",
+        );
+        out.push_str("# TYPE lacre_nonce_memory_bytes gauge\n");
+        let _ = writeln!(out, "lacre_nonce_memory_bytes {}", nonces.memory_bytes);
         out.push_str(
             "# HELP lacre_requests_in_flight Requests being handled (waiting long polls excluded).\n",
         );
@@ -159,13 +178,18 @@ mod tests {
         m.record_verification_failure("bad_signature");
         m.record_delivery("retry");
         m.record_delivery("retry");
-        let text = m.render(&[("queued", 2)], 7, 3);
+        let nonces = NonceGauges {
+            remembered: 7,
+            memory_bytes: 4096,
+        };
+        let text = m.render(&[("queued", 2)], nonces, 3);
         assert!(text.contains("lacre_requests_total{tool=\"batch_sum\",outcome=\"ok\"} 2"));
         assert!(text.contains("lacre_verification_failures_total{reason=\"bad_signature\"} 1"));
         assert!(text.contains("lacre_request_duration_seconds_bucket{le=\"0.0005\"} 2"));
         assert!(text.contains("lacre_request_duration_seconds_bucket{le=\"+Inf\"} 3"));
         assert!(text.contains("lacre_jobs{state=\"queued\"} 2"));
         assert!(text.contains("lacre_nonces 7"));
+        assert!(text.contains("lacre_nonce_memory_bytes 4096"));
         assert!(text.contains("lacre_requests_in_flight 3"));
         assert!(text.contains("lacre_webhook_deliveries_total{outcome=\"retry\"} 2"));
     }

@@ -532,6 +532,10 @@ impl super::NonceBackend for NonceJournal {
     fn len(&self) -> usize {
         NonceJournal::len(self)
     }
+
+    fn memory_bytes(&self) -> usize {
+        NonceJournal::memory_bytes(self)
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,12 @@ pub trait NonceBackend: Send + Sync + 'static {
     /// Number of remembered nonces (for metrics).
     fn len(&self) -> usize;
 
+    /// Bytes of memory the records kept in this process take (for
+    /// metrics; 0 where none are kept here).
+    fn memory_bytes(&self) -> usize {
+        0
+    }
+
     /// Whether no nonce is remembered.
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -122,6 +128,13 @@ impl MemoryNonceStore {
         self.lock().set.len()
     }
 
+    /// Bytes of memory the records take: the table and the expiry lists.
+    pub fn memory_bytes(&self) -> usize {
+        let inner = self.lock();
+        let lists: usize = inner.by_expiry.values().map(Vec::capacity).sum();
+        inner.set.table_bytes() + lists * std::mem::size_of::<Digest>()
+    }
+
     /// Forgets a pair (its durable recording failed).
     fn forget(&self, client_id: &str, nonce: &str) {
         let d = self.keyer.digest(client_id, nonce);
@@ -148,6 +161,10 @@ impl NonceBackend for MemoryNonceStore {
 
     fn len(&self) -> usize {
         MemoryNonceStore::len(self)
+    }
+
+    fn memory_bytes(&self) -> usize {
+        MemoryNonceStore::memory_bytes(self)
     }
 }
 
@@ -275,6 +292,10 @@ impl NonceBackend for BatchedNonceStore {
 
     fn len(&self) -> usize {
         self.front.len()
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.front.memory_bytes()
     }
 }
 

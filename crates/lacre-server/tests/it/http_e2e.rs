@@ -730,6 +730,12 @@ async fn metrics_count_requests_by_tool_and_outcome() {
     );
     assert!(text.contains("lacre_jobs{state="), "{text}");
     assert!(text.contains("lacre_nonces 2"), "{text}");
+    // The nonce records' memory is reported, and is not nothing.
+    let bytes = text
+        .lines()
+        .find_map(|l| l.strip_prefix("lacre_nonce_memory_bytes "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(bytes.is_some_and(|b| b > 0), "{text}");
     s.stop().await;
 }
 
