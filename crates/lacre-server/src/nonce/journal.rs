@@ -38,7 +38,9 @@ pub enum JournalError {
     /// Another process holds the journal.
     #[error(
         "{0} is in use by another process (one lacre process per SQLite \
-         database; replicas share their nonces through PostgreSQL)"
+         database and journal: give the other its own database, set \
+         [nonces] journal = false in both to share the database's table, \
+         or use PostgreSQL for replicas)"
     )]
     Locked(PathBuf),
     /// A file could not be read or written.
