@@ -130,7 +130,10 @@ impl<'a> ObjectWriter<'a> {
     fn int(&mut self, k: &str, v: i64) {
         json::canonical_into(&Value::Number(Number::Int(v)), self.key(k));
     }
-    fn finish(self) {
+    /// The members every message ends with, `ts_ms` and `v`, and the `}`.
+    fn finish_message(mut self, ts_ms: i64) {
+        self.int("ts_ms", ts_ms);
+        self.str("v", VERSION);
         self.out.push(b'}');
     }
 }
@@ -154,6 +157,11 @@ macro_rules! message_bytes {
         pub fn parse(bytes: &[u8], limits: ParseLimits) -> Result<Self, EnvelopeError> {
             let value = json::parse(bytes, limits).map_err(EnvelopeError::Json)?;
             Self::from_value(value)
+        }
+
+        /// Signs the message in place with `key`.
+        pub fn sign(&mut self, key: &SigningKey) {
+            self.signature = key.sign_hex(&self.signing_bytes());
         }
 
         /// The whole message as canonical JSON, signature included.
@@ -184,15 +192,8 @@ impl Envelope {
         w.str("server_id", &self.server_id);
         let split = w.out.len();
         w.str("tool", &self.tool);
-        w.int("ts_ms", self.ts_ms);
-        w.str("v", VERSION);
-        w.finish();
+        w.finish_message(self.ts_ms);
         split
-    }
-
-    /// Signs the envelope in place with `key`.
-    pub fn sign(&mut self, key: &SigningKey) {
-        self.signature = key.sign_hex(&self.signing_bytes());
     }
 
     /// Checks an already parsed JSON value: exactly the seed's fields, of the
@@ -202,25 +203,20 @@ impl Envelope {
     /// another version, whatever its fields, gets
     /// [`EnvelopeError::UnsupportedVersion`].
     pub fn from_value(value: Value) -> Result<Envelope, EnvelopeError> {
-        let Value::Object(map) = value else {
-            return Err(EnvelopeError::NotAnObject(value.type_name()));
-        };
-        const FIELDS: [&str; 9] = [
-            "v",
-            "request_id",
-            "ts_ms",
-            "client_id",
-            "server_id",
-            "tool",
-            "args",
-            "nonce",
-            "signature",
-        ];
-        let (mut map, unknown) = Fields::collect(map, FIELDS);
-        check_version(map.remove("v"))?;
-        if let Some(unknown) = unknown {
-            return Err(EnvelopeError::UnknownField(unknown));
-        }
+        let mut map = Fields::of_message(
+            value,
+            [
+                "args",
+                "client_id",
+                "nonce",
+                "request_id",
+                "server_id",
+                "signature",
+                "tool",
+                "ts_ms",
+                "v",
+            ],
+        )?;
         let envelope = Envelope {
             request_id: identifier(&mut map, "request_id")?,
             ts_ms: integer(&mut map, "ts_ms")?,
@@ -259,15 +255,8 @@ impl Response {
         w.str("server_id", &self.server_id);
         let split = w.out.len();
         w.str("status", self.status.as_str());
-        w.int("ts_ms", self.ts_ms);
-        w.str("v", VERSION);
-        w.finish();
+        w.finish_message(self.ts_ms);
         split
-    }
-
-    /// Signs the response in place with `key`.
-    pub fn sign(&mut self, key: &SigningKey) {
-        self.signature = key.sign_hex(&self.signing_bytes());
     }
 
     /// Signs the response in place and returns its wire form, serializing
@@ -283,25 +272,20 @@ impl Response {
 
     /// Checks an already parsed JSON value (the seed's `MCPResponse` rules).
     pub fn from_value(value: Value) -> Result<Response, EnvelopeError> {
-        let Value::Object(map) = value else {
-            return Err(EnvelopeError::NotAnObject(value.type_name()));
-        };
-        const FIELDS: [&str; 9] = [
-            "v",
-            "request_id",
-            "ts_ms",
-            "ok",
-            "server_id",
-            "status",
-            "result",
-            "error",
-            "signature",
-        ];
-        let (mut map, unknown) = Fields::collect(map, FIELDS);
-        check_version(map.remove("v"))?;
-        if let Some(unknown) = unknown {
-            return Err(EnvelopeError::UnknownField(unknown));
-        }
+        let mut map = Fields::of_message(
+            value,
+            [
+                "error",
+                "ok",
+                "request_id",
+                "result",
+                "server_id",
+                "signature",
+                "status",
+                "ts_ms",
+                "v",
+            ],
+        )?;
         let request_id = required_string(&mut map, "request_id")?;
         check_length("request_id", &request_id)?;
         let ts_ms = integer(&mut map, "ts_ms")?;
@@ -352,6 +336,21 @@ struct Fields {
 }
 
 impl Fields {
+    /// The members of a message object with these `names`: the version
+    /// checked first (whatever the other members, a message of another
+    /// version is refused as such), then the first unknown name refused.
+    fn of_message(value: Value, names: [&'static str; 9]) -> Result<Fields, EnvelopeError> {
+        let Value::Object(map) = value else {
+            return Err(EnvelopeError::NotAnObject(value.type_name()));
+        };
+        let (mut fields, unknown) = Fields::collect(map, names);
+        check_version(fields.remove("v"))?;
+        match unknown {
+            Some(unknown) => Err(EnvelopeError::UnknownField(unknown)),
+            None => Ok(fields),
+        }
+    }
+
     fn collect(map: Map, names: [&'static str; 9]) -> (Fields, Option<String>) {
         let mut values: [Option<Value>; 9] = Default::default();
         let mut unknown = None;

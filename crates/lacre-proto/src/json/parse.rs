@@ -211,12 +211,8 @@ impl<'a> Parser<'a> {
     }
 
     fn object(&mut self, depth: usize) -> Result<Value, JsonError> {
-        self.enter(depth)?;
-        self.pos += 1; // '{'
         let mut map = Map::new();
-        self.skip_ws();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
+        if self.opened_empty(depth, b'}')? {
             return Ok(Value::Object(map));
         }
         loop {
@@ -246,28 +242,46 @@ impl<'a> Parser<'a> {
                     e.insert(value);
                 }
             }
-            self.skip_ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.pos += 1;
-                    self.skip_ws();
-                }
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(Value::Object(map));
-                }
-                _ => return Err(self.unexpected()),
+            if self.closed_after_item(b'}')? {
+                return Ok(Value::Object(map));
             }
         }
     }
 
-    fn array(&mut self, depth: usize) -> Result<Value, JsonError> {
+    /// Enters an object or array at `depth` (its opening byte is the
+    /// current one); `true` when it is empty (its `close` byte consumed).
+    fn opened_empty(&mut self, depth: usize, close: u8) -> Result<bool, JsonError> {
         self.enter(depth)?;
-        self.pos += 1; // '['
-        let mut items = Vec::new();
+        self.pos += 1;
         self.skip_ws();
-        if self.peek() == Some(b']') {
+        let empty = self.peek() == Some(close);
+        if empty {
             self.pos += 1;
+        }
+        Ok(empty)
+    }
+
+    /// After an item of an object or array: `,` (more to come; `false`) or
+    /// the `close` byte (`true`), with the white space around them.
+    fn closed_after_item(&mut self, close: u8) -> Result<bool, JsonError> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                self.skip_ws();
+                Ok(false)
+            }
+            Some(c) if c == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Value, JsonError> {
+        let mut items = Vec::new();
+        if self.opened_empty(depth, b']')? {
             return Ok(Value::Array(items));
         }
         loop {
@@ -275,17 +289,8 @@ impl<'a> Parser<'a> {
                 return Err(self.err(JsonErrorKind::TooManyItems(self.limits.max_items)));
             }
             items.push(self.value(depth + 1)?);
-            self.skip_ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.pos += 1;
-                    self.skip_ws();
-                }
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(Value::Array(items));
-                }
-                _ => return Err(self.unexpected()),
+            if self.closed_after_item(b']')? {
+                return Ok(Value::Array(items));
             }
         }
     }
