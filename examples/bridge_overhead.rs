@@ -41,19 +41,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server_key = SigningKey::hmac(b"server_secret_key_123")?;
     let client_key = SigningKey::hmac(b"client_secret_key_456")?;
     let server = Server::builder("mcp-server-001", server_key.clone())
-        .client(
-            "client-001",
-            vec![client_key.verifying_key()],
-            ToolFilter::All,
-        )?
+        .client("client-001", [client_key.verifying_key()], ToolFilter::All)?
         .build();
     let (listener, addr) = lacre_server::http::bind("127.0.0.1:0".parse()?).await?;
-    tokio::spawn(lacre_server::http::serve(
-        listener,
-        server,
-        1 << 20,
-        std::future::pending(),
-    ));
+    let serving = lacre_server::http::serve(listener, server, 1 << 20, std::future::pending());
+    tokio::spawn(serving);
     let url = format!("http://{addr}/mcp");
     let client = Client::builder(&url, "client-001", "mcp-server-001")
         .key(client_key)

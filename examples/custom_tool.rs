@@ -55,7 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = Server::builder("example-server", server_key.clone())
         .client(
             "example-client",
-            vec![client_key.verifying_key()],
+            [client_key.verifying_key()],
             ToolFilter::All,
         )?
         .tools(|reg| {
@@ -89,12 +89,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build();
     let _workers = server.start_workers(WorkerConfig::default());
     let (listener, addr) = lacre_server::http::bind("127.0.0.1:0".parse()?).await?;
-    tokio::spawn(lacre_server::http::serve(
-        listener,
-        server,
-        1 << 20,
-        std::future::pending(),
-    ));
+    let serving = lacre_server::http::serve(listener, server, 1 << 20, std::future::pending());
+    tokio::spawn(serving);
 
     let client = Client::builder(
         &format!("http://{addr}/mcp"),

@@ -68,11 +68,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = format!(
         r#"server_id = "gw-bench"
 store = "memory"
-[signing]
-secret = "server_secret_key_123"
-[[clients]]
-id = "client-001"
-secret = "client_secret_key_456"
+signing = {{ secret = "server_secret_key_123" }}
+clients = [{{ id = "client-001", secret = "client_secret_key_456" }}]
 [[mcp_servers]]
 name = "everything"
 command = ["node", "{ENTRY}", "stdio"]
@@ -86,12 +83,8 @@ command = ["node", "{ENTRY}", "stdio"]
     let server = settings.server_with(&stores, |reg| registered = gateway.register(reg))?;
     registered?;
     let (listener, addr) = lacre_server::http::bind("127.0.0.1:0".parse()?).await?;
-    tokio::spawn(lacre_server::http::serve(
-        listener,
-        server,
-        1 << 20,
-        std::future::pending(),
-    ));
+    let serving = lacre_server::http::serve(listener, server, 1 << 20, std::future::pending());
+    tokio::spawn(serving);
     let client = Client::builder(&format!("http://{addr}/mcp"), "client-001", "gw-bench")
         .key(SigningKey::hmac(b"client_secret_key_456")?)
         .trust(ServerTrust::Key(

@@ -24,11 +24,7 @@ impl Workload {
             "mcp-server-001",
             SigningKey::hmac(b"server_secret_key_123").unwrap_or_else(|e| panic!("{e}")),
         )
-        .client(
-            "client-001",
-            vec![client_key.verifying_key()],
-            ToolFilter::All,
-        )
+        .client("client-001", [client_key.verifying_key()], ToolFilter::All)
         .unwrap_or_else(|e| panic!("{e}"));
         if let Some(clock) = clock {
             builder = builder.clock(clock);

@@ -33,11 +33,7 @@ pub async fn demo() -> Result<ExitCode> {
     let server_key = SigningKey::hmac(&server_secret)?;
     let client_key = SigningKey::hmac(&client_secret)?;
     let server = Server::builder("mcp-server-001", server_key.clone())
-        .client(
-            "client-001",
-            vec![client_key.verifying_key()],
-            ToolFilter::All,
-        )?
+        .client("client-001", [client_key.verifying_key()], ToolFilter::All)?
         .build();
     let workers = server.start_workers(WorkerConfig::default());
     let (listener, addr) = lacre_server::http::bind("127.0.0.1:0".parse()?).await?;

@@ -57,19 +57,6 @@ pub enum ServerTrust {
     Fingerprint(String),
 }
 
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0)
-    }
-}
-
 /// Builds a [`Client`].
 pub struct ClientBuilder {
     url: String,
@@ -245,6 +232,9 @@ enum Retry {
 
 /// Largest reply the client reads (a hostile peer must not exhaust memory).
 pub use lacre_proto::MAX_REPLY_BYTES;
+
+/// The system clock (the client's default; tests inject another [`Clock`]).
+pub use lacre_proto::SystemClock;
 
 /// Checking a job notification as a receiver (SPEC §9.5): Standard
 /// Webhooks `v1` (a `whsec_` secret) and `v1a` (the server's `whpk_` key).

@@ -67,8 +67,8 @@ pub use reply::{
 };
 pub use verify::{
     authenticate, verify_request, verify_response, Authenticated, Clock, FixedClock, KeyLookup,
-    Keyring, KeyringError, NonceError, NonceStore, NonceUse, Rejected, Verified, VerifyConfig,
-    DEFAULT_MAX_SKEW_MS, MAX_KEYS_PER_CLIENT,
+    Keyring, KeyringError, NonceError, NonceStore, NonceUse, Rejected, SystemClock, Verified,
+    VerifyConfig, DEFAULT_MAX_SKEW_MS, MAX_KEYS_PER_CLIENT,
 };
 pub use wire::{Envelope, Response, Status, MAX_ID_CHARS, VERSION};
 

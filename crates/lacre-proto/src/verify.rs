@@ -27,6 +27,20 @@ pub trait Clock: Send + Sync {
     fn now_ms(&self) -> i64;
 }
 
+/// The system clock (milliseconds since the Unix epoch; 0 for a clock set
+/// before 1970).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    }
+}
+
 /// A clock that always says the same time (tests, vectors, replays of logs).
 #[derive(Debug, Clone, Copy)]
 pub struct FixedClock(pub i64);

@@ -2,11 +2,12 @@
 
 use crate::access::ToolFilter;
 use crate::dispatch::{Inner, Server};
-use crate::ids::{IdSource, OsRandomIds, SystemClock};
+use crate::ids::{IdSource, OsRandomIds};
 use crate::jobs::{JobStore, MemoryJobStore};
 use crate::limits::{ClientLimits, ClientSlots, Rate, RateLimiter};
 use crate::nonce::{MemoryNonceStore, NonceBackend};
 use crate::tool::Registry;
+use lacre_proto::SystemClock;
 use lacre_proto::{
     Clock, Keyring, KeyringError, ResponseSigner, SigningKey, VerifyConfig, VerifyingKey,
 };
@@ -108,10 +109,10 @@ impl ServerBuilder {
     pub fn client(
         mut self,
         id: &str,
-        keys: Vec<VerifyingKey>,
+        keys: impl IntoIterator<Item = VerifyingKey>,
         tools: ToolFilter,
     ) -> Result<Self, KeyringError> {
-        self.keyring.insert(id, keys)?;
+        self.keyring.insert(id, keys.into_iter().collect())?;
         self.permissions.insert(id.to_owned(), tools);
         Ok(self)
     }

@@ -1,19 +1,5 @@
-//! The server's injected sources of time and randomness.
-
-use lacre_proto::Clock;
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0)
-    }
-}
+//! The server's injected source of randomness (its clock is
+//! [`lacre_proto::SystemClock`]).
 
 /// A source of unique ids (job ids).
 pub trait IdSource: Send + Sync + 'static {

@@ -25,7 +25,7 @@
 //! let server_key = SigningKey::hmac(b"server_secret_key_123").unwrap();
 //! let client_key = SigningKey::hmac(b"client_secret_key_456").unwrap();
 //! let server = Server::builder("mcp-server-001", server_key)
-//!     .client("client-001", vec![client_key.verifying_key()], ToolFilter::All)
+//!     .client("client-001", [client_key.verifying_key()], ToolFilter::All)
 //!     .unwrap()
 //!     .tools(|reg| {
 //!         reg.immediate("greet", "Says hello.", |args: GreetIn, _ctx| async move {
@@ -63,8 +63,9 @@ pub use builder::ServerBuilder;
 pub use dispatch::{MetricsSource, Reply, ReplyKind, Server};
 pub use error::{CallError, StoreError};
 pub use http::http_status;
-pub use ids::{IdSource, OsRandomIds, SystemClock};
+pub use ids::{IdSource, OsRandomIds};
 pub use jobs::{JobContext, JobRecord, JobState, JobStore, MemoryJobStore, WorkerConfig, Workers};
+pub use lacre_proto::SystemClock;
 pub use limits::{Rate, RateLimiter};
 pub use nonce::{JournalError, MemoryNonceStore, NonceBackend, NonceJournal};
 pub use schema::SchemaError;

@@ -36,7 +36,7 @@ pub async fn real_server_with_key(key: SigningKey) -> RealServer {
     let server = Server::builder(SERVER_ID, key)
         .client(
             "client-001",
-            vec![SigningKey::hmac(CLIENT_SECRET).unwrap().verifying_key()],
+            [SigningKey::hmac(CLIENT_SECRET).unwrap().verifying_key()],
             ToolFilter::All,
         )
         .unwrap()

@@ -195,7 +195,7 @@ impl NonceJournal {
     /// before a request runs (survives power loss), not only for `write`
     /// (survives the process being killed).
     pub async fn open(dir: &Path, fsync: bool) -> Result<Arc<NonceJournal>, JournalError> {
-        NonceJournal::open_with_clock(dir, fsync, Arc::new(crate::ids::SystemClock)).await
+        NonceJournal::open_with_clock(dir, fsync, Arc::new(lacre_proto::SystemClock)).await
     }
 
     /// As [`NonceJournal::open`], with the server's clock deciding what

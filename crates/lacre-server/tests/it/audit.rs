@@ -33,11 +33,11 @@ fn server(stores: &Stores) -> Server {
     Server::builder(SERVER_ID, SigningKey::hmac(SERVER_SECRET).unwrap())
         .client(
             "client-001",
-            vec![SigningKey::hmac(CLIENT_SECRET).unwrap().verifying_key()],
+            [SigningKey::hmac(CLIENT_SECRET).unwrap().verifying_key()],
             ToolFilter::All,
         )
         .unwrap()
-        .client("client-ed", vec![ed_key().verifying_key()], ToolFilter::All)
+        .client("client-ed", [ed_key().verifying_key()], ToolFilter::All)
         .unwrap()
         .job_store(stores.jobs.clone())
         .nonce_store(stores.nonces.clone())

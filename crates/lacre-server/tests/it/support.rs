@@ -1,6 +1,8 @@
 //! A server on 127.0.0.1:0 and helpers to send raw, hand-made envelopes.
 
-use lacre_proto::{Envelope, ErrorCode, Map, ParseLimits, Response, SigningKey, Status, Value};
+use lacre_proto::{
+    Envelope, ErrorCode, Map, ParseLimits, Response, SigningKey, Status, Value, VerifyingKey,
+};
 use lacre_server::{Server, ToolArgs, ToolError, ToolFilter, WorkerConfig, Workers};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -30,6 +32,24 @@ pub struct TestServer {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// The HMAC verifying key of a test secret.
+pub fn hmac_key(secret: &[u8]) -> VerifyingKey {
+    SigningKey::hmac(secret).unwrap().verifying_key()
+}
+
+/// The test clients: `client-001` (`CLIENT_SECRET`, every tool) and
+/// `client-002` (`OTHER_SECRET`, the tools of `client_2_tools`).
+pub fn two_clients(
+    builder: lacre_server::ServerBuilder,
+    client_2_tools: ToolFilter,
+) -> lacre_server::ServerBuilder {
+    builder
+        .client("client-001", [hmac_key(CLIENT_SECRET)], ToolFilter::All)
+        .unwrap()
+        .client("client-002", [hmac_key(OTHER_SECRET)], client_2_tools)
+        .unwrap()
+}
+
 impl TestServer {
     pub async fn start() -> TestServer {
         Self::start_with(|b| b).await
@@ -53,41 +73,30 @@ impl TestServer {
         customize: impl FnOnce(lacre_server::ServerBuilder) -> lacre_server::ServerBuilder,
         http: impl FnOnce(&mut lacre_server::http::HttpConfig),
     ) -> TestServer {
-        let builder = Server::builder(SERVER_ID, SigningKey::hmac(SERVER_SECRET).unwrap())
-            .client(
-                "client-001",
-                vec![SigningKey::hmac(CLIENT_SECRET).unwrap().verifying_key()],
-                ToolFilter::All,
-            )
-            .unwrap()
-            .client(
-                "client-002",
-                vec![SigningKey::hmac(OTHER_SECRET).unwrap().verifying_key()],
-                ToolFilter::from_list(&[
-                    "batch_sum",
-                    "poll_job",
-                    "cancel_job",
-                    "list_jobs",
-                    "server_identity",
-                ]),
-            )
-            .unwrap()
-            .tools(|reg| {
-                reg.immediate("panic_now", "Always panics.", |a: FailIn, _| async move {
-                    if !a.message.is_empty() {
-                        panic!("{}", a.message);
-                    }
-                    Ok::<Never, ToolError>(Never {})
-                });
-                reg.immediate("fail_now", "Always fails.", |a: FailIn, _| async move {
-                    Err::<Never, _>(ToolError::failed(a.message))
-                });
-                reg.long_running(
-                    "fail_later",
-                    "A job that fails.",
-                    |a: FailIn, _| async move { Err::<Never, _>(ToolError::failed(a.message)) },
-                );
+        let client_2_tools = ToolFilter::from_list(&[
+            "batch_sum",
+            "poll_job",
+            "cancel_job",
+            "list_jobs",
+            "server_identity",
+        ]);
+        let builder = Server::builder(SERVER_ID, SigningKey::hmac(SERVER_SECRET).unwrap());
+        let builder = two_clients(builder, client_2_tools).tools(|reg| {
+            reg.immediate("panic_now", "Always panics.", |a: FailIn, _| async move {
+                if !a.message.is_empty() {
+                    panic!("{}", a.message);
+                }
+                Ok::<Never, ToolError>(Never {})
             });
+            reg.immediate("fail_now", "Always fails.", |a: FailIn, _| async move {
+                Err::<Never, _>(ToolError::failed(a.message))
+            });
+            reg.long_running(
+                "fail_later",
+                "A job that fails.",
+                |a: FailIn, _| async move { Err::<Never, _>(ToolError::failed(a.message)) },
+            );
+        });
         let server = customize(builder).build();
         let workers = server.start_workers(WorkerConfig {
             concurrency: 4,

@@ -1,7 +1,7 @@
 //! Webhook delivery end to end: a server whose jobs end, and a receiver on
 //! a real socket (127.0.0.1) that answers as each test scripts it.
 
-use crate::support::{envelope, result_json, CLIENT_SECRET, OTHER_SECRET, SERVER_ID};
+use crate::support::{envelope, result_json, two_clients, CLIENT_SECRET, OTHER_SECRET, SERVER_ID};
 use lacre_proto::webhook::{self, WebhookHeaders, WebhookKey};
 use lacre_proto::{ParseLimits, Response, SigningKey, Status};
 use lacre_server::webhooks::{DeliveryState, Endpoint, EventMask, WebhookSettings};
@@ -129,19 +129,7 @@ fn server(
     lacre_server::Workers,
     lacre_server::webhooks::Deliveries,
 ) {
-    let server = Server::builder(SERVER_ID, server_key())
-        .client(
-            "client-001",
-            vec![SigningKey::hmac(CLIENT_SECRET).unwrap().verifying_key()],
-            ToolFilter::All,
-        )
-        .unwrap()
-        .client(
-            "client-002",
-            vec![SigningKey::hmac(OTHER_SECRET).unwrap().verifying_key()],
-            ToolFilter::All,
-        )
-        .unwrap()
+    let server = two_clients(Server::builder(SERVER_ID, server_key()), ToolFilter::All)
         .webhook(
             "client-001",
             Endpoint {

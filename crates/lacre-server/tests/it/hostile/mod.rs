@@ -354,7 +354,7 @@ async fn table_server_on(stores: Option<&store::Stores>, body_limit: Option<usiz
             b.clock(Arc::new(FixedClock(NOW)))
                 .client(
                     ED_CLIENT,
-                    vec![key_of(ED_CLIENT).verifying_key()],
+                    [key_of(ED_CLIENT).verifying_key()],
                     ToolFilter::All,
                 )
                 .unwrap()
