@@ -461,8 +461,8 @@ impl Upstream {
                 reg.dynamic_immediate(def, move |args, _ctx| {
                     let (up, t) = (Arc::clone(&up), Arc::clone(&t));
                     async move {
-                        up.call(&t.upstream_name, args, Some(up.cfg.call_timeout), None)
-                            .await
+                        let timeout = Some(up.cfg.call_timeout);
+                        up.counted(up.call(&t.upstream_name, args, timeout, None).await)
                             .map_err(|lost| match lost {
                                 Failure::Lost(m) => ToolError::Unavailable(m),
                                 Failure::Tool(e) => e,
@@ -501,7 +501,7 @@ impl Upstream {
                 }
             )));
         }
-        match self.call(&tool.upstream_name, args, None, Some(&ctx)).await {
+        match self.counted(self.call(&tool.upstream_name, args, None, Some(&ctx)).await) {
             Ok(m) => Ok(m),
             Err(Failure::Tool(e)) => Err(e),
             Err(Failure::Lost(m)) if may_retry => Err(ToolError::Requeue(m)),
@@ -509,15 +509,8 @@ impl Upstream {
         }
     }
 
-    /// One `tools/call`, counted.
-    async fn call(
-        &self,
-        upstream_name: &str,
-        args: Map,
-        timeout: Option<Duration>,
-        job: Option<&JobContext>,
-    ) -> Result<Map, Failure> {
-        let out = self.call_once(upstream_name, args, timeout, job).await;
+    /// Counts the outcome of one `tools/call` (see [`Upstream::call`]).
+    fn counted(&self, out: Result<Map, Failure>) -> Result<Map, Failure> {
         let counter = match &out {
             Ok(_) => &self.counts.ok,
             Err(Failure::Tool(ToolError::Reported(_))) => &self.counts.tool_error,
@@ -546,7 +539,8 @@ impl Upstream {
         )
     }
 
-    async fn call_once(
+    /// One `tools/call` (its outcome counted by the caller).
+    async fn call(
         &self,
         upstream_name: &str,
         args: Map,

@@ -63,6 +63,11 @@ async fn settle(
     stores.jobs.record_attempt(attempt).await.unwrap()
 }
 
+/// The next due delivery at `now_ms`, claimed with a 1 s lease.
+async fn claim(stores: &Stores, now_ms: i64) -> Option<DeliveryClaim> {
+    stores.jobs.claim_delivery(now_ms, 1_000).await.unwrap()
+}
+
 fn done() -> JobOutcome {
     JobOutcome::Done(Map::new())
 }
@@ -120,11 +125,11 @@ async fn outbox_contract(stores: Stores) {
         .all(|d| d.state == DeliveryState::Pending && d.attempts == 0 && d.client_id == "c1"));
 
     // Claimed oldest first, one holder at a time, the attempt counted.
-    let first = s.claim_delivery(4_000, 1_000).await.unwrap().expect("due");
+    let first = claim(&stores, 4_000).await.expect("due");
     assert_eq!(first.delivery.id, "j-done.done");
     assert_eq!(first.delivery.state, DeliveryState::Sending);
     assert_eq!(first.delivery.attempts, 1);
-    let second = s.claim_delivery(4_000, 1_000).await.unwrap().expect("due");
+    let second = claim(&stores, 4_000).await.expect("due");
     assert_eq!(second.delivery.id, "j-fail.failed");
     // A retry later: not due before its time, due at it.
     let retry = Attempt {
@@ -140,8 +145,8 @@ async fn outbox_contract(stores: Stores) {
     assert!(s.record_attempt(retry.clone()).await.unwrap());
     // The same report twice: the claim is spent.
     assert!(!s.record_attempt(retry).await.unwrap());
-    let third = s.claim_delivery(4_200, 1_000).await.unwrap().expect("due");
-    let fourth = s.claim_delivery(4_200, 1_000).await.unwrap().expect("due");
+    let third = claim(&stores, 4_200).await.expect("due");
+    let fourth = claim(&stores, 4_200).await.expect("due");
     let mut claimed = [third.delivery.id.clone(), fourth.delivery.id.clone()];
     claimed.sort();
     assert_eq!(claimed, ["j-cancel.cancelled", "j-lost.failed"]);
@@ -160,23 +165,15 @@ async fn outbox_contract(stores: Stores) {
     ] {
         assert!(settle(&stores, c, 4_300, outcome).await);
     }
-    assert!(s.claim_delivery(8_000, 1_000).await.unwrap().is_none());
-    let again = s
-        .claim_delivery(9_000, 1_000)
-        .await
-        .unwrap()
-        .expect("due again");
+    assert!(claim(&stores, 8_000).await.is_none());
+    let again = claim(&stores, 9_000).await.expect("due again");
     assert_eq!(again.delivery.id, "j-done.done");
     assert_eq!(again.delivery.attempts, 2);
     assert_eq!(again.delivery.last_status, Some(500));
     // Its sender dies: once the lease runs out another takes it over, and
     // the first one's report is refused.
-    assert!(s.claim_delivery(9_500, 1_000).await.unwrap().is_none());
-    let taken = s
-        .claim_delivery(10_001, 1_000)
-        .await
-        .unwrap()
-        .expect("lease expired");
+    assert!(claim(&stores, 9_500).await.is_none());
+    let taken = claim(&stores, 10_001).await.expect("lease expired");
     assert_eq!(taken.delivery.id, "j-done.done");
     assert_eq!(taken.delivery.attempts, 3);
     let delivered = AttemptOutcome::Delivered { status: 200 };
@@ -201,25 +198,17 @@ async fn outbox_contract(stores: Stores) {
         .unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].last_status, Some(410));
-    assert!(s.claim_delivery(20_000, 1_000).await.unwrap().is_none());
+    assert!(claim(&stores, 20_000).await.is_none());
     // Another client's events still go.
     run_to(&stores, "j-other", "c3", EventMask::ALL, done()).await;
-    let other = s
-        .claim_delivery(20_000, 1_000)
-        .await
-        .unwrap()
-        .expect("c3's event");
+    let other = claim(&stores, 20_000).await.expect("c3's event");
     assert_eq!(other.delivery.client_id, "c3");
     let delivered = AttemptOutcome::Delivered { status: 200 };
     assert!(settle(&stores, &other, 20_001, delivered).await);
     // Enabled again: the waiting event goes.
     assert!(s.enable_endpoint("c1").await.unwrap());
     assert!(!s.enable_endpoint("c1").await.unwrap());
-    let resumed = s
-        .claim_delivery(20_002, 1_000)
-        .await
-        .unwrap()
-        .expect("resumed");
+    let resumed = claim(&stores, 20_002).await.expect("resumed");
     assert_eq!(resumed.delivery.id, "j-done.done");
 
     // An operator retries the failed one: from the start of the schedule.

@@ -560,6 +560,24 @@ impl SqlStore {
         ready_rx
     }
 
+    /// Runs one write in the process's write turn; the rows it changed.
+    /// When any did, waiters are told of `change`.
+    async fn write_rows<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        change: Change<'_>,
+    ) -> Result<u64, StoreError> {
+        let n = query
+            .execute(&mut *self.writer().await?)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
+        if n > 0 {
+            self.changed(change);
+        }
+        Ok(n)
+    }
+
     /// Marks a change: wakes local workers and the long polls of the job
     /// that changed and, on PostgreSQL, the other replicas'.
     fn changed(&self, change: Change<'_>) {

@@ -210,15 +210,7 @@ impl Outbox for SqlStore {
         if let Some(a) = arg {
             q = q.bind(a.to_owned());
         }
-        let n = q
-            .execute(&mut *self.writer().await?)
-            .await
-            .map_err(unavailable)?
-            .rows_affected();
-        if n > 0 {
-            self.changed(Change::Many);
-        }
-        Ok(n)
+        self.write_rows(q, Change::Many).await
     }
 
     async fn disabled_endpoints(&self) -> Result<Vec<DisabledEndpoint>, StoreError> {
@@ -242,15 +234,8 @@ impl Outbox for SqlStore {
     }
 
     async fn enable_endpoint(&self, client_id: &str) -> Result<bool, StoreError> {
-        let n = sqlx::query("DELETE FROM lacre_disabled_endpoints WHERE client_id = $1")
-            .bind(client_id.to_owned())
-            .execute(&mut *self.writer().await?)
-            .await
-            .map_err(unavailable)?
-            .rows_affected();
-        if n > 0 {
-            self.changed(Change::Many);
-        }
-        Ok(n > 0)
+        let q = sqlx::query("DELETE FROM lacre_disabled_endpoints WHERE client_id = $1")
+            .bind(client_id.to_owned());
+        Ok(self.write_rows(q, Change::Many).await? > 0)
     }
 }
