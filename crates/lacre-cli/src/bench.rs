@@ -142,33 +142,43 @@ struct Signed {
     request_id: String,
 }
 
-/// SplitMix64: a fast generator for ids that must be unique and spread
-/// out, not secret (seeded from the operating system).
-struct SplitMix(u64);
+/// Random UUIDv4 ids from the operating system's generator, drawn 64 KiB at
+/// a time (one `getrandom` call for 4 096 ids).
+struct RandomIds {
+    block: Vec<u8>,
+    used: usize,
+}
 
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+impl RandomIds {
+    const BLOCK: usize = 64 * 1024;
+
+    fn new() -> RandomIds {
+        RandomIds {
+            block: vec![0; Self::BLOCK],
+            used: Self::BLOCK,
+        }
     }
 
-    fn uuid(&mut self) -> String {
+    fn uuid(&mut self) -> Result<String> {
+        if self.used == self.block.len() {
+            getrandom::getrandom(&mut self.block).context("operating system random generator")?;
+            self.used = 0;
+        }
         let mut b = [0u8; 16];
-        b[..8].copy_from_slice(&self.next().to_le_bytes());
-        b[8..].copy_from_slice(&self.next().to_le_bytes());
-        lacre_proto::uuid_v4(b)
+        if let Some(src) = self.block.get(self.used..self.used + 16) {
+            b.copy_from_slice(src);
+        }
+        self.used += 16;
+        Ok(lacre_proto::uuid_v4(b))
     }
 }
 
 fn presign(a: &BenchArgs, key: &SigningKey, args: &Map, count: usize) -> Result<Vec<Signed>> {
     let salt: [u8; 8] = random_bytes()?;
-    let mut random = SplitMix(u64::from_le_bytes(random_bytes::<8>()?));
+    let mut random = RandomIds::new();
     let mut id = |n: u64| {
         if a.sequential_nonces {
-            uuid(n, &salt)
+            Ok(uuid(n, &salt))
         } else {
             random.uuid()
         }
@@ -177,13 +187,13 @@ fn presign(a: &BenchArgs, key: &SigningKey, args: &Map, count: usize) -> Result<
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
         let mut env = Envelope {
-            request_id: id(2 * i as u64),
+            request_id: id(2 * i as u64)?,
             ts_ms: now,
             client_id: a.client_id.clone(),
             server_id: a.server_id.clone(),
             tool: a.tool.clone(),
             args: args.clone(),
-            nonce: id(2 * i as u64 + 1),
+            nonce: id(2 * i as u64 + 1)?,
             signature: String::new(),
         };
         env.sign(key);
@@ -602,8 +612,8 @@ mod tests {
 
     #[test]
     fn random_ids_are_distinct_uuids_and_unordered() {
-        let mut r = SplitMix(7);
-        let ids: Vec<String> = (0..10_000).map(|_| r.uuid()).collect();
+        let mut r = RandomIds::new();
+        let ids: Vec<String> = (0..10_000).map(|_| r.uuid().unwrap()).collect();
         let mut sorted = ids.clone();
         sorted.sort();
         sorted.dedup();
