@@ -87,8 +87,7 @@ fn profile_file_supplies_url_ids_and_keys() {
         .args(&[bad.display().to_string()])
         .cwd(elsewhere.path())
         .run();
-    out.expect_code(1, "a bad profile must fail");
-    assert!(out.stderr.contains("client_idd"), "{}", out.stderr);
+    out.expect_error(1, "a bad profile must fail", "client_idd");
     assert!(out.stdout.is_empty(), "{}", out.stdout);
 }
 
@@ -189,8 +188,7 @@ fn job_status_cancel_and_list() {
     );
 
     let out = s.lacre(&["job", "status", &id]);
-    out.expect_code(4, "status of a cancelled job");
-    assert!(out.stderr.contains("job_cancelled"), "{}", out.stderr);
+    out.expect_error(4, "status of a cancelled job", "job_cancelled");
 
     let out = s.lacre(&["jobs"]);
     out.ok("jobs");
@@ -211,12 +209,10 @@ fn job_status_cancel_and_list() {
     // A state that does not exist is a usage error, refused before any
     // request is sent.
     let out = s.lacre(&["jobs", "--state", "bogus"]);
-    out.expect_code(2, "jobs --state bogus");
-    assert!(
-        out.stderr
-            .contains("must be queued, running, done, failed or cancelled"),
-        "{}",
-        out.stderr
+    out.expect_error(
+        2,
+        "jobs --state bogus",
+        "must be queued, running, done, failed or cancelled",
     );
 }
 
@@ -312,8 +308,7 @@ fn restricted_client_may_call_only_its_tools() {
     out.ok("client-002 calls batch_sum");
     assert_eq!(out.stdout, SUM_RESULT);
     let out = s.lacre_as(CLIENT2_ID, &["call", "start_long_task", r#"{"seconds":1}"#]);
-    out.expect_code(4, "client-002 calls start_long_task");
-    assert!(out.stderr.contains("forbidden_tool"), "{}", out.stderr);
+    out.expect_error(4, "client-002 calls start_long_task", "forbidden_tool");
     assert!(out.stdout.is_empty(), "{}", out.stdout);
 }
 
@@ -468,8 +463,7 @@ fn wrong_server_secret_exits_5() {
         .args(&["--secret-file", &s.file("client-001.secret")])
         .args(&["--server-secret-file", &s.file("wrong.secret")])
         .run();
-    out.expect_code(5, "replies signed with another key");
-    assert!(out.stderr.contains("reply rejected"), "{}", out.stderr);
+    out.expect_error(5, "replies signed with another key", "reply rejected");
     assert!(
         out.stdout.is_empty(),
         "no unverified result: {}",
@@ -496,8 +490,7 @@ fn unreachable_server_exits_3() {
         .env("LACRE_SERVER_SECRET", SERVER_SECRET)
         .cwd(dir.path())
         .run();
-    out.expect_code(3, "connection refused");
-    assert!(out.stderr.contains("transport"), "{}", out.stderr);
+    out.expect_error(3, "connection refused", "transport");
 }
 
 // ---- usage errors ---------------------------------------------------------
@@ -506,12 +499,10 @@ fn unreachable_server_exits_3() {
 fn bad_args_json_is_a_usage_error() {
     let s = ServeGuard::start("usage");
     let out = s.lacre(&["call", "batch_sum", "[1]"]);
-    out.expect_code(2, "ARGS_JSON is an array");
-    assert!(out.stderr.contains("json object"), "{}", out.stderr);
+    out.expect_error(2, "ARGS_JSON is an array", "json object");
     assert!(out.stdout.is_empty());
     let out = s.lacre(&["call", "batch_sum", "numbers=1"]);
-    out.expect_code(2, "ARGS_JSON is not json");
-    assert!(out.stderr.contains("not valid json"), "{}", out.stderr);
+    out.expect_error(2, "ARGS_JSON is not json", "not valid json");
     let out = s.lacre(&["call", "batch_sum", r#"{"numbers":[1],"numbers":[2]}"#]);
     out.expect_code(2, "ARGS_JSON with a duplicate key");
     let out = s.lacre(&["job", "frobnicate", "id"]);
@@ -534,8 +525,7 @@ fn missing_client_key_is_refused_before_any_request() {
     let out = call_without_client_key();
     // Refused locally as a usage error (the URL is unreachable, so a
     // request would exit 3).
-    out.expect_code(2, "no client key");
-    assert!(out.stderr.contains("no client key"), "{}", out.stderr);
+    out.expect_error(2, "no client key", "no client key");
     assert!(out.stdout.is_empty());
 }
 
@@ -599,15 +589,13 @@ fn keygen_writes_private_keys_that_work() {
     let out = Cmd::lacre(&["keygen", "--out", &hmac_s])
         .cwd(dir.path())
         .run();
-    out.expect_code(1, "keygen over an existing file");
-    assert!(out.stderr.contains("must not exist"), "{}", out.stderr);
+    out.expect_error(1, "keygen over an existing file", "must not exist");
     assert_eq!(std::fs::read(&hmac).expect("read"), before);
     let before = std::fs::read(&ed).expect("read");
     let out = Cmd::lacre(&["keygen", "--alg", "ed25519", "--out", &ed_s])
         .cwd(dir.path())
         .run();
-    out.expect_code(1, "keygen over an existing Ed25519 file");
-    assert!(out.stderr.contains("must not exist"), "{}", out.stderr);
+    out.expect_error(1, "keygen over an existing Ed25519 file", "must not exist");
     assert_eq!(std::fs::read(&ed).expect("read"), before);
 
     // The keys work: an Ed25519 server key and an HMAC client secret, as
@@ -633,8 +621,7 @@ fn keygen_writes_private_keys_that_work() {
         .args(&["--server-id", SERVER_ID, "--secret-file", &hmac_s])
         .args(&["--server-public-key", ED_PUBLIC])
         .run();
-    out.expect_code(5, "replies checked with another server key");
-    assert!(out.stderr.contains("signature"), "{}", out.stderr);
+    out.expect_error(5, "replies checked with another server key", "signature");
     assert!(out.stdout.is_empty(), "{}", out.stdout);
 }
 
@@ -718,8 +705,7 @@ fn config_errors_name_file_line_and_fix() {
     let out = Cmd::lacre(&["serve", "--config", &cfg.display().to_string()])
         .cwd(dir.path())
         .run();
-    out.expect_code(1, "a config with an unknown key");
-    assert!(out.stderr.contains("lacre.toml:5:"), "{}", out.stderr);
+    out.expect_error(1, "a config with an unknown key", "lacre.toml:5:");
     assert!(out.stderr.contains("bogus"), "{}", out.stderr);
     assert!(out.stderr.contains("fix:"), "{}", out.stderr);
 
@@ -728,8 +714,7 @@ fn config_errors_name_file_line_and_fix() {
     let out = Cmd::lacre(&["serve", "--config", &missing.display().to_string()])
         .cwd(dir.path())
         .run();
-    out.expect_code(1, "a missing config file");
-    assert!(out.stderr.contains("nope.toml"), "{}", out.stderr);
+    out.expect_error(1, "a missing config file", "nope.toml");
     assert!(out.stderr.contains("fix:"), "{}", out.stderr);
     assert!(!missing.exists());
 }
@@ -936,16 +921,14 @@ fn test_tools_provoke_internal_and_job_failed_without_harm() {
         assert!(out.stderr.contains("internal"), "{action}: {}", out.stderr);
     }
     let out = s.lacre(&["call", "test_fault_job", r#"{"action":"fail"}"#, "--wait"]);
-    out.expect_code(4, "test_fault_job fail");
-    assert!(out.stderr.contains("job_failed"), "{}", out.stderr);
+    out.expect_error(4, "test_fault_job fail", "job_failed");
     // The server is still serving.
     s.lacre(&["call", "batch_sum", SUM_ARGS])
         .ok("after the faults");
     // Without the flag the tools do not exist.
     let plain = ServeGuard::start("no-test-tools");
     let out = plain.lacre(&["call", "test_fault", r#"{"action":"ok"}"#]);
-    out.expect_code(4, "test_fault without --test-tools");
-    assert!(out.stderr.contains("unknown_tool"), "{}", out.stderr);
+    out.expect_error(4, "test_fault without --test-tools", "unknown_tool");
 }
 
 // ---- listeners ------------------------------------------------------------

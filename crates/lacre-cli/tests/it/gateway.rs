@@ -108,8 +108,7 @@ fn command_tools_answer_fail_and_stay_bounded() {
     );
     // Bad arguments never reach the command.
     let out = call(&s, "word_count", r#"{"text":5}"#);
-    out.expect_code(4, "word_count with a number");
-    assert!(out.stderr.contains("invalid_args"), "{}", out.stderr);
+    out.expect_error(4, "word_count with a number", "invalid_args");
     // The caller's identity reaches the tool; the server's environment does not.
     let out = call(&s, "fixture", r#"{"mode":"ok"}"#);
     out.ok("fixture ok");
@@ -279,20 +278,17 @@ fn mcp_upstream_tools_are_lacre_tools() {
     );
     // Arguments the upstream's schema refuses are refused here, signed.
     let out = call(&s, "everything_get-sum", r#"{"a":"two","b":40}"#);
-    out.expect_code(4, "get-sum with a string");
-    assert!(
-        out.stderr
-            .contains("invalid_args: a: \"two\" is not of type \"number\""),
-        "{}",
-        out.stderr
+    out.expect_error(
+        4,
+        "get-sum with a string",
+        "invalid_args: a: \"two\" is not of type \"number\"",
     );
     // A client whose allow-list leaves the upstream out.
     let out = s.lacre_as(
         CLIENT2_ID,
         &["call", "everything_echo", r#"{"message":"x"}"#],
     );
-    out.expect_code(4, "client-002 calls echo");
-    assert!(out.stderr.contains("forbidden_tool"), "{}", out.stderr);
+    out.expect_error(4, "client-002 calls echo", "forbidden_tool");
     // The child sees PATH and HOME, not the server's environment.
     let out = call(&s, "everything_get-env", "{}");
     out.ok("get-env");
@@ -454,8 +450,7 @@ long_running = ["count_*"]
     assert_eq!(v["content"][0]["text"], "42", "{v}");
     // FastMCP's schema says integers: a float is refused here, signed.
     let out = call(&s, "py_add", r#"{"a":2.5,"b":40}"#);
-    out.expect_code(4, "py_add with a float");
-    assert!(out.stderr.contains("invalid_args"), "{}", out.stderr);
+    out.expect_error(4, "py_add with a float", "invalid_args");
     // isError becomes tool_error with the upstream's text.
     let out = call(&s, "py_refuse", r#"{"reason":"not today"}"#);
     out.expect_code(4, "py_refuse");
@@ -672,11 +667,10 @@ long_running = ["count_*"]
     // The upstream goes away: a signed upstream_unavailable, not a hang.
     drop(upstream);
     let out = call(&s, "remote_add", r#"{"a":1,"b":1}"#);
-    out.expect_code(4, "remote_add with the upstream gone");
-    assert!(
-        out.stderr.contains("upstream_unavailable"),
-        "{}",
-        out.stderr
+    out.expect_error(
+        4,
+        "remote_add with the upstream gone",
+        "upstream_unavailable",
     );
 }
 

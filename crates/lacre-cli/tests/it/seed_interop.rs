@@ -108,8 +108,7 @@ fn lacre_cli_against_seed_server() {
     // The seed's signed errors are not bound to the request's bytes, so
     // they cannot tell its outcome (SPEC §6.5): exit 6, with the code.
     let out = lacre(&["call", "no_such_tool", "{}"]);
-    out.expect_code(6, "unknown tool at the seed");
-    assert!(out.stderr.contains("unknown_tool"), "{}", out.stderr);
+    out.expect_error(6, "unknown tool at the seed", "unknown_tool");
 
     // Replies that do not verify: exit 5, nothing on stdout.
     let wrong = dir.write("wrong.secret", "not_the_server_secret\n");

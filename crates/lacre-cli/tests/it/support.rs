@@ -121,6 +121,19 @@ impl Output {
         self
     }
 
+    /// Panics with the whole output unless the exit code is `want` and
+    /// standard error says `needle`.
+    #[track_caller]
+    pub fn expect_error(&self, want: i32, what: &str, needle: &str) -> &Self {
+        self.expect_code(want, what);
+        assert!(
+            self.stderr.contains(needle),
+            "{what}: stderr should say {needle:?}: {}",
+            self.stderr
+        );
+        self
+    }
+
     /// `expect_code(0)`.
     #[track_caller]
     pub fn ok(&self, what: &str) -> &Self {
