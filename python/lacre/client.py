@@ -88,6 +88,18 @@ def _read_secret_file(path: Path) -> bytes:
     return text.encode()
 
 
+def _profile_secret(data: Dict[str, Any], name: str, base: Path) -> Optional[bytes]:
+    """An HMAC secret a profile gives as ``name`` (text), ``name_hex`` or
+    ``name_file`` (relative to the profile), or None."""
+    if name in data:
+        return data[name].encode()  # type: ignore[no-any-return]
+    if f"{name}_hex" in data:
+        return bytes.fromhex(data[f"{name}_hex"])
+    if f"{name}_file" in data:
+        return _read_secret_file(base / data[f"{name}_file"])
+    return None
+
+
 def _load_toml(path: Path) -> Dict[str, Any]:
     if sys.version_info >= (3, 11):
         import tomllib
@@ -205,6 +217,42 @@ class _Core:
             version=result["version"] if type(result.get("version")) is int else None,
         )
 
+    def learn_long_poll(self, identity: Dict[str, Any]) -> None:
+        """Whether the server holds polls (``wait_ms``), from its identity."""
+        self.long_poll = identity.get("capabilities", {}).get("long_poll") is True
+
+    @staticmethod
+    def accepted_job(resp: Dict[str, Any]) -> Optional[Job]:
+        """The job of an ``accepted`` reply, or None for any other status."""
+        if resp["status"] != "accepted":
+            return None
+        return Job(str((resp.get("result") or {})["job_id"]))
+
+    @staticmethod
+    def started_job(tool: str, resp: Dict[str, Any]) -> Job:
+        job = _Core.accepted_job(resp)
+        if job is None:
+            raise VerificationError(f"{tool} answered {resp['status']!r}, not accepted")
+        return job
+
+    @staticmethod
+    def result(resp: Dict[str, Any]) -> Dict[str, Any]:
+        return dict(resp.get("result") or {})
+
+    @staticmethod
+    def tool_list(identity: Dict[str, Any]) -> List[Dict[str, Any]]:
+        tools = identity.get("capabilities", {}).get("tools", [])
+        return [t if isinstance(t, dict) else {"name": t} for t in tools]
+
+    @staticmethod
+    def jobs_args(state: Optional[str], limit: Optional[int]) -> Dict[str, Any]:
+        args: Dict[str, Any] = {}
+        if state is not None:
+            args["state"] = state
+        if limit is not None:
+            args["limit"] = limit
+        return args
+
     @staticmethod
     def poll_args(job: Job, wait_ms: Optional[int], since_version: Optional[int]) -> Dict[str, Any]:
         args: Dict[str, Any] = {"job_id": job.id}
@@ -213,6 +261,81 @@ class _Core:
         if since_version is not None:
             args["since_version"] = since_version
         return args
+
+
+class _Attempts:
+    """The attempts of one call: each a freshly signed envelope (new nonce
+    and timestamp) with the first attempt's ``request_id``, at most
+    ``_RETRIES`` retries, and only those that cannot run a tool twice."""
+
+    def __init__(self, core: _Core, tool: str, args: Dict[str, Any], starting: bool) -> None:
+        self._core = core
+        self._tool = tool
+        self._args = args
+        self._starting = starting
+        self._request_id: Optional[str] = None
+        self._retries = 0
+        self._delay = 0.1
+
+    def envelope(self) -> Tuple[bytes, Sent]:
+        body, sent = self._core.envelope(self._tool, self._args, self._request_id)
+        self._request_id = sent.request_id
+        return body, sent
+
+    def failed(self, err: TransportError, connected: bool) -> float:
+        """After a failed attempt: raises when it may not be retried (an
+        :class:`OutcomeUnknownError` when the request may have reached the
+        server), else the seconds to wait before the next attempt."""
+        retryable = self._core.retryable(self._tool, self._starting, connected)
+        if self._retries == _RETRIES or not retryable:
+            if connected and not retryable:
+                raise OutcomeUnknownError(f"{err}; the request may have reached the server") from err
+            raise err
+        self._retries += 1
+        delay = self._delay
+        self._delay = min(delay * 2, 2.0)
+        return delay
+
+
+class _Waiter:
+    """The decisions of ``wait``, shared by both clients: long-poll while the
+    server can (else poll with a growing pause), report each new progress."""
+
+    def __init__(self, long_poll: bool, on_progress: Optional[Callable[[Progress], None]]) -> None:
+        self.long_poll = long_poll
+        self.on_progress = on_progress
+        self.since: Optional[int] = None
+        self.result: Dict[str, Any] = {}
+        self._delay = 0.2
+
+    def wait_ms(self) -> Optional[int]:
+        return _LONG_POLL_MS if self.long_poll else None
+
+    def refused(self, e: ServerError) -> None:
+        """A refused poll: the job's own outcome is raised; anything else
+        while long-polling (a server that does not take ``wait_ms``) falls
+        back to plain polls."""
+        if self.long_poll and e.code not in ("job_failed", "job_cancelled", "unknown_job"):
+            self.long_poll = False
+            return
+        raise e
+
+    def finished(self, view: Union[Progress, Dict[str, Any]]) -> bool:
+        if not isinstance(view, Progress):
+            self.result = view
+            return True
+        self.since = view.version
+        if self.on_progress is not None:
+            self.on_progress(view)
+        return False
+
+    def pause(self) -> float:
+        """Seconds to sleep before the next poll (none after a long poll)."""
+        if self.long_poll:
+            return 0.0
+        delay = self._delay
+        self._delay = min(delay * 1.5, 2.0)
+        return delay
 
 
 def _profile_kwargs(path: Optional[Union[str, Path]]) -> Dict[str, Any]:
@@ -237,22 +360,14 @@ def _profile_kwargs(path: Optional[Union[str, Path]]) -> Dict[str, Any]:
         kw["secret"] = env["LACRE_SECRET"].encode()
     elif "key_file" in data:
         kw["key"] = Key.ed25519((base / data["key_file"]).read_text())
-    elif "secret" in data:
-        kw["secret"] = data["secret"].encode()
-    elif "secret_hex" in data:
-        kw["secret"] = bytes.fromhex(data["secret_hex"])
-    elif "secret_file" in data:
-        kw["secret"] = _read_secret_file(base / data["secret_file"])
+    elif (secret := _profile_secret(data, "secret", base)) is not None:
+        kw["secret"] = secret
     if env.get("LACRE_SERVER_SECRET"):
         kw["server_secret"] = env["LACRE_SERVER_SECRET"].encode()
     elif "server_public_key" in data:
         kw["server_public_key"] = data["server_public_key"]
-    elif "server_secret" in data:
-        kw["server_secret"] = data["server_secret"].encode()
-    elif "server_secret_hex" in data:
-        kw["server_secret"] = bytes.fromhex(data["server_secret_hex"])
-    elif "server_secret_file" in data:
-        kw["server_secret"] = _read_secret_file(base / data["server_secret_file"])
+    elif (server_secret := _profile_secret(data, "server_secret", base)) is not None:
+        kw["server_secret"] = server_secret
     elif "server_fingerprint" in data:
         kw["server_fingerprint"] = data["server_fingerprint"]
     for need in ("url", "client_id", "server_id"):
@@ -305,66 +420,48 @@ class Client:
 
     def _send(self, tool: str, args: Dict[str, Any], *, starting: bool = False, extra_wait: float = 0.0) -> Dict[str, Any]:
         self._trust()
-        core = self._core
-        request_id: Optional[str] = None
-        delay = 0.1
-        for attempt in range(_RETRIES + 1):
-            body, sent = core.envelope(tool, args, request_id)
-            request_id = sent.request_id
-            connected = True
+        attempts = _Attempts(self._core, tool, args, starting)
+        while True:
+            body, sent = attempts.envelope()
             try:
                 with self._http.stream(
-                    "POST", core.url, content=body, headers={"content-type": "application/json"},
-                    timeout=core.timeout + extra_wait,
+                    "POST", self._core.url, content=body, headers={"content-type": "application/json"},
+                    timeout=self._core.timeout + extra_wait,
                 ) as r:
                     content = _read_capped(r, MAX_REPLY_BYTES)
-                return core.judge(r.status_code, content, sent)
+                return self._core.judge(r.status_code, content, sent)
             except (httpx.ConnectError, httpx.ConnectTimeout) as e:
-                connected, err = False, TransportError(f"cannot connect: {e}")
+                err, connected = TransportError(f"cannot connect: {e}"), False
             except httpx.HTTPError as e:
-                err = TransportError(str(e) or type(e).__name__)
+                err, connected = TransportError(str(e) or type(e).__name__), True
             except TransportError as e:
-                err = e
-            if attempt == _RETRIES or not core.retryable(tool, starting, connected):
-                if connected and not core.retryable(tool, starting, connected):
-                    raise OutcomeUnknownError(f"{err}; the request may have reached the server") from err
-                raise err
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
-        raise AssertionError("unreachable")
+                err, connected = e, True
+            time.sleep(attempts.failed(err, connected))
 
     def call(self, tool: str, args: Optional[Dict[str, Any]] = None, *, wait: bool = False,
              on_progress: Optional[Callable[[Progress], None]] = None) -> Union[Dict[str, Any], Job]:
         """Calls a tool: its result, or the :class:`Job` of a long-running tool
         (its result with ``wait=True``)."""
         resp = self._send(tool, args or {})
-        if resp["status"] == "accepted":
-            job = Job(str((resp.get("result") or {})["job_id"]))
-            return self.wait(job, on_progress=on_progress) if wait else job
-        return dict(resp.get("result") or {})
+        job = _Core.accepted_job(resp)
+        if job is None:
+            return _Core.result(resp)
+        return self.wait(job, on_progress=on_progress) if wait else job
 
     def start(self, tool: str, args: Optional[Dict[str, Any]] = None) -> Job:
         """Starts a long-running tool (a lost reply is retried: the server's
         idempotency returns the job the first attempt created)."""
-        resp = self._send(tool, args or {}, starting=True)
-        if resp["status"] != "accepted":
-            raise VerificationError(f"{tool} answered {resp['status']!r}, not accepted")
-        return Job(str((resp.get("result") or {})["job_id"]))
+        return _Core.started_job(tool, self._send(tool, args or {}, starting=True))
 
     def identity(self) -> Dict[str, Any]:
-        return dict(self._send("server_identity", {}).get("result") or {})
+        return _Core.result(self._send("server_identity", {}))
 
     def tools(self) -> List[Dict[str, Any]]:
-        tools = self.identity().get("capabilities", {}).get("tools", [])
-        return [t if isinstance(t, dict) else {"name": t} for t in tools]
+        return _Core.tool_list(self.identity())
 
     def jobs(self, state: Optional[str] = None, limit: Optional[int] = None) -> List[Dict[str, Any]]:
-        args: Dict[str, Any] = {}
-        if state is not None:
-            args["state"] = state
-        if limit is not None:
-            args["limit"] = limit
-        return list((self._send("list_jobs", args).get("result") or {}).get("jobs", []))
+        args = _Core.jobs_args(state, limit)
+        return list(_Core.result(self._send("list_jobs", args)).get("jobs", []))
 
     def cancel(self, job: Job) -> str:
         return str((self._send("cancel_job", {"job_id": job.id}).get("result") or {}).get("state"))
@@ -381,8 +478,7 @@ class Client:
     def _long_poll(self) -> Optional[bool]:
         if self._core.long_poll is None:
             try:
-                caps = self.identity().get("capabilities", {})
-                self._core.long_poll = caps.get("long_poll") is True
+                self._core.learn_long_poll(self.identity())
             except (ServerError, VerificationError):
                 self._core.long_poll = False
             except (TransportError, OutcomeUnknownError):
@@ -392,25 +488,16 @@ class Client:
     def wait(self, job: Job, on_progress: Optional[Callable[[Progress], None]] = None) -> Dict[str, Any]:
         """Waits for a job; its result (a failed or cancelled job raises
         :class:`ServerError` with code ``job_failed`` or ``job_cancelled``)."""
-        long_poll = self._long_poll() is not False
-        delay = 0.2
-        since: Optional[int] = None
+        w = _Waiter(self._long_poll() is not False, on_progress)
         while True:
             try:
-                view = self.poll(job, _LONG_POLL_MS if long_poll else None, since)
+                view = self.poll(job, w.wait_ms(), w.since)
             except ServerError as e:
-                if long_poll and e.code not in ("job_failed", "job_cancelled", "unknown_job"):
-                    long_poll = False
-                    continue
-                raise
-            if not isinstance(view, Progress):
-                return view
-            since = view.version
-            if on_progress is not None:
-                on_progress(view)
-            if not long_poll:
-                time.sleep(delay)
-                delay = min(delay * 1.5, 2.0)
+                w.refused(e)
+                continue
+            if w.finished(view):
+                return w.result
+            time.sleep(w.pause())
 
 
 class AsyncClient:
@@ -453,60 +540,42 @@ class AsyncClient:
 
     async def _send(self, tool: str, args: Dict[str, Any], *, starting: bool = False, extra_wait: float = 0.0) -> Dict[str, Any]:
         await self._trust()
-        core = self._core
-        request_id: Optional[str] = None
-        delay = 0.1
-        for attempt in range(_RETRIES + 1):
-            body, sent = core.envelope(tool, args, request_id)
-            request_id = sent.request_id
-            connected = True
+        attempts = _Attempts(self._core, tool, args, starting)
+        while True:
+            body, sent = attempts.envelope()
             try:
                 status, content = await self._http.request(
-                    "POST", self._path, body, core.timeout + extra_wait
+                    "POST", self._path, body, self._core.timeout + extra_wait
                 )
-                return core.judge(status, content, sent)
+                return self._core.judge(status, content, sent)
             except ConnectFailed as e:
-                connected, err = False, TransportError(str(e))
+                err, connected = TransportError(str(e)), False
             except Broken as e:
-                err = TransportError(str(e))
+                err, connected = TransportError(str(e)), True
             except TransportError as e:
-                err = e
-            if attempt == _RETRIES or not core.retryable(tool, starting, connected):
-                if connected and not core.retryable(tool, starting, connected):
-                    raise OutcomeUnknownError(f"{err}; the request may have reached the server") from err
-                raise err
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-        raise AssertionError("unreachable")
+                err, connected = e, True
+            await asyncio.sleep(attempts.failed(err, connected))
 
     async def call(self, tool: str, args: Optional[Dict[str, Any]] = None, *, wait: bool = False,
                    on_progress: Optional[Callable[[Progress], None]] = None) -> Union[Dict[str, Any], Job]:
         resp = await self._send(tool, args or {})
-        if resp["status"] == "accepted":
-            job = Job(str((resp.get("result") or {})["job_id"]))
-            return await self.wait(job, on_progress=on_progress) if wait else job
-        return dict(resp.get("result") or {})
+        job = _Core.accepted_job(resp)
+        if job is None:
+            return _Core.result(resp)
+        return await self.wait(job, on_progress=on_progress) if wait else job
 
     async def start(self, tool: str, args: Optional[Dict[str, Any]] = None) -> Job:
-        resp = await self._send(tool, args or {}, starting=True)
-        if resp["status"] != "accepted":
-            raise VerificationError(f"{tool} answered {resp['status']!r}, not accepted")
-        return Job(str((resp.get("result") or {})["job_id"]))
+        return _Core.started_job(tool, await self._send(tool, args or {}, starting=True))
 
     async def identity(self) -> Dict[str, Any]:
-        return dict((await self._send("server_identity", {})).get("result") or {})
+        return _Core.result(await self._send("server_identity", {}))
 
     async def tools(self) -> List[Dict[str, Any]]:
-        tools = (await self.identity()).get("capabilities", {}).get("tools", [])
-        return [t if isinstance(t, dict) else {"name": t} for t in tools]
+        return _Core.tool_list(await self.identity())
 
     async def jobs(self, state: Optional[str] = None, limit: Optional[int] = None) -> List[Dict[str, Any]]:
-        args: Dict[str, Any] = {}
-        if state is not None:
-            args["state"] = state
-        if limit is not None:
-            args["limit"] = limit
-        return list(((await self._send("list_jobs", args)).get("result") or {}).get("jobs", []))
+        args = _Core.jobs_args(state, limit)
+        return list(_Core.result(await self._send("list_jobs", args)).get("jobs", []))
 
     async def cancel(self, job: Job) -> str:
         resp = await self._send("cancel_job", {"job_id": job.id})
@@ -521,8 +590,7 @@ class AsyncClient:
     async def _long_poll(self) -> Optional[bool]:
         if self._core.long_poll is None:
             try:
-                caps = (await self.identity()).get("capabilities", {})
-                self._core.long_poll = caps.get("long_poll") is True
+                self._core.learn_long_poll(await self.identity())
             except (ServerError, VerificationError):
                 self._core.long_poll = False
             except (TransportError, OutcomeUnknownError):
@@ -530,22 +598,13 @@ class AsyncClient:
         return self._core.long_poll
 
     async def wait(self, job: Job, on_progress: Optional[Callable[[Progress], None]] = None) -> Dict[str, Any]:
-        long_poll = (await self._long_poll()) is not False
-        delay = 0.2
-        since: Optional[int] = None
+        w = _Waiter((await self._long_poll()) is not False, on_progress)
         while True:
             try:
-                view = await self.poll(job, _LONG_POLL_MS if long_poll else None, since)
+                view = await self.poll(job, w.wait_ms(), w.since)
             except ServerError as e:
-                if long_poll and e.code not in ("job_failed", "job_cancelled", "unknown_job"):
-                    long_poll = False
-                    continue
-                raise
-            if not isinstance(view, Progress):
-                return view
-            since = view.version
-            if on_progress is not None:
-                on_progress(view)
-            if not long_poll:
-                await asyncio.sleep(delay)
-                delay = min(delay * 1.5, 2.0)
+                w.refused(e)
+                continue
+            if w.finished(view):
+                return w.result
+            await asyncio.sleep(w.pause())

@@ -12,7 +12,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar, Union
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -118,33 +118,54 @@ def ed25519_point_problem(encoding: bytes) -> Optional[str]:
     return None
 
 
-class Key:
-    """A signing key: an HMAC secret, or an Ed25519 private key (a 32-byte seed).
+_K = TypeVar("_K", bound="_KeyBytes")
 
-    Its bytes never appear in its ``repr``.
-    """
+
+class _KeyBytes:
+    """An algorithm and its key bytes, checked: what a signing key and a
+    verifying key share."""
+
+    _ED25519_LENGTH = "a 32-byte key"
 
     def __init__(self, alg: str, material: bytes) -> None:
         if alg == "hmac-sha256":
             if not material:
                 raise UsageError("an HMAC secret must not be empty")
-            self._private: Optional[Ed25519PrivateKey] = None
         elif alg == "ed25519":
             if len(material) != 32:
-                raise UsageError("an Ed25519 private key is a 32-byte seed")
-            self._private = Ed25519PrivateKey.from_private_bytes(material)
+                raise UsageError(f"an Ed25519 {self._ED25519_LENGTH}")
+            self._load_ed25519(material)
         else:
             raise UsageError(f"unknown algorithm {alg!r}")
         self.alg = alg
         self._material = material
 
+    def _load_ed25519(self, material: bytes) -> None:
+        raise NotImplementedError
+
     @classmethod
-    def hmac(cls, secret: Union[bytes, str]) -> "Key":
+    def hmac(cls: Type[_K], secret: Union[bytes, str]) -> _K:
+        """An HMAC-SHA256 key: the secret's bytes (a str is taken as UTF-8)."""
         return cls("hmac-sha256", _text_bytes(secret))
 
     @classmethod
-    def ed25519(cls, seed: Union[bytes, str]) -> "Key":
-        return cls("ed25519", _hex_bytes(seed))
+    def ed25519(cls: Type[_K], key: Union[bytes, str]) -> _K:
+        """An Ed25519 key of 32 bytes, or 64 hex digits: a private key's
+        seed for a :class:`Key`, a public key for a :class:`Verifier`."""
+        return cls("ed25519", _hex_bytes(key))
+
+
+class Key(_KeyBytes):
+    """A signing key: an HMAC secret, or an Ed25519 private key (a 32-byte seed).
+
+    Its bytes never appear in its ``repr``.
+    """
+
+    _ED25519_LENGTH = "private key is a 32-byte seed"
+    _private: Optional[Ed25519PrivateKey] = None
+
+    def _load_ed25519(self, material: bytes) -> None:
+        self._private = Ed25519PrivateKey.from_private_bytes(material)
 
     def sign(self, message: bytes) -> str:
         if self._private is not None:
@@ -163,33 +184,17 @@ class Key:
         return f"Key(alg={self.alg!r}, <secret>)"
 
 
-class Verifier:
+class Verifier(_KeyBytes):
     """What a client trusts a server with: an HMAC secret or an Ed25519 public key."""
 
-    def __init__(self, alg: str, material: bytes) -> None:
-        if alg == "ed25519":
-            if len(material) != 32:
-                raise UsageError("an Ed25519 public key is 32 bytes")
-            problem = ed25519_point_problem(material)
-            if problem is not None:
-                raise UsageError(f"invalid Ed25519 public key: {problem}")
-            self._public: Optional[Ed25519PublicKey] = Ed25519PublicKey.from_public_bytes(material)
-        elif alg == "hmac-sha256":
-            if not material:
-                raise UsageError("an HMAC secret must not be empty")
-            self._public = None
-        else:
-            raise UsageError(f"unknown algorithm {alg!r}")
-        self.alg = alg
-        self._material = material
+    _ED25519_LENGTH = "public key is 32 bytes"
+    _public: Optional[Ed25519PublicKey] = None
 
-    @classmethod
-    def hmac(cls, secret: Union[bytes, str]) -> "Verifier":
-        return cls("hmac-sha256", _text_bytes(secret))
-
-    @classmethod
-    def ed25519(cls, public: Union[bytes, str]) -> "Verifier":
-        return cls("ed25519", _hex_bytes(public))
+    def _load_ed25519(self, material: bytes) -> None:
+        problem = ed25519_point_problem(material)
+        if problem is not None:
+            raise UsageError(f"invalid Ed25519 public key: {problem}")
+        self._public = Ed25519PublicKey.from_public_bytes(material)
 
     def verify(self, message: bytes, signature: str) -> bool:
         if self._public is not None:
