@@ -28,28 +28,8 @@ work="$(mktemp -d)"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
-printf client_secret_key_456 > "$work/c.secret"
-printf server_secret_key_123 > "$work/s.secret"
-
-config() { # $1 = store
-  cat <<TOML
-server_id = "mcp-server-001"
-store = "$1"
-[signing]
-secret = "server_secret_key_123"
-[[clients]]
-id = "client-001"
-secret = "client_secret_key_456"
-TOML
-}
-
-wait_port() { # $1 = port
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "server on port $1 did not start" >&2; exit 1
-}
+source bench/lib.sh
+write_secrets "$work"
 
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 

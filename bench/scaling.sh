@@ -27,29 +27,13 @@ work="$(mktemp -d)"
 server=""
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
-printf client_secret_key_456 > "$work/c.secret"
-printf server_secret_key_123 > "$work/s.secret"
-
-config() { # $1 = database file
-  cat <<TOML
-server_id = "mcp-server-001"
-store = "sqlite://$1"
-[signing]
-secret = "server_secret_key_123"
-[[clients]]
-id = "client-001"
-secret = "client_secret_key_456"
-TOML
-}
+source bench/lib.sh
+write_secrets "$work"
 
 start() { # $1 = config; sets $server
   taskset -c 0 "$BIN" serve --config "$1" --listen 127.0.0.1:18850 2>> "$work/server.log" &
   server=$!
-  for _ in $(seq 1 600); do
-    (exec 3<>/dev/tcp/127.0.0.1/18850) 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "the server did not start" >&2; exit 1
+  wait_port 18850
 }
 
 stop() { kill "$server"; wait "$server" 2>/dev/null || true; server=""; }
@@ -58,7 +42,7 @@ stop() { kill "$server"; wait "$server" 2>/dev/null || true; server=""; }
 # journal key), then filled.
 prepare() {
   mkdir -p "$1"
-  config "$1/lacre.db" > "$1/lacre.toml"
+  config "sqlite://$1/lacre.db" > "$1/lacre.toml"
   start "$1/lacre.toml"; stop
   python3 - "$1/lacre.db" "$1/lacre.db-nonces" "$2" "$3" <<'PY'
 import hashlib, math, os, sqlite3, sys, time

@@ -100,17 +100,24 @@ class MCPServer:
     def _fingerprint(self):
         return hashlib.sha256(self.secret).hexdigest()[:16]
 
-    # added: an error reply in the article's MCPResponse shape (signed below
-    # like every other reply); the article never shows one
-    def _error(self, env, message):
+    # added: a reply in the article's MCPResponse shape (signed below like
+    # every other reply): the "ok" of an immediate tool, and an error reply,
+    # which the article never shows
+    def _reply(self, env, ok, status, **fields):
         return MCPResponse(
             request_id=env.request_id,
-            ok=False,
+            ok=ok,
             server_id=self.server_id,
-            status="error",
-            error=message,
+            status=status,
             signature="",
+            **fields,
         )
+
+    def _ok(self, env, out):
+        return self._reply(env, True, "ok", result=out.model_dump())
+
+    def _error(self, env, message):
+        return self._reply(env, False, "error", error=message)
 
     async def handle(self, env_dict, client_secret):
         # 1. Validate the envelope shape
@@ -134,26 +141,12 @@ class MCPServer:
                     fingerprint=self._fingerprint(),
                     capabilities={"tools": list(TOOLS)},
                 )
-                resp = MCPResponse(
-                    request_id=env.request_id,
-                    ok=True,
-                    server_id=self.server_id,
-                    status="ok",
-                    result=out.model_dump(),
-                    signature="",
-                )
+                resp = self._ok(env, out)
             elif env.tool == "batch_sum":
                 # added: implementation for batch_sum
                 args = BatchSumIn(**env.args)
                 out = BatchSumOut(count=len(args.numbers), total=sum(args.numbers))
-                resp = MCPResponse(
-                    request_id=env.request_id,
-                    ok=True,
-                    server_id=self.server_id,
-                    status="ok",
-                    result=out.model_dump(),
-                    signature="",
-                )
+                resp = self._ok(env, out)
             elif env.tool == "start_long_task":
                 args = StartLongTaskIn(**env.args)
                 jid = _uuid()
@@ -181,23 +174,10 @@ class MCPServer:
                 if job is None:
                     resp = self._error(env, f"unknown_job: {args.job_id}")
                 elif job.status == "done":
-                    resp = MCPResponse(
-                        request_id=env.request_id,
-                        ok=True,
-                        server_id=self.server_id,
-                        status="done",
-                        result=job.result,
-                        signature="",
-                    )
+                    resp = self._reply(env, True, "done", result=job.result)
                 elif job.status == "running":
-                    resp = MCPResponse(
-                        request_id=env.request_id,
-                        ok=True,
-                        server_id=self.server_id,
-                        status="running",
-                        result={"job_id": job.job_id, "state": "running"},
-                        signature="",
-                    )
+                    running = {"job_id": job.job_id, "state": "running"}
+                    resp = self._reply(env, True, "running", result=running)
                 else:
                     # added: JobState has an error field; the article's jobs never fail
                     resp = self._error(env, f"job_failed: {job.error}")

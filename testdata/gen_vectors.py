@@ -37,11 +37,10 @@ import struct
 import sys
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Dict, List, Optional
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from pydantic import BaseModel, ConfigDict, Field
 
 OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vectors")
 
@@ -50,52 +49,12 @@ assert sys.version_info >= (3, 11), "needs python3 >= 3.11"
 assert sys.get_int_max_str_digits() == 4300, "run with the default int_max_str_digits"
 
 
-# --------------------------------------------------------------------------
-# The seed's helpers and models (verbatim, minus the clock and uuid4: every
-# vector passes request_id / ts_ms / nonce explicitly).
-# --------------------------------------------------------------------------
-
-
-def _now_ms():
-    raise AssertionError("vectors must not read the clock")
-
-
-def _uuid():
-    raise AssertionError("vectors must not use uuid4")
-
-
-def _canonical_json(obj):
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
-
-
-def _hmac_hex(secret, payload):
-    return hmac.new(secret, _canonical_json(payload), hashlib.sha256).hexdigest()
-
-
-class MCPEnvelope(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    v: Literal["mcp/0.1"] = "mcp/0.1"
-    request_id: str = Field(default_factory=_uuid)
-    ts_ms: int = Field(default_factory=_now_ms)
-    client_id: str
-    server_id: str
-    tool: str
-    args: Dict[str, Any] = Field(default_factory=dict)
-    nonce: str = Field(default_factory=_uuid)
-    signature: str
-
-
-class MCPResponse(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    v: Literal["mcp/0.1"] = "mcp/0.1"
-    request_id: str
-    ts_ms: int = Field(default_factory=_now_ms)
-    ok: bool
-    server_id: str
-    status: Literal["ok", "accepted", "running", "done", "error"]
-    result: Optional[Dict[str, Any]] = None
-    error: Optional[str] = None
-    signature: str
+# The seed's helpers and models, from the seed's own code (interop/seed.py).
+# Every vector passes request_id, ts_ms and nonce explicitly: a default taken
+# from the clock or uuid4 would change the files, and CI checks that they do
+# not change.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "interop"))
+from seed import MCPEnvelope, MCPResponse, _canonical_json, _hmac_hex  # noqa: E402
 
 
 # --------------------------------------------------------------------------

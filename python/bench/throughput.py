@@ -25,11 +25,8 @@ import lacre
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = """server_id = "mcp-server-001"
 store = "memory"
-[signing]
-secret = "server_secret_key_123"
-[[clients]]
-id = "client-001"
-secret = "client_secret_key_456"
+signing = { secret = "server_secret_key_123" }
+clients = [{ id = "client-001", secret = "client_secret_key_456" }]
 """
 ARGS = {"numbers": [10, 20, 30]}
 
