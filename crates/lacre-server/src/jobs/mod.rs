@@ -309,12 +309,45 @@ pub trait JobStore: Outbox + Send + Sync + 'static {
     /// How many jobs are in each state (metrics).
     async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError>;
     /// A counter that moves whenever any job changes (wake-ups for
-    /// workers; spurious wake-ups are allowed).
+    /// workers and the webhook sender; spurious wake-ups are allowed).
     fn changes(&self) -> watch::Receiver<u64>;
+    /// Told when a job may have become claimable: idle workers wait on it
+    /// rather than on every change (a claim, a finish or a progress report
+    /// makes no job claimable, and waking every idle worker for each would
+    /// have them all run a claim that finds nothing). `None`: the store
+    /// does not say, and workers wait on [`JobStore::changes`].
+    fn work_signal(&self) -> Option<Arc<WorkSignal>> {
+        None
+    }
     /// Wakes at changes of job `id` (long polls; spurious wake-ups are
     /// allowed, missed ones are not, within one replica; across replicas a
     /// lost notification is covered by the caller's fallback poll).
     fn watch_job(&self, id: &str) -> JobWatch;
+}
+
+/// Wakes idle workers: one for a new job, every one when several jobs may
+/// have come back (a rescue, or another replica's notices missed).
+#[derive(Debug, Default)]
+pub struct WorkSignal(tokio::sync::Notify);
+
+impl WorkSignal {
+    /// A job was created: one idle worker claims it (or, none being idle,
+    /// the next to wait finds the signal at once; busy workers claim again
+    /// as soon as their job ends).
+    pub fn one(&self) {
+        self.0.notify_one();
+    }
+
+    /// Several jobs may be claimable: every idle worker looks.
+    pub fn all(&self) {
+        self.0.notify_waiters();
+        self.0.notify_one();
+    }
+
+    /// Waits for [`WorkSignal::one`] or [`WorkSignal::all`].
+    pub async fn wait(&self) {
+        self.0.notified().await;
+    }
 }
 
 /// A progress report: fraction done and an optional message.

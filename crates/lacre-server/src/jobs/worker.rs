@@ -1,7 +1,9 @@
 //! The worker pool: claims queued jobs, runs their handlers, keeps their
 //! leases alive, and records the outcome under the claim's fencing token.
 
-use super::{Claim, Finish, Heartbeat, JobContext, JobOutcome, JobStore, LeaseStatus, Prune};
+use super::{
+    Claim, Finish, Heartbeat, JobContext, JobOutcome, JobStore, LeaseStatus, Prune, WorkSignal,
+};
 use crate::catalog::Catalog;
 use crate::tool::{Handler, Registry, ToolError};
 use arc_swap::ArcSwap;
@@ -121,6 +123,7 @@ async fn futures_join(handles: Vec<JoinHandle<()>>) {
 
 async fn worker_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut changes = shared.store.changes();
+    let work = shared.store.work_signal();
     let poll = Duration::from_millis(shared.config.poll_interval_ms.max(10));
     loop {
         if *shutdown.borrow() {
@@ -142,9 +145,20 @@ async fn worker_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
             }
         }
         tokio::select! {
-            _ = changes.changed() => {}
+            _ = next_work(work.as_deref(), &mut changes) => {}
             _ = tokio::time::sleep(poll) => {}
             _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Until a job may be claimable: the store's work signal, or (a store
+/// without one) any change.
+async fn next_work(work: Option<&WorkSignal>, changes: &mut watch::Receiver<u64>) {
+    match work {
+        Some(w) => w.wait().await,
+        None => {
+            let _ = changes.changed().await;
         }
     }
 }

@@ -22,6 +22,7 @@ pub struct Counting {
     inner: MemoryJobStore,
     heartbeats: AtomicUsize,
     finishes: AtomicUsize,
+    claims: AtomicUsize,
     /// Whether `watch_job` hands out watches that never fire (a worker
     /// that learns of a takeover only at its next heartbeat).
     blind: std::sync::atomic::AtomicBool,
@@ -72,6 +73,7 @@ impl JobStore for Counting {
         self.inner.list_all(s, l).await
     }
     async fn claim(&self, now: i64, lease: i64) -> Result<Option<Claim>, StoreError> {
+        self.claims.fetch_add(1, Ordering::Relaxed);
         self.inner.claim(now, lease).await
     }
     async fn heartbeat(&self, beat: Heartbeat<'_>) -> Result<LeaseStatus, StoreError> {
@@ -96,6 +98,9 @@ impl JobStore for Counting {
     }
     fn changes(&self) -> watch::Receiver<u64> {
         self.inner.changes()
+    }
+    fn work_signal(&self) -> Option<Arc<lacre_server::jobs::WorkSignal>> {
+        self.inner.work_signal()
     }
     fn watch_job(&self, id: &str) -> JobWatch {
         if self.blind.load(Ordering::SeqCst) {
@@ -181,6 +186,43 @@ async fn a_handler_that_drops_its_context_does_not_spin_the_worker() {
     // 600 ms at one heartbeat every 200 ms: a handful, not thousands.
     let n = store.heartbeats.load(Ordering::Relaxed);
     assert!(n <= 6, "{n} heartbeats for a 600 ms job");
+    workers.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_new_job_wakes_one_idle_worker_not_all_of_them() {
+    let store = Arc::new(Counting::default());
+    let mut reg = Registry::new();
+    reg.long_running("sleepy", "sleeps", |_a: SleepIn, _ctx| async move {
+        Ok::<_, ToolError>(Map::new())
+    });
+    // Eight idle workers; polls far apart, so every claim below is a
+    // worker that was woken.
+    let workers = workers_on(
+        WorkerConfig {
+            concurrency: 8,
+            poll_interval_ms: 60_000,
+            ..WorkerConfig::default()
+        },
+        &store,
+        reg,
+        Arc::new(lacre_server::SystemClock),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.claims.load(Ordering::SeqCst) < 8 {
+        assert!(std::time::Instant::now() < deadline, "workers never looked");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = store.claims.load(Ordering::SeqCst);
+    store.create(job_j("sleepy")).await.unwrap();
+    until(&store, "finished", |j| j.state == JobState::Done).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The woken worker's claim, and its look for more once the job ended.
+    // (Woken by every change, the eight would claim for the creation, the
+    // claim and the finish: some twenty times.)
+    let claims = store.claims.load(Ordering::SeqCst) - before;
+    assert!(claims <= 3, "{claims} claims for one job");
     workers.shutdown(Duration::from_secs(1)).await;
 }
 
