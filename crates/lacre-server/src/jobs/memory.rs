@@ -3,7 +3,7 @@
 
 use super::{
     Claim, CreateOutcome, Finish, Heartbeat, JobOutcome, JobRecord, JobState, JobStatus, JobStore,
-    JobWatch, JobWatchers, LeaseStatus, NewJob, Prune, PruneStats,
+    JobWatch, JobWatchers, LeaseStatus, NewJob, Prune, PruneStats, WorkSignal,
 };
 use crate::error::StoreError;
 use crate::webhooks::{
@@ -11,7 +11,7 @@ use crate::webhooks::{
     EventType, Outbox, RetrySelector,
 };
 use lacre_proto::builtin::JobSummary;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard};
 use tokio::sync::watch;
@@ -21,6 +21,8 @@ struct Entry {
     fence: u64,
     lease_until_ms: i64,
     available_at_ms: i64,
+    /// The canonical size of its arguments (the client's byte limit).
+    args_bytes: u64,
 }
 
 struct IdemRecord {
@@ -32,7 +34,14 @@ struct IdemRecord {
 #[derive(Default)]
 struct State {
     jobs: HashMap<String, Entry>,
-    queue: VecDeque<String>,
+    /// Queued job ids by client, each client's in the order they were
+    /// queued, numbered in that order across clients (a claim looks at
+    /// each client's first due job, not at the whole queue).
+    queues: BTreeMap<String, VecDeque<(u64, String)>>,
+    enqueued: u64,
+    /// Each client's queued and running jobs and their arguments' bytes
+    /// (its limits), kept as jobs start and end rather than counted.
+    load: HashMap<String, (u64, u64)>,
     idempotency: HashMap<(String, String), IdemRecord>,
     /// Running jobs by client (fair claiming).
     running: HashMap<String, usize>,
@@ -81,6 +90,63 @@ impl State {
     fn started(&mut self, client_id: &str) {
         *self.running.entry(client_id.to_owned()).or_default() += 1;
     }
+
+    /// Puts job `id` of `client_id` at the end of its client's queue.
+    fn enqueue(&mut self, client_id: &str, id: String) {
+        self.enqueued += 1;
+        let seq = self.enqueued;
+        self.queues
+            .entry(client_id.to_owned())
+            .or_default()
+            .push_back((seq, id));
+    }
+
+    /// The next job to claim: of the clients with a due job, the one with
+    /// the fewest running jobs, and its oldest due job (the first queued
+    /// among equals). Takes it off its queue.
+    fn take_next(&mut self, now_ms: i64) -> Option<String> {
+        let jobs = &self.jobs;
+        let queued = |id: &String| {
+            jobs.get(id)
+                .is_some_and(|e| e.job.state == JobState::Queued)
+        };
+        let mut best: Option<(usize, u64, &String, usize)> = None;
+        for (client, q) in self.queues.iter_mut() {
+            // What was claimed or cancelled since it was queued.
+            while q.front().is_some_and(|(_, id)| !queued(id)) {
+                q.pop_front();
+            }
+            let due = q.iter().position(|(_, id)| {
+                queued(id) && jobs.get(id).is_some_and(|e| e.available_at_ms <= now_ms)
+            });
+            let (Some(i), Some((seq, _))) = (due, due.and_then(|i| q.get(i))) else {
+                continue;
+            };
+            let load = self.running.get(client).copied().unwrap_or(0);
+            if best.is_none_or(|(l, s, _, _)| (load, *seq) < (l, s)) {
+                best = Some((load, *seq, client, i));
+            }
+        }
+        let (client, i) = best.map(|(_, _, c, i)| (c.clone(), i))?;
+        let q = self.queues.get_mut(&client)?;
+        let (_, id) = q.remove(i)?;
+        if q.is_empty() {
+            self.queues.remove(&client);
+        }
+        Some(id)
+    }
+}
+
+/// A job of `client_id` whose arguments take `bytes` ended (done, failed
+/// or cancelled): its share of the client's limits is free again.
+fn ended(load: &mut HashMap<String, (u64, u64)>, client_id: &str, bytes: u64) {
+    if let Some((jobs, total)) = load.get_mut(client_id) {
+        *jobs = jobs.saturating_sub(1);
+        *total = total.saturating_sub(bytes);
+        if *jobs == 0 {
+            load.remove(client_id);
+        }
+    }
 }
 
 /// A job of `client_id` stopped running.
@@ -98,6 +164,7 @@ pub struct MemoryJobStore {
     state: Mutex<State>,
     changes: watch::Sender<u64>,
     watchers: Arc<JobWatchers>,
+    work: Arc<WorkSignal>,
 }
 
 impl Default for MemoryJobStore {
@@ -106,6 +173,7 @@ impl Default for MemoryJobStore {
             state: Mutex::new(State::default()),
             changes: watch::channel(0).0,
             watchers: JobWatchers::new(),
+            work: Arc::default(),
         }
     }
 }
@@ -190,19 +258,17 @@ impl JobStore for MemoryJobStore {
             }
             // The client's share: checked after idempotency, so that a
             // retry of a job already created is answered, not refused.
-            let (mut count, mut bytes) = (0u64, 0u64);
-            for e in st.jobs.values() {
-                if e.job.client_id == job.client_id && !e.job.state.is_terminal() {
-                    count += 1;
-                    bytes += super::args_bytes(&e.job.args);
-                }
-            }
+            let (count, bytes) = st.load.get(&job.client_id).copied().unwrap_or((0, 0));
+            let new_bytes = super::args_bytes(&job.args);
             if count >= job.max_jobs {
                 return Ok(CreateOutcome::OverLimit(super::JobLimit::Jobs));
             }
-            if bytes.saturating_add(super::args_bytes(&job.args)) > job.max_job_bytes {
+            if bytes.saturating_add(new_bytes) > job.max_job_bytes {
                 return Ok(CreateOutcome::OverLimit(super::JobLimit::Bytes));
             }
+            let load = st.load.entry(job.client_id.clone()).or_default();
+            load.0 += 1;
+            load.1 = load.1.saturating_add(new_bytes);
             let record = JobRecord {
                 id: job.id.clone(),
                 client_id: job.client_id,
@@ -229,7 +295,7 @@ impl JobStore for MemoryJobStore {
                     expires_at_ms: job.now_ms.saturating_add(job.idempotency_ttl_ms),
                 },
             );
-            st.queue.push_back(job.id.clone());
+            st.enqueue(&record.client_id, job.id.clone());
             st.jobs.insert(
                 job.id,
                 Entry {
@@ -237,12 +303,14 @@ impl JobStore for MemoryJobStore {
                     fence: 0,
                     lease_until_ms: 0,
                     available_at_ms: job.now_ms,
+                    args_bytes: new_bytes,
                 },
             );
             CreateOutcome::Created(record)
         };
-        // Nobody waits for a job that did not exist.
+        // Nobody waits for a job that did not exist; a worker does.
         self.bump(Some(""));
+        self.work.one();
         Ok(outcome)
     }
 
@@ -270,23 +338,7 @@ impl JobStore for MemoryJobStore {
             // Fair between clients: the oldest available job of the client
             // with the fewest running jobs (one client's backlog does not
             // make every other client wait behind it).
-            st.queue.retain(|id| {
-                st.jobs
-                    .get(id)
-                    .is_some_and(|e| e.job.state == JobState::Queued)
-            });
-            let running = &st.running;
-            let mut best: Option<(usize, usize)> = None;
-            for (i, id) in st.queue.iter().enumerate() {
-                let Some(e) = st.jobs.get(id).filter(|e| e.available_at_ms <= now_ms) else {
-                    continue;
-                };
-                let load = running.get(&e.job.client_id).copied().unwrap_or(0);
-                if best.is_none_or(|(l, _)| load < l) {
-                    best = Some((load, i));
-                }
-            }
-            let Some(id) = best.and_then(|(_, i)| st.queue.remove(i)) else {
+            let Some(id) = st.take_next(now_ms) else {
                 return Ok(None);
             };
             let Some(client) = st.jobs.get(&id).map(|e| e.job.client_id.clone()) else {
@@ -360,6 +412,7 @@ impl JobStore for MemoryJobStore {
                 return Ok(false);
             }
             stopped(&mut st.running, &e.job.client_id);
+            ended(&mut st.load, &e.job.client_id, e.args_bytes);
             match outcome {
                 JobOutcome::Done(result) => {
                     e.job.state = JobState::Done;
@@ -397,6 +450,7 @@ impl JobStore for MemoryJobStore {
             if e.job.state == JobState::Running {
                 stopped(&mut st.running, client_id);
             }
+            ended(&mut st.load, client_id, e.args_bytes);
             e.job.state = JobState::Cancelled;
             e.job.finished_ms = Some(now_ms);
             touch(&mut e.job, now_ms);
@@ -412,6 +466,7 @@ impl JobStore for MemoryJobStore {
         {
             let mut st = self.lock();
             let st = &mut *st;
+            let mut requeued = Vec::new();
             for (id, e) in st.jobs.iter_mut() {
                 if e.job.state != JobState::Running || e.lease_until_ms >= now_ms {
                     continue;
@@ -419,6 +474,7 @@ impl JobStore for MemoryJobStore {
                 touched += 1;
                 stopped(&mut st.running, &e.job.client_id);
                 if e.job.attempt >= max_attempts {
+                    ended(&mut st.load, &e.job.client_id, e.args_bytes);
                     e.job.state = JobState::Failed;
                     e.job.error = Some(format!("worker lost after {} attempts", e.job.attempt));
                     e.job.finished_ms = Some(now_ms);
@@ -427,13 +483,17 @@ impl JobStore for MemoryJobStore {
                     e.job.state = JobState::Queued;
                     e.available_at_ms =
                         now_ms.saturating_add(super::requeue_delay_ms(e.job.attempt));
-                    st.queue.push_back(id.clone());
+                    requeued.push((e.job.client_id.clone(), id.clone()));
                 }
                 touch(&mut e.job, now_ms);
+            }
+            for (client_id, id) in requeued {
+                st.enqueue(&client_id, id);
             }
         }
         if touched > 0 {
             self.bump(None);
+            self.work.all();
         }
         Ok(touched)
     }
@@ -510,6 +570,10 @@ impl JobStore for MemoryJobStore {
             limit,
             crate::system::job_summary,
         ))
+    }
+
+    fn work_signal(&self) -> Option<Arc<WorkSignal>> {
+        Some(Arc::clone(&self.work))
     }
 
     fn changes(&self) -> watch::Receiver<u64> {

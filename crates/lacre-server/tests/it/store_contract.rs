@@ -4,7 +4,8 @@
 
 use lacre_proto::{Map, NonceError, Value};
 use lacre_server::jobs::{
-    CreateOutcome, Finish, Heartbeat, JobLimit, JobOutcome, JobState, LeaseStatus, NewJob, Prune,
+    CreateOutcome, Finish, Heartbeat, JobLimit, JobOutcome, JobState, JobStore, LeaseStatus,
+    NewJob, Prune,
 };
 use lacre_server::store::{self, Stores};
 use std::time::Duration;
@@ -142,6 +143,72 @@ async fn job_limits(stores: &Stores) {
         CreateOutcome::OverLimit(JobLimit::Bytes)
     );
     assert!(s.get("l3").await.unwrap().is_none());
+}
+
+/// A job of client `one`, which has room for one job.
+fn one(id: &str) -> NewJob {
+    NewJob {
+        max_jobs: 1,
+        ..new_job(id, "one", &format!("r-{id}"), "h", 1_000)
+    }
+}
+
+/// Creates job `id` of client `one`; its room is then full.
+async fn start_one(s: &dyn JobStore, id: &str) {
+    let created = s.create(one(id)).await.unwrap();
+    assert!(
+        matches!(created, CreateOutcome::Created(_)),
+        "{id}: {created:?}"
+    );
+    let again = s.create(one("extra")).await.unwrap();
+    assert_eq!(
+        again,
+        CreateOutcome::OverLimit(JobLimit::Jobs),
+        "{id} fills it"
+    );
+}
+
+/// Claims job `id`, which keeps the room full while it runs; its fence.
+async fn claim_one(s: &dyn JobStore, id: &str) -> u64 {
+    let c = s.claim(1_000, 1_000).await.unwrap().expect("due");
+    assert_eq!(c.job.id, id);
+    let again = s.create(one("extra")).await.unwrap();
+    assert_eq!(again, CreateOutcome::OverLimit(JobLimit::Jobs), "{id} runs");
+    c.fence
+}
+
+/// A job's share of its client's limits is free again however it ends:
+/// done, failed, cancelled while queued or while running, or given up by
+/// the rescuer. (A client with room for one job, on a store of its own.)
+async fn limits_free_at_every_end(stores: &Stores) {
+    let s = &*stores.jobs;
+    start_one(s, "queued-cancelled").await;
+    s.cancel("queued-cancelled", "one", 1_000).await.unwrap();
+    for (id, outcome) in [
+        ("done", JobOutcome::Done(Map::new())),
+        ("failed", JobOutcome::Failed("no".into())),
+    ] {
+        start_one(s, id).await;
+        let fence = claim_one(s, id).await;
+        let end = Finish {
+            id,
+            fence,
+            outcome,
+            now_ms: 1_000,
+        };
+        assert!(s.finish(end).await.unwrap());
+    }
+    start_one(s, "running-cancelled").await;
+    claim_one(s, "running-cancelled").await;
+    s.cancel("running-cancelled", "one", 1_000).await.unwrap();
+    start_one(s, "lost").await;
+    claim_one(s, "lost").await;
+    assert_eq!(s.rescue(5_000, 1).await.unwrap(), 1);
+    assert_eq!(
+        s.get("lost").await.unwrap().unwrap().state,
+        JobState::Failed
+    );
+    start_one(s, "last").await;
 }
 
 /// Claims are fair between clients: the next job is the oldest of the
@@ -526,6 +593,7 @@ async fn memory_store_keeps_the_contract() {
     contract(store::open("memory").await.unwrap()).await;
     fair_claims(&store::open("memory").await.unwrap()).await;
     job_limits(&store::open("memory").await.unwrap()).await;
+    limits_free_at_every_end(&store::open("memory").await.unwrap()).await;
 }
 
 #[tokio::test]
@@ -536,6 +604,9 @@ async fn sqlite_store_keeps_the_contract() {
     fair_claims(&store::open(&fair_url).await.unwrap()).await;
     job_limits(&store::open(&fair_url).await.unwrap()).await;
     let _ = std::fs::remove_dir_all(fair_dir);
+    let (ends_url, ends_dir) = sqlite_url("ends");
+    limits_free_at_every_end(&store::open(&ends_url).await.unwrap()).await;
+    let _ = std::fs::remove_dir_all(ends_dir);
     // Reopening the file sees the same state: it is durable.
     let again = store::open(&url).await.unwrap();
     assert_eq!(
@@ -556,6 +627,9 @@ async fn postgres_store_keeps_the_contract() {
     if let Some(fair_url) = pg_url("postgres_store_claims_fairly").await {
         fair_claims(&store::open(&fair_url).await.unwrap()).await;
         job_limits(&store::open(&fair_url).await.unwrap()).await;
+    }
+    if let Some(ends_url) = pg_url("postgres_limits_free_at_every_end").await {
+        limits_free_at_every_end(&store::open(&ends_url).await.unwrap()).await;
     }
     replays_are_refused_by_the_database(&url).await;
     skewed_pruning_keeps_records_a_slower_replica_needs(&url).await;
