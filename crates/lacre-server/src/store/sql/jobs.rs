@@ -6,12 +6,14 @@ use super::{corrupt, unavailable, Change, SqlStore, PRUNE_BATCH};
 use crate::error::StoreError;
 use crate::jobs::{
     Claim, CreateOutcome, Finish, Heartbeat, JobOutcome, JobRecord, JobState, JobStatus, JobStore,
-    JobWatch, LeaseStatus, NewJob, Prune, PruneStats,
+    JobWatch, LeaseStatus, NewJob, Prune, PruneStats, WorkSignal,
 };
 use crate::store::StoreKind;
+use crate::webhooks::{EventMask, EventType};
 use lacre_proto::builtin::JobSummary;
 use sqlx::Row;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use tokio::sync::watch;
 
 #[async_trait::async_trait]
@@ -79,33 +81,15 @@ impl JobStore for SqlStore {
             .map_err(unavailable)?;
         }
         // The client's share, checked after idempotency (a retry of a job
-        // already created is answered, not refused) and in the same
-        // transaction as the insert.
-        let load = sqlx::query(
-            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(args_bytes), 0) AS BIGINT) AS bytes FROM lacre_jobs
-             WHERE client_id = $1 AND state IN ('queued', 'running')",
-        )
-        .bind(job.client_id.clone())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let count: i64 = load.try_get("n").map_err(|_| corrupt("job count"))?;
-        let bytes: i64 = load.try_get("bytes").map_err(|_| corrupt("job bytes"))?;
+        // already created is answered, not refused) and in the insert
+        // itself: no row comes back when it is full.
         let new_bytes = crate::jobs::args_bytes(&job.args);
-        let over = if u64::try_from(count).unwrap_or(0) >= job.max_jobs {
-            Some(crate::jobs::JobLimit::Jobs)
-        } else if u64::try_from(bytes).unwrap_or(0).saturating_add(new_bytes) > job.max_job_bytes {
-            Some(crate::jobs::JobLimit::Bytes)
-        } else {
-            None
-        };
-        if let Some(limit) = over {
-            tx.rollback().await.map_err(unavailable)?;
-            return Ok(CreateOutcome::OverLimit(limit));
-        }
         let row = sqlx::query(
             "INSERT INTO lacre_jobs (id, client_id, request_id, tool, args, state, available_at_ms, created_ms, updated_ms, events, args_bytes)
-             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $6, $7, $8) RETURNING *",
+             SELECT $1, $2, $3, $4, $5, 'queued', $6, $6, $6, $7, $8
+             WHERE (SELECT COUNT(*) < $9 AND COALESCE(SUM(args_bytes), 0) + $8 <= $10 FROM lacre_jobs
+                    WHERE client_id = $2 AND state IN ('queued', 'running'))
+             RETURNING *",
         )
         .bind(job.id.clone())
         .bind(job.client_id.clone())
@@ -115,9 +99,16 @@ impl JobStore for SqlStore {
         .bind(job.now_ms)
         .bind(job.events.bits())
         .bind(to_i64(new_bytes))
-        .fetch_one(&mut *tx)
+        .bind(to_i64(job.max_jobs))
+        .bind(to_i64(job.max_job_bytes))
+        .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable)?;
+        let Some(row) = row else {
+            let limit = self.full_limit(&mut tx, &job, new_bytes).await?;
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(CreateOutcome::OverLimit(limit));
+        };
         let record = job_from_row(&row, self.limits)?;
         tx.commit().await.map_err(unavailable)?;
         // A new job: workers wake; nobody waits for it yet.
@@ -224,24 +215,39 @@ impl JobStore for SqlStore {
             JobOutcome::Done(m) => ("done", Some(json_text(&m)), None),
             JobOutcome::Failed(e) => ("failed", None, Some(e)),
         };
-        // The final state and its event (if the client asked for it): one
-        // transaction.
-        let mut tx = self.begin().await?;
-        let ended = sqlx::query(
+        const END: &str =
             "UPDATE lacre_jobs SET state = $3, result = $4, error = $5, finished_ms = $6, updated_ms = $6,
                 progress = CASE WHEN $3 = 'done' THEN 1.0 ELSE progress END, version = version + 1
-             WHERE id = $1 AND fence = $2 AND state = 'running'
-             RETURNING client_id, request_id, events",
-        )
-        .bind(id.to_owned())
-        .bind(to_i64(fence))
-        .bind(state.to_owned())
-        .bind(result)
-        .bind(error)
-        .bind(now_ms)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+             WHERE id = $1 AND fence = $2 AND state = 'running'";
+        let bit = JobState::parse(state)
+            .and_then(EventType::of_state)
+            .map_or(0, |e| EventMask::of(&[e]).bits());
+        // A job whose client asked for no event of this end: one statement.
+        let sql = format!("{END} AND (events & $7) = 0");
+        let plain = sqlx::query(&sql)
+            .bind(id.to_owned())
+            .bind(to_i64(fence))
+            .bind(state.to_owned())
+            .bind(result.clone())
+            .bind(error.clone())
+            .bind(now_ms)
+            .bind(bit);
+        if self.write_rows(plain, Change::Job(id)).await? == 1 {
+            return Ok(true);
+        }
+        // Otherwise the final state and its event: one transaction (or a
+        // stale fence, and nothing changes).
+        let mut tx = self.begin().await?;
+        let ended = sqlx::query(&format!("{END} RETURNING client_id, request_id, events"))
+            .bind(id.to_owned())
+            .bind(to_i64(fence))
+            .bind(state.to_owned())
+            .bind(result)
+            .bind(error)
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         let Some(row) = ended else {
             tx.rollback().await.map_err(unavailable)?;
             return Ok(false);
@@ -466,5 +472,39 @@ impl JobStore for SqlStore {
 
     fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+
+    fn work_signal(&self) -> Option<Arc<WorkSignal>> {
+        Some(Arc::clone(&self.work))
+    }
+}
+
+impl SqlStore {
+    /// Which of the client's limits a refused job met: its count of queued
+    /// and running jobs, else their arguments' bytes.
+    async fn full_limit(
+        &self,
+        tx: &mut super::WriteTx,
+        job: &NewJob,
+        new_bytes: u64,
+    ) -> Result<crate::jobs::JobLimit, StoreError> {
+        let load = sqlx::query(
+            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(args_bytes), 0) AS BIGINT) AS bytes FROM lacre_jobs
+             WHERE client_id = $1 AND state IN ('queued', 'running')",
+        )
+        .bind(job.client_id.clone())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+        let count: i64 = load.try_get("n").map_err(|_| corrupt("job count"))?;
+        let bytes: i64 = load.try_get("bytes").map_err(|_| corrupt("job bytes"))?;
+        let jobs_full = u64::try_from(count).unwrap_or(0) >= job.max_jobs;
+        let bytes_full =
+            u64::try_from(bytes).unwrap_or(0).saturating_add(new_bytes) > job.max_job_bytes;
+        Ok(if bytes_full && !jobs_full {
+            crate::jobs::JobLimit::Bytes
+        } else {
+            crate::jobs::JobLimit::Jobs
+        })
     }
 }

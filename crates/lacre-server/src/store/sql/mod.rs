@@ -135,10 +135,20 @@ const CHANNEL: &str = "lacre_jobs";
 /// A SQLite or PostgreSQL store for jobs, idempotency records and nonces.
 pub struct SqlStore {
     pool: AnyPool,
+    /// SQLite: the one connection that writes. SQLite keeps a page cache a
+    /// connection and drops it whenever another connection has written;
+    /// with every write on one connection its cache stays warm (writes take
+    /// turns anyway), and only the readers re-read what it changed. Opened
+    /// once the schema is up to date: a connection that prepares a
+    /// statement over a schema another connection then changes would
+    /// describe the rows with the old columns.
+    writes: std::sync::OnceLock<AnyPool>,
     kind: StoreKind,
     changes: watch::Sender<u64>,
     /// Long polls waiting for one job each.
     watchers: Arc<crate::jobs::JobWatchers>,
+    /// Idle workers waiting for a claimable job.
+    work: Arc<crate::jobs::WorkSignal>,
     /// Jobs changed here since the last NOTIFY (PostgreSQL): its payload,
     /// so other replicas wake only the long polls of those jobs.
     to_notify: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -337,7 +347,7 @@ impl SqlStore {
         let search_path = schema.clone();
         let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(3));
         options = match kind {
-            StoreKind::Sqlite => options.max_connections(4).after_connect(|conn, _| {
+            StoreKind::Sqlite => options.after_connect(|conn, _| {
                 Box::pin(async move {
                     // WAL lets readers run beside the one writer; NORMAL
                     // sync is durable across process crashes in WAL mode.
@@ -368,6 +378,11 @@ impl SqlStore {
                 })
             }),
         };
+        let writer_options =
+            (kind == StoreKind::Sqlite).then(|| options.clone().max_connections(1));
+        if kind == StoreKind::Sqlite {
+            options = options.max_connections(4);
+        }
         let pool = options.connect(&url).await.map_err(unavailable)?;
         let notifier = (kind == StoreKind::Postgres).then(|| Arc::new(Notify::new()));
         let channel = match &schema {
@@ -376,9 +391,11 @@ impl SqlStore {
         };
         let store = Arc::new(SqlStore {
             pool,
+            writes: std::sync::OnceLock::new(),
             kind,
             changes: watch::channel(0).0,
             watchers: crate::jobs::JobWatchers::new(),
+            work: Arc::default(),
             to_notify: std::sync::Mutex::new(std::collections::HashSet::new()),
             notifier,
             channel,
@@ -387,6 +404,10 @@ impl SqlStore {
             write_gate: (kind == StoreKind::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
         });
         store.migrate(schema.as_deref()).await?;
+        if let Some(o) = writer_options {
+            let writer = o.connect(&url).await.map_err(unavailable)?;
+            let _ = store.writes.set(writer);
+        }
         if kind == StoreKind::Postgres {
             let listening = store.spawn_pg_tasks(url);
             // Return once LISTEN is in place, so no change made after this
@@ -498,6 +519,7 @@ impl SqlStore {
                             if let Some(store) = weak.upgrade() {
                                 store.changes.send_modify(|v| *v = v.wrapping_add(1));
                                 store.watchers.notify_all();
+                                store.work.all();
                             }
                         }
                         // `try_recv` says when the connection is lost
@@ -511,8 +533,11 @@ impl SqlStore {
                             // without one (an older replica), wake every poll.
                             for token in n.payload().split(',') {
                                 match token {
-                                    "" => store.watchers.notify_all(),
-                                    NEW_JOB => {}
+                                    "" => {
+                                        store.watchers.notify_all();
+                                        store.work.all();
+                                    }
+                                    NEW_JOB => store.work.one(),
                                     id => store.watchers.notify(id),
                                 }
                             }
@@ -583,13 +608,17 @@ impl SqlStore {
     fn changed(&self, change: Change<'_>) {
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
         let token = match change {
-            Change::New => NEW_JOB,
+            Change::New => {
+                self.work.one();
+                NEW_JOB
+            }
             Change::Job(id) => {
                 self.watchers.notify(id);
                 id
             }
             Change::Many => {
                 self.watchers.notify_all();
+                self.work.all();
                 ""
             }
         };
@@ -614,23 +643,29 @@ impl SqlStore {
         let tx = match self.kind {
             // Take the write lock up front: a deferred transaction that
             // reads and then writes can fail with SQLITE_BUSY mid-way.
-            StoreKind::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            StoreKind::Sqlite => self.write_pool().begin_with("BEGIN IMMEDIATE").await,
             _ => self.pool.begin().await,
         }
         .map_err(unavailable)?;
         Ok(WriteTx { tx, _turn: turn })
     }
 
+    fn write_pool(&self) -> &AnyPool {
+        self.writes.get().unwrap_or(&self.pool)
+    }
+
     /// A connection for one writing statement outside a transaction.
     async fn writer(&self) -> Result<WriteConn, StoreError> {
         let turn = self.turn().await;
-        let conn = self.pool.acquire().await.map_err(unavailable)?;
+        let conn = self.write_pool().acquire().await.map_err(unavailable)?;
         Ok(WriteConn { conn, _turn: turn })
     }
 
     /// Runs a claim (`sql` binds now as `$1` and the lease's end as `$2`,
-    /// and returns the claimed row) in a write transaction; the row and its
-    /// new fencing token.
+    /// and returns the claimed row); the row and its new fencing token. One
+    /// statement, its own transaction: a writing statement takes SQLite's
+    /// write lock before it reads, so it cannot fail half-way as a deferred
+    /// transaction that reads first can.
     pub(super) async fn claim_row(
         &self,
         sql: &str,
@@ -638,14 +673,12 @@ impl SqlStore {
         lease_ms: i64,
     ) -> Result<Option<(sqlx::any::AnyRow, u64)>, StoreError> {
         use sqlx::Row;
-        let mut tx = self.begin().await?;
         let row = sqlx::query(sql)
             .bind(now_ms)
             .bind(now_ms.saturating_add(lease_ms))
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *self.writer().await?)
             .await
             .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
         let Some(row) = row else { return Ok(None) };
         let fence: i64 = row.try_get("fence").map_err(|_| corrupt("fence"))?;
         Ok(Some((row, u64::try_from(fence).unwrap_or(0))))
