@@ -127,13 +127,11 @@ impl State {
                 best = Some((load, *seq, client, i));
             }
         }
-        let (client, i) = best.map(|(_, _, c, i)| (c.clone(), i))?;
-        let q = self.queues.get_mut(&client)?;
-        let (_, id) = q.remove(i)?;
-        if q.is_empty() {
-            self.queues.remove(&client);
-        }
-        Some(id)
+        let taken = best.map(|(_, _, c, i)| (c.clone(), i));
+        let id = taken.and_then(|(client, i)| self.queues.get_mut(&client)?.remove(i));
+        // Clients whose queue emptied are forgotten.
+        self.queues.retain(|_, q| !q.is_empty());
+        id.map(|(_, id)| id)
     }
 }
 

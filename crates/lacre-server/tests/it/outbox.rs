@@ -63,6 +63,12 @@ async fn settle(
     stores.jobs.record_attempt(attempt).await.unwrap()
 }
 
+/// The ids of the store's deliveries (at most 10), in the store's order.
+async fn delivery_ids(stores: &Stores) -> Vec<String> {
+    let all = stores.jobs.deliveries(None, None, 10).await.unwrap();
+    all.into_iter().map(|d| d.id).collect()
+}
+
 /// The next due delivery at `now_ms`, claimed with a 1 s lease.
 async fn claim(stores: &Stores, now_ms: i64) -> Option<DeliveryClaim> {
     stores.jobs.claim_delivery(now_ms, 1_000).await.unwrap()
@@ -260,14 +266,7 @@ async fn outbox_contract(stores: Stores) {
         .await
         .unwrap();
     assert_eq!(stats.deliveries, 3);
-    let left: Vec<String> = s
-        .deliveries(None, None, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|d| d.id)
-        .collect();
-    let mut left = left;
+    let mut left = delivery_ids(&stores).await;
     left.sort();
     assert_eq!(left, ["j-cancel.cancelled", "j-done.done"]);
 }
@@ -366,14 +365,6 @@ async fn a_version_1_database_is_migrated_with_its_jobs() {
     };
     assert!(stores.jobs.finish(end).await.unwrap());
     run_to(&stores, "new", "c1", EventMask::ALL, done()).await;
-    let ids: Vec<String> = stores
-        .jobs
-        .deliveries(None, None, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|d| d.id)
-        .collect();
-    assert_eq!(ids, ["new.done"]);
+    assert_eq!(delivery_ids(&stores).await, ["new.done"]);
     let _ = std::fs::remove_dir_all(dir);
 }

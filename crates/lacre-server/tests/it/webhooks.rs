@@ -320,6 +320,16 @@ where
     }
 }
 
+/// Waits until a delivery of `server` has been given up.
+async fn given_up(server: &Server) {
+    eventually("given up", || async {
+        !deliveries_in(server, Some(DeliveryState::Failed))
+            .await
+            .is_empty()
+    })
+    .await;
+}
+
 async fn deliveries_in(
     server: &Server,
     state: Option<DeliveryState>,
@@ -368,12 +378,7 @@ async fn the_schedule_ends_in_failure_and_retry_after_is_honoured() {
     let (rx, url) = Receiver::start(&[(503, Some("1")), (500, None), (500, None)]).await;
     let (server, workers, deliveries) = server(&url, fast(true, &[0, 20, 20]));
     start_job(&server, serde_json::json!({"action": "ok"})).await;
-    eventually("given up", || async {
-        !deliveries_in(&server, Some(DeliveryState::Failed))
-            .await
-            .is_empty()
-    })
-    .await;
+    given_up(&server).await;
     let got = rx.got();
     assert_eq!(got.len(), 3, "the schedule has three attempts");
     let gap = got[1].at.duration_since(got[0].at);
@@ -457,12 +462,7 @@ async fn private_targets_are_refused_unless_allowed() {
     for target in [url.clone(), format!("http://localhost:{port}/hook")] {
         let (server, workers, deliveries) = server(&target, fast(false, &[0]));
         start_job(&server, serde_json::json!({"action": "ok"})).await;
-        eventually("given up", || async {
-            !deliveries_in(&server, Some(DeliveryState::Failed))
-                .await
-                .is_empty()
-        })
-        .await;
+        given_up(&server).await;
         let d = &deliveries_in(&server, None).await[0];
         let error = d.last_error.as_deref().unwrap_or_default();
         assert!(
