@@ -74,9 +74,34 @@ pub fn canonical_roundtrip(data: &[u8]) {
     };
     let c1 = canonical(&v);
     assert!(c1.is_ascii(), "canonical output is not ASCII");
+    received_bytes_stand_for_canonical(data, &v);
     let v2 = parse(&c1, limits).unwrap_or_else(|e| panic!("canonical output does not parse: {e}"));
     assert_eq!(canonical(&v2), c1, "canonical form is not a fixed point");
     assert_eq!(v2, v, "value changed in a canonical round trip");
+}
+
+/// What the verifiers rely on to check a signature over the received
+/// bytes: input the parser calls canonical is `canonical` of its value, and
+/// without the `signature` member it is `canonical` of the rest.
+fn received_bytes_stand_for_canonical(data: &[u8], v: &Value) {
+    let (value, layout) =
+        lacre_proto::json::parse_with_layout(data, ParseLimits::default(), Some("signature"))
+            .unwrap_or_else(|e| panic!("parse_with_layout refuses what parse accepts: {e}"));
+    assert_eq!(&value, v, "parse_with_layout reads another value");
+    if layout.canonical {
+        assert_eq!(canonical(v), data, "bytes called canonical are not");
+    }
+    if let Some(parts) = layout.canonical_without_member(data) {
+        let Value::Object(mut rest) = value else {
+            panic!("a member found outside an object");
+        };
+        assert!(rest.remove("signature").is_some(), "the member is not there");
+        assert_eq!(
+            parts.concat(),
+            canonical(&Value::Object(rest)),
+            "the bytes around the member are not the canonical rest"
+        );
+    }
 }
 
 /// serde_json is a strict RFC 8259 parser. The two may differ only where

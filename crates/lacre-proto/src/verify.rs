@@ -11,7 +11,7 @@
 use crate::error::{ResponseError, VerifyError};
 use crate::json::{self, ParseLimits, Value};
 use crate::keys::VerifyingKey;
-use crate::wire::{Envelope, Response, Status, MAX_ID_CHARS};
+use crate::wire::{Envelope, Response, Status, MAX_ID_CHARS, MESSAGE_FIELDS};
 use std::collections::HashMap;
 use std::ops::Deref;
 
@@ -257,6 +257,24 @@ fn salvage_request_id(value: &Value) -> String {
         .to_owned()
 }
 
+/// A message's JSON value, and the bytes its signature covers when the
+/// received bytes already hold them: a canonical object with all of its
+/// fields (a message without `v` or `args` gets their defaults written into
+/// its signed bytes). `None`: the signed bytes are written from the message.
+/// Either way they are the same bytes; this only saves writing them again.
+fn parse_message(
+    bytes: &[u8],
+    limits: ParseLimits,
+) -> Result<(Value, Option<Vec<u8>>), json::JsonError> {
+    let (value, layout) = json::parse_with_layout(bytes, limits, Some("signature"))?;
+    let complete = value.as_object().is_some_and(|m| m.len() == MESSAGE_FIELDS);
+    let signed = layout
+        .canonical_without_member(bytes)
+        .filter(|_| complete)
+        .map(|parts| parts.concat());
+    Ok((value, signed))
+}
+
 /// Runs every step but the nonce check (see [`Authenticated`]).
 pub fn authenticate<K: KeyLookup + ?Sized, C: Clock + ?Sized>(
     bytes: &[u8],
@@ -268,7 +286,7 @@ pub fn authenticate<K: KeyLookup + ?Sized, C: Clock + ?Sized>(
         request_id: request_id.to_owned(),
         error,
     };
-    let value = json::parse(bytes, config.limits).map_err(|e| {
+    let (value, received) = parse_message(bytes, config.limits).map_err(|e| {
         reject(
             "",
             VerifyError::Malformed(crate::error::EnvelopeError::Json(e)),
@@ -289,8 +307,7 @@ pub fn authenticate<K: KeyLookup + ?Sized, C: Clock + ?Sized>(
     let client_keys = keys
         .client_keys(&env.client_id)
         .ok_or_else(|| reject(rid, VerifyError::UnknownClient(env.client_id.clone())))?;
-    let mut msg = Vec::with_capacity(256);
-    env.signing_bytes_into(&mut msg);
+    let msg = received.unwrap_or_else(|| env.signing_bytes());
     let mut last_err = None;
     for key in client_keys.iter().take(MAX_KEYS_PER_CLIENT) {
         match key.verify_hex(&msg, &env.signature) {
@@ -352,9 +369,12 @@ pub fn verify_response(
     expected_request_id: &str,
     expected_server_id: &str,
 ) -> Result<Verified<Response>, ResponseError> {
-    let resp = Response::parse(bytes, ParseLimits::default()).map_err(ResponseError::Malformed)?;
+    let (value, received) = parse_message(bytes, ParseLimits::default())
+        .map_err(|e| ResponseError::Malformed(crate::error::EnvelopeError::Json(e)))?;
+    let resp = Response::from_value(value).map_err(ResponseError::Malformed)?;
+    let signed = received.unwrap_or_else(|| resp.signing_bytes());
     server_key
-        .verify_hex(&resp.signing_bytes(), &resp.signature)
+        .verify_hex(&signed, &resp.signature)
         .map_err(ResponseError::BadSignature)?;
     if resp.request_id != expected_request_id {
         return Err(ResponseError::RequestIdMismatch {
@@ -491,6 +511,48 @@ mod tests {
         assert_eq!(
             run(text.as_bytes()),
             Some(crate::ErrorCode::UnsupportedVersion)
+        );
+    }
+
+    #[test]
+    fn a_signature_verifies_whatever_the_layout_of_the_bytes() {
+        let (cfg, ring, key) = setup();
+        let nonces = MemNonces::default();
+        let clock = FixedClock(NOW);
+        let run = |b: &[u8]| code(verify_request(b, &cfg, &ring, &clock, &nonces));
+        // Each form gets its own nonce and is signed over the canonical bytes.
+        let mut n = 0;
+        let mut signed = |x: &str, form: &dyn Fn(String) -> String| {
+            n += 1;
+            let mut env = envelope(&key, NOW, &format!("n{n}"));
+            env.args.insert("x".into(), Value::from(x));
+            env.sign(&key);
+            form(String::from_utf8(env.to_json()).unwrap())
+        };
+        let forms: [&dyn Fn(String) -> String; 4] = [
+            &|c| c,
+            &|c| c.replace(",\"", ", \""),
+            &|c| {
+                c.replacen('{', "{\"v\":\"mcp/0.1\",", 1)
+                    .replacen(",\"v\":\"mcp/0.1\"}", "}", 1)
+            },
+            &|c| c.replace(",\"v\":\"mcp/0.1\"", ""),
+        ];
+        for form in forms {
+            let body = signed("plain", form);
+            assert_eq!(run(body.as_bytes()), None, "{body}");
+        }
+        // Escaped (as written canonically) or not, a character beyond ASCII.
+        let escaped = signed("caf\u{e9}", &|c| c);
+        assert!(escaped.contains("\\u00e9"));
+        assert_eq!(run(escaped.as_bytes()), None, "{escaped}");
+        let raw = signed("caf\u{e9}", &|c| c.replace("\\u00e9", "\u{e9}"));
+        assert_eq!(run(raw.as_bytes()), None, "{raw}");
+        // The fast path checks the received bytes: a change to them shows.
+        let tampered = signed("plain", &|c| c.replace("plain", "plaim"));
+        assert_eq!(
+            run(tampered.as_bytes()),
+            Some(crate::ErrorCode::BadSignature)
         );
     }
 

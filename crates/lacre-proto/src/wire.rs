@@ -9,6 +9,9 @@ use crate::keys::SigningKey;
 /// The only protocol version: the seed's `"mcp/0.1"`.
 pub const VERSION: &str = "mcp/0.1";
 
+/// How many fields each message has (`Envelope` and `Response` alike).
+pub(crate) const MESSAGE_FIELDS: usize = 9;
+
 /// Longest identifier (`request_id`, `client_id`, `server_id`, `tool`,
 /// `nonce`), in characters.
 pub const MAX_ID_CHARS: usize = 128;
@@ -331,15 +334,18 @@ impl Response {
 /// The fields of a message, taken out of its object in one pass (cheaper
 /// than a lookup and removal per field), with the first unknown name.
 struct Fields {
-    names: [&'static str; 9],
-    values: [Option<Value>; 9],
+    names: [&'static str; MESSAGE_FIELDS],
+    values: [Option<Value>; MESSAGE_FIELDS],
 }
 
 impl Fields {
     /// The members of a message object with these `names`: the version
     /// checked first (whatever the other members, a message of another
     /// version is refused as such), then the first unknown name refused.
-    fn of_message(value: Value, names: [&'static str; 9]) -> Result<Fields, EnvelopeError> {
+    fn of_message(
+        value: Value,
+        names: [&'static str; MESSAGE_FIELDS],
+    ) -> Result<Fields, EnvelopeError> {
         let Value::Object(map) = value else {
             return Err(EnvelopeError::NotAnObject(value.type_name()));
         };
@@ -351,8 +357,8 @@ impl Fields {
         }
     }
 
-    fn collect(map: Map, names: [&'static str; 9]) -> (Fields, Option<String>) {
-        let mut values: [Option<Value>; 9] = Default::default();
+    fn collect(map: Map, names: [&'static str; MESSAGE_FIELDS]) -> (Fields, Option<String>) {
+        let mut values: [Option<Value>; MESSAGE_FIELDS] = Default::default();
         let mut unknown = None;
         // BTreeMap iterates in key order, so `unknown` is the first unknown
         // name in code point order.

@@ -17,7 +17,7 @@ pub mod ser;
 use std::collections::BTreeMap;
 
 pub use canonical::{canonical, canonical_into, canonical_map_into, write_float, write_string};
-pub use parse::{parse, JsonError, JsonErrorKind, ParseLimits};
+pub use parse::{parse, parse_with_layout, JsonError, JsonErrorKind, Layout, ParseLimits};
 
 /// Why a text is not a JSON object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -5,6 +5,7 @@
 //! for each rejected class and the reason).
 
 use super::{Map, Number, Value};
+use std::ops::Range;
 
 /// Limits that bound the work a hostile document can cause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +104,42 @@ pub struct JsonError {
 
 /// Parses one JSON value from `input`, surrounded by optional whitespace.
 pub fn parse(input: &[u8], limits: ParseLimits) -> Result<Value, JsonError> {
+    parse_with_layout(input, limits, None).map(|(value, _)| value)
+}
+
+/// What [`parse_with_layout`] noticed about the bytes it read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// The input is byte for byte what [`super::canonical`] writes for the
+    /// value. The check is conservative: a float, `-0`, an escape, a
+    /// character outside printable ASCII or white space make it `false`
+    /// even where the canonical form might happen to be the same.
+    pub canonical: bool,
+    /// The bytes of the top-level member that was asked for (its key, value
+    /// and one comma beside it, when it has a neighbour), if the value is an
+    /// object that has it.
+    pub member: Option<Range<usize>>,
+}
+
+impl Layout {
+    /// The canonical bytes of the top-level object without the member, as
+    /// the two slices of `input` around it, when the input is canonical and
+    /// has the member. Removing a member of a canonical object leaves the
+    /// canonical form of the rest: keys stay sorted and nothing else moves.
+    pub fn canonical_without_member<'i>(&self, input: &'i [u8]) -> Option<[&'i [u8]; 2]> {
+        let cut = self.member.as_ref().filter(|_| self.canonical)?;
+        Some([input.get(..cut.start)?, input.get(cut.end..)?])
+    }
+}
+
+/// [`parse`], noting whether the input is already canonical and where the
+/// top-level member `member` stands (what lets a verifier check a signature
+/// over the received bytes instead of writing them again).
+pub fn parse_with_layout(
+    input: &[u8],
+    limits: ParseLimits,
+    member: Option<&str>,
+) -> Result<(Value, Layout), JsonError> {
     let text = std::str::from_utf8(input).map_err(|e| JsonError {
         kind: JsonErrorKind::InvalidUtf8,
         offset: e.valid_up_to(),
@@ -118,6 +155,9 @@ pub fn parse(input: &[u8], limits: ParseLimits) -> Result<Value, JsonError> {
         bytes: text.as_bytes(),
         pos: 0,
         limits,
+        canonical: true,
+        member_key: member,
+        member: None,
     };
     p.skip_ws();
     let value = p.value(1)?;
@@ -125,7 +165,22 @@ pub fn parse(input: &[u8], limits: ParseLimits) -> Result<Value, JsonError> {
     if p.pos != p.bytes.len() {
         return Err(p.err(JsonErrorKind::TrailingCharacters));
     }
-    Ok(value)
+    // The member and one comma: the one before it, or else the one after.
+    let bytes = p.bytes;
+    let member = p.member.map(|r| {
+        if r.start > 0 && bytes.get(r.start - 1) == Some(&b',') {
+            r.start - 1..r.end
+        } else if bytes.get(r.end) == Some(&b',') {
+            r.start..r.end + 1
+        } else {
+            r
+        }
+    });
+    let layout = Layout {
+        canonical: p.canonical,
+        member,
+    };
+    Ok((value, layout))
 }
 
 struct Parser<'a> {
@@ -133,6 +188,11 @@ struct Parser<'a> {
     bytes: &'a [u8],
     pos: usize,
     limits: ParseLimits,
+    /// Nothing read so far differs from the canonical form.
+    canonical: bool,
+    /// The top-level member whose span is wanted, and its span once found.
+    member_key: Option<&'a str>,
+    member: Option<Range<usize>>,
 }
 
 impl<'a> Parser<'a> {
@@ -155,8 +215,12 @@ impl<'a> Parser<'a> {
     }
 
     fn skip_ws(&mut self) {
+        let start = self.pos;
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.pos += 1;
+        }
+        if self.pos != start {
+            self.canonical = false;
         }
     }
 
@@ -230,6 +294,14 @@ impl<'a> Parser<'a> {
             let value = self.value(depth + 1)?;
             if map.len() >= self.limits.max_items {
                 return Err(self.err(JsonErrorKind::TooManyItems(self.limits.max_items)));
+            }
+            if depth == 1 && self.member_key == Some(key.as_str()) {
+                self.member = Some(key_at..self.pos);
+            }
+            // Canonical keys come in strictly increasing byte order (that of
+            // code points; only ASCII keys can be canonical here anyway).
+            if self.canonical && map.last_key_value().is_some_and(|(last, _)| *last > key) {
+                self.canonical = false;
             }
             match map.entry(key) {
                 std::collections::btree_map::Entry::Occupied(e) => {
@@ -321,6 +393,10 @@ impl<'a> Parser<'a> {
                 if b == b'"' || b == b'\\' || b < 0x20 {
                     break;
                 }
+                // The canonical form escapes DEL and everything beyond ASCII.
+                if b >= 0x7f {
+                    self.canonical = false;
+                }
                 self.pos += 1;
             }
             // `start..pos` ends before an ASCII byte or at the end, so it is
@@ -350,6 +426,7 @@ impl<'a> Parser<'a> {
                         );
                     }
                     out.push_str(run);
+                    self.canonical = false;
                     self.pos += 1;
                     let esc = self
                         .peek()
@@ -441,6 +518,10 @@ impl<'a> Parser<'a> {
             is_float = true;
         }
         let literal = self.text.get(start..self.pos).unwrap_or_default();
+        // Floats are written again by `repr`; `-0` is written `0`.
+        if is_float || literal == "-0" {
+            self.canonical = false;
+        }
         if is_float {
             // Rust's float parsing is correctly rounded, as CPython's is.
             let f: f64 = literal.parse().map_err(|_| JsonError {
@@ -539,6 +620,68 @@ mod tests {
             q(r#"{"a":1,"b":2,"c":3,"d":4}"#),
             Err(JsonErrorKind::TooManyItems(3))
         );
+    }
+
+    fn layout(s: &str) -> Layout {
+        parse_with_layout(s.as_bytes(), ParseLimits::default(), Some("sig"))
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
+            .1
+    }
+
+    #[test]
+    fn only_canonical_bytes_are_called_canonical() {
+        for s in [
+            r#"{"a":[1,-2,"x y/z"],"b":{"c":null,"d":true},"e":false}"#,
+            r#"{}"#,
+            r#"[]"#,
+            r#"-123456789012345678901234567890"#,
+            r#""~""#,
+        ] {
+            assert!(layout(s).canonical, "{s}");
+            let v = p(s).unwrap();
+            assert_eq!(super::super::canonical(&v), s.as_bytes(), "{s}");
+        }
+        for s in [
+            r#" {}"#,
+            r#"{} "#,
+            r#"{"a": 1}"#,
+            r#"{"a":1 ,"b":2}"#,
+            r#"[1, 2]"#,
+            r#"{"b":1,"a":2}"#,
+            r#"{"a":{"d":1,"c":2}}"#,
+            r#"1.0"#,
+            r#"1e2"#,
+            r#"-0"#,
+            r#""\u0041""#,
+            r#""\/""#,
+            r#""\n""#,
+            "\"\u{7f}\"",
+            "\"\u{e9}\"",
+            "{\"\u{e9}\":1}",
+        ] {
+            assert!(!layout(s).canonical, "{s}");
+        }
+    }
+
+    #[test]
+    fn the_member_is_cut_with_one_comma() {
+        let cut = |s: &str| {
+            let l = layout(s);
+            l.canonical_without_member(s.as_bytes())
+                .map(|[a, b]| String::from_utf8([a, b].concat()).unwrap())
+        };
+        assert_eq!(
+            cut(r#"{"a":1,"sig":"x","z":2}"#).as_deref(),
+            Some(r#"{"a":1,"z":2}"#)
+        );
+        assert_eq!(cut(r#"{"a":1,"sig":"x"}"#).as_deref(), Some(r#"{"a":1}"#));
+        assert_eq!(cut(r#"{"sig":[1,2],"z":2}"#).as_deref(), Some(r#"{"z":2}"#));
+        assert_eq!(cut(r#"{"sig":{"sig":1}}"#).as_deref(), Some(r#"{}"#));
+        // Only a top-level member counts, and only in canonical bytes.
+        assert_eq!(cut(r#"{"a":{"sig":1}}"#), None);
+        assert_eq!(cut(r#"[{"sig":1}]"#), None);
+        assert_eq!(cut(r#"{"a":1, "sig":"x"}"#), None);
+        assert_eq!(layout(r#"{"a":1, "sig":"x"}"#).member, Some(8..17));
     }
 
     #[test]
