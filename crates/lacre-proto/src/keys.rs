@@ -348,13 +348,13 @@ impl VerifyingKey {
 /// Lowercase hex of `bytes`.
 pub fn to_hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
+    let mut out = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
-        for nibble in [b >> 4, b & 0xF] {
-            s.push(char::from(*HEX.get(usize::from(nibble)).unwrap_or(&b'0')));
-        }
+        let digit = |n: u8| HEX.get(usize::from(n & 0xF)).copied().unwrap_or(b'0');
+        out.extend_from_slice(&[digit(b >> 4), digit(*b)]);
     }
-    s
+    // Hex digits are ASCII, so this never falls back.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Decodes hex in either case (for keys typed by people).
@@ -367,31 +367,70 @@ fn from_lower_hex(s: &str) -> Option<Vec<u8>> {
     decode_hex(s, false)
 }
 
-fn decode_hex(s: &str, allow_upper: bool) -> Option<Vec<u8>> {
-    fn nibble(c: u8, allow_upper: bool) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' if allow_upper => Some(c - b'A' + 10),
-            _ => None,
-        }
+/// The value of each byte as a hex digit: 0-15, `UPPER` + value for `A`-`F`,
+/// `NOT_HEX` for anything else.
+const NOT_HEX: u8 = 0xFF;
+const UPPER: u8 = 0x10;
+// Built at compile time, where an index out of range fails the build.
+#[allow(clippy::indexing_slicing)]
+const HEX_VALUES: [u8; 256] = {
+    let mut t = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = UPPER + 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+fn decode_hex(s: &str, allow_upper: bool) -> Option<Vec<u8>> {
+    let nibble = |c: u8| -> Option<u8> {
+        match HEX_VALUES.get(usize::from(c)).copied().unwrap_or(NOT_HEX) {
+            NOT_HEX => None,
+            v if v >= UPPER => allow_upper.then_some(v - UPPER),
+            v => Some(v),
+        }
+    };
     let bytes = s.as_bytes();
     if !bytes.len().is_multiple_of(2) {
         return None;
     }
-    bytes
-        .chunks_exact(2)
-        .map(|pair| match pair {
-            [hi, lo] => Some(nibble(*hi, allow_upper)? << 4 | nibble(*lo, allow_upper)?),
-            _ => None,
-        })
-        .collect()
+    let mut out = Vec::with_capacity(bytes.len() / 2);
+    for pair in bytes.chunks_exact(2) {
+        let [hi, lo] = pair else { return None };
+        out.push(nibble(*hi)? << 4 | nibble(*lo)?);
+    }
+    Some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_round_trips_and_refuses_what_is_not_a_digit() {
+        let all: Vec<u8> = (0..=255).collect();
+        let hex = to_hex(&all);
+        assert_eq!(hex.get(..8), Some("00010203"));
+        assert_eq!(hex.get(hex.len() - 4..), Some("feff"));
+        assert_eq!(from_lower_hex(&hex), Some(all.clone()));
+        assert_eq!(from_hex(&hex.to_uppercase()), Ok(all));
+        assert_eq!(from_lower_hex("AB"), None);
+        assert_eq!(from_lower_hex("abc"), None);
+        for c in ['/', ':', '@', 'G', '`', 'g', ' ', '\u{e9}'] {
+            assert_eq!(
+                from_hex(&format!("a{c}")),
+                Err(KeyError::InvalidHex),
+                "{c:?}"
+            );
+        }
+    }
 
     #[test]
     fn hmac_matches_rfc4231_case_2() {

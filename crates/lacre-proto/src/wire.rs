@@ -118,19 +118,23 @@ impl<'a> ObjectWriter<'a> {
         out.push(b'{');
         ObjectWriter { out, first: true }
     }
-    fn key(&mut self, k: &str) -> &mut Vec<u8> {
+    /// Starts the member `k`: one of the messages' own field names, plain
+    /// ASCII that the canonical form writes as it is.
+    fn key(&mut self, k: &'static str) -> &mut Vec<u8> {
+        debug_assert!(k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
         if !self.first {
             self.out.push(b',');
         }
         self.first = false;
-        write_string(k, self.out);
-        self.out.push(b':');
+        self.out.push(b'"');
+        self.out.extend_from_slice(k.as_bytes());
+        self.out.extend_from_slice(b"\":");
         self.out
     }
-    fn str(&mut self, k: &str, v: &str) {
+    fn str(&mut self, k: &'static str, v: &str) {
         write_string(v, self.key(k));
     }
-    fn int(&mut self, k: &str, v: i64) {
+    fn int(&mut self, k: &'static str, v: i64) {
         json::canonical_into(&Value::Number(Number::Int(v)), self.key(k));
     }
     /// The members every message ends with, `ts_ms` and `v`, and the `}`.

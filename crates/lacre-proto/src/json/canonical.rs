@@ -81,6 +81,34 @@ fn write_u_escape(unit: u32, out: &mut Vec<u8>) {
     }
 }
 
+/// How many leading bytes of `bytes` are written as they are (printable
+/// ASCII but `"` and `\`), counted eight at a time: a word is plain when
+/// none of its bytes is below 0x20, at or above 0x7F, `"` or `\`. Each test
+/// is exact for "some byte of the word" (a borrow or carry only starts at a
+/// byte that already matched); the byte loop takes over at the first word
+/// that has one.
+fn plain_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut n = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let w = u64::from_le_bytes(word);
+        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        let high = (w.wrapping_add(ONES) | w) & HIGH;
+        let quote = has_zero(w ^ (ONES * u64::from(b'"')));
+        let backslash = has_zero(w ^ (ONES * u64::from(b'\\')));
+        if control | high | quote | backslash != 0 {
+            break;
+        }
+        n += 8;
+    }
+    n
+}
+
 /// Appends `s` as a JSON string the way CPython's `ensure_ascii=True` writes
 /// it: printable ASCII as is (but `"` and `\`), the five short escapes, every
 /// other character as lowercase `\uXXXX`, astral characters as a surrogate pair.
@@ -88,7 +116,7 @@ pub fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut run_start = 0;
-    let mut i = 0;
+    let mut i = plain_prefix(bytes);
     while let Some(&b) = bytes.get(i) {
         // Printable ASCII other than `"` and `\` is copied as a run.
         if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
@@ -261,5 +289,43 @@ mod tests {
             String::from_utf8(out).unwrap(),
             r#""a\"\\/\u007f\u0001\u00e9\ud83d\ude00\n""#
         );
+    }
+
+    /// Every character at the edge of "written as is", at every place in
+    /// and around the first two eight-byte words, is escaped as one
+    /// character at a time would be.
+    #[test]
+    fn the_word_at_a_time_scan_misses_nothing() {
+        let one_at_a_time = |c: char| match c {
+            '"' => "\\\"".to_owned(),
+            '\\' => "\\\\".to_owned(),
+            '\n' => "\\n".to_owned(),
+            c if (' '..='~').contains(&c) => c.to_string(),
+            c => c
+                .encode_utf16(&mut [0; 2])
+                .iter()
+                .map(|u| format!("\\u{u:04x}"))
+                .collect(),
+        };
+        let edges = [
+            '\u{0}', '\n', '\u{1f}', ' ', '!', '"', '#', '[', '\\', ']', '~',
+        ];
+        let edges =
+            edges
+                .into_iter()
+                .chain(['\u{7f}', '\u{80}', '\u{e9}', '\u{ffff}', '\u{1F600}']);
+        for c in edges {
+            for at in 0..20 {
+                let text: String = (0..20).map(|i| if i == at { c } else { 'a' }).collect();
+                let mut out = Vec::new();
+                write_string(&text, &mut out);
+                let want: String = text.chars().map(one_at_a_time).collect();
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    format!("\"{want}\""),
+                    "{c:?} at {at}"
+                );
+            }
+        }
     }
 }
