@@ -29,6 +29,16 @@ pub const HMAC_SERVER_SECRET: &[u8] = b"server_secret_key_123";
 /// are the signed bytes plus the `signature` field.
 pub fn envelope_parse(data: &[u8]) {
     let limits = ParseLimits::default();
+    // `parse` reads a message's members straight into their slots; through
+    // the general parser and a map it must come to the same.
+    let by_map = |v: Value| (Envelope::from_value(v.clone()), Response::from_value(v));
+    let general = parse(data, limits).map_err(lacre_proto::EnvelopeError::Json);
+    let (env_general, resp_general) = match general {
+        Ok(v) => by_map(v),
+        Err(e) => (Err(e.clone()), Err(e)),
+    };
+    assert_eq!(Envelope::parse(data, limits), env_general, "two envelope parses differ");
+    assert_eq!(Response::parse(data, limits), resp_general, "two response parses differ");
     if let Ok(env) = Envelope::parse(data, limits) {
         let json = env.to_json();
         let back = Envelope::parse(&json, limits)

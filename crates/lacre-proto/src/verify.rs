@@ -9,7 +9,7 @@
 //! signature is valid, so unauthenticated traffic cannot fill the store.
 
 use crate::error::{ResponseError, VerifyError};
-use crate::json::{self, ParseLimits, Value};
+use crate::json::{self, ParseLimits, Top};
 use crate::keys::VerifyingKey;
 use crate::wire::{Envelope, Response, Status, MAX_ID_CHARS, MESSAGE_FIELDS};
 use std::collections::HashMap;
@@ -247,11 +247,8 @@ impl Authenticated {
 
 /// The `request_id` of a message that failed to parse as an envelope, if it
 /// has a readable one.
-fn salvage_request_id(value: &Value) -> String {
-    value
-        .as_object()
-        .and_then(|m| m.get("request_id"))
-        .and_then(Value::as_str)
+fn salvage_request_id(top: &Top<MESSAGE_FIELDS>) -> String {
+    Envelope::request_id_in(top)
         .filter(|s| !s.is_empty() && s.chars().count() <= MAX_ID_CHARS)
         .unwrap_or_default()
         .to_owned()
@@ -265,14 +262,18 @@ fn salvage_request_id(value: &Value) -> String {
 fn parse_message(
     bytes: &[u8],
     limits: ParseLimits,
-) -> Result<(Value, Option<Vec<u8>>), json::JsonError> {
-    let (value, layout) = json::parse_with_layout(bytes, limits, Some("signature"))?;
-    let complete = value.as_object().is_some_and(|m| m.len() == MESSAGE_FIELDS);
+    names: &[&str; MESSAGE_FIELDS],
+) -> Result<(Top<MESSAGE_FIELDS>, Option<Vec<u8>>), json::JsonError> {
+    let (top, layout) = json::parse_members(bytes, limits, names, Some("signature"))?;
+    let complete = match &top {
+        Top::Object(m) => m.first_unknown.is_none() && m.values.iter().all(Option::is_some),
+        Top::Other(_) => false,
+    };
     let signed = layout
         .canonical_without_member(bytes)
         .filter(|_| complete)
         .map(|parts| parts.concat());
-    Ok((value, signed))
+    Ok((top, signed))
 }
 
 /// Runs every step but the nonce check (see [`Authenticated`]).
@@ -286,14 +287,14 @@ pub fn authenticate<K: KeyLookup + ?Sized, C: Clock + ?Sized>(
         request_id: request_id.to_owned(),
         error,
     };
-    let (value, received) = parse_message(bytes, config.limits).map_err(|e| {
+    let (top, received) = parse_message(bytes, config.limits, &Envelope::FIELDS).map_err(|e| {
         reject(
             "",
             VerifyError::Malformed(crate::error::EnvelopeError::Json(e)),
         )
     })?;
-    let salvaged = salvage_request_id(&value);
-    let env = Envelope::from_value(value).map_err(|e| reject(&salvaged, e.into()))?;
+    let salvaged = salvage_request_id(&top);
+    let env = Envelope::from_top(top).map_err(|e| reject(&salvaged, e.into()))?;
     let rid = env.request_id.as_str();
     if env.server_id != config.server_id {
         return Err(reject(
@@ -369,9 +370,9 @@ pub fn verify_response(
     expected_request_id: &str,
     expected_server_id: &str,
 ) -> Result<Verified<Response>, ResponseError> {
-    let (value, received) = parse_message(bytes, ParseLimits::default())
+    let (top, received) = parse_message(bytes, ParseLimits::default(), &Response::FIELDS)
         .map_err(|e| ResponseError::Malformed(crate::error::EnvelopeError::Json(e)))?;
-    let resp = Response::from_value(value).map_err(ResponseError::Malformed)?;
+    let resp = Response::from_top(top).map_err(ResponseError::Malformed)?;
     let signed = received.unwrap_or_else(|| resp.signing_bytes());
     server_key
         .verify_hex(&signed, &resp.signature)
@@ -400,7 +401,7 @@ pub fn verify_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json::Map;
+    use crate::json::{Map, Value};
     use crate::keys::SignatureError;
     use crate::keys::SigningKey;
     use crate::reply::ResponseSigner;

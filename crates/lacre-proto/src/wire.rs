@@ -3,7 +3,7 @@
 //! get signed.
 
 use crate::error::EnvelopeError;
-use crate::json::{self, canonical_map_into, write_string, Map, Number, ParseLimits, Value};
+use crate::json::{self, canonical_map_into, write_string, Map, Number, ParseLimits, Top, Value};
 use crate::keys::SigningKey;
 
 /// The only protocol version: the seed's `"mcp/0.1"`.
@@ -162,8 +162,15 @@ macro_rules! message_bytes {
 
         /// Parses and checks the message from JSON bytes (see `from_value`).
         pub fn parse(bytes: &[u8], limits: ParseLimits) -> Result<Self, EnvelopeError> {
-            let value = json::parse(bytes, limits).map_err(EnvelopeError::Json)?;
-            Self::from_value(value)
+            let (top, _) = json::parse_members(bytes, limits, &Self::FIELDS, None)
+                .map_err(EnvelopeError::Json)?;
+            Self::from_top(top)
+        }
+
+        /// `from_value` for a document read by [`json::parse_members`] with
+        /// this message's field names.
+        pub(crate) fn from_top(top: Top<MESSAGE_FIELDS>) -> Result<Self, EnvelopeError> {
+            Self::from_fields(Fields::of_top(top, Self::FIELDS)?)
         }
 
         /// Signs the message in place with `key`.
@@ -210,20 +217,33 @@ impl Envelope {
     /// another version, whatever its fields, gets
     /// [`EnvelopeError::UnsupportedVersion`].
     pub fn from_value(value: Value) -> Result<Envelope, EnvelopeError> {
-        let mut map = Fields::of_message(
-            value,
-            [
-                "args",
-                "client_id",
-                "nonce",
-                "request_id",
-                "server_id",
-                "signature",
-                "tool",
-                "ts_ms",
-                "v",
-            ],
-        )?;
+        Envelope::from_fields(Fields::of_message(value, Envelope::FIELDS)?)
+    }
+
+    /// The field names, in code point order.
+    pub(crate) const FIELDS: [&'static str; MESSAGE_FIELDS] = [
+        "args",
+        "client_id",
+        "nonce",
+        "request_id",
+        "server_id",
+        "signature",
+        "tool",
+        "ts_ms",
+        "v",
+    ];
+
+    /// The `request_id` of a document read as an envelope, if it is a
+    /// string (whatever is wrong with the rest).
+    pub(crate) fn request_id_in(top: &Top<MESSAGE_FIELDS>) -> Option<&str> {
+        let Top::Object(members) = top else {
+            return None;
+        };
+        let i = Envelope::FIELDS.iter().position(|n| *n == "request_id")?;
+        members.values.get(i)?.as_ref()?.as_str()
+    }
+
+    fn from_fields(mut map: Fields) -> Result<Envelope, EnvelopeError> {
         let envelope = Envelope {
             request_id: identifier(&mut map, "request_id")?,
             ts_ms: integer(&mut map, "ts_ms")?,
@@ -279,20 +299,23 @@ impl Response {
 
     /// Checks an already parsed JSON value (the seed's `MCPResponse` rules).
     pub fn from_value(value: Value) -> Result<Response, EnvelopeError> {
-        let mut map = Fields::of_message(
-            value,
-            [
-                "error",
-                "ok",
-                "request_id",
-                "result",
-                "server_id",
-                "signature",
-                "status",
-                "ts_ms",
-                "v",
-            ],
-        )?;
+        Response::from_fields(Fields::of_message(value, Response::FIELDS)?)
+    }
+
+    /// The field names, in code point order.
+    pub(crate) const FIELDS: [&'static str; MESSAGE_FIELDS] = [
+        "error",
+        "ok",
+        "request_id",
+        "result",
+        "server_id",
+        "signature",
+        "status",
+        "ts_ms",
+        "v",
+    ];
+
+    fn from_fields(mut map: Fields) -> Result<Response, EnvelopeError> {
         let request_id = required_string(&mut map, "request_id")?;
         check_length("request_id", &request_id)?;
         let ts_ms = integer(&mut map, "ts_ms")?;
@@ -353,11 +376,31 @@ impl Fields {
         let Value::Object(map) = value else {
             return Err(EnvelopeError::NotAnObject(value.type_name()));
         };
-        let (mut fields, unknown) = Fields::collect(map, names);
-        check_version(fields.remove("v"))?;
+        let (fields, unknown) = Fields::collect(map, names);
+        fields.checked(unknown)
+    }
+
+    /// [`Fields::of_message`] for a document read by [`json::parse_members`].
+    fn of_top(
+        top: Top<MESSAGE_FIELDS>,
+        names: [&'static str; MESSAGE_FIELDS],
+    ) -> Result<Fields, EnvelopeError> {
+        match top {
+            Top::Other(value) => Err(EnvelopeError::NotAnObject(value.type_name())),
+            Top::Object(members) => Fields {
+                names,
+                values: members.values,
+            }
+            .checked(members.first_unknown),
+        }
+    }
+
+    /// The version first, then the first unknown name.
+    fn checked(mut self, unknown: Option<String>) -> Result<Fields, EnvelopeError> {
+        check_version(self.remove("v"))?;
         match unknown {
             Some(unknown) => Err(EnvelopeError::UnknownField(unknown)),
-            None => Ok(fields),
+            None => Ok(self),
         }
     }
 

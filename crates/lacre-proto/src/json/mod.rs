@@ -17,7 +17,10 @@ pub mod ser;
 use std::collections::BTreeMap;
 
 pub use canonical::{canonical, canonical_into, canonical_map_into, write_float, write_string};
-pub use parse::{parse, parse_with_layout, JsonError, JsonErrorKind, Layout, ParseLimits};
+pub use parse::{
+    parse, parse_members, parse_with_layout, JsonError, JsonErrorKind, Layout, Members,
+    ParseLimits, Top,
+};
 
 /// Why a text is not a JSON object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

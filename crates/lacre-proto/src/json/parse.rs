@@ -5,6 +5,8 @@
 //! for each rejected class and the reason).
 
 use super::{Map, Number, Value};
+use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::ops::Range;
 
 /// Limits that bound the work a hostile document can cause.
@@ -140,47 +142,171 @@ pub fn parse_with_layout(
     limits: ParseLimits,
     member: Option<&str>,
 ) -> Result<(Value, Layout), JsonError> {
-    let text = std::str::from_utf8(input).map_err(|e| JsonError {
-        kind: JsonErrorKind::InvalidUtf8,
-        offset: e.valid_up_to(),
-    })?;
-    if text.starts_with('\u{feff}') {
-        return Err(JsonError {
-            kind: JsonErrorKind::ByteOrderMark,
-            offset: 0,
-        });
-    }
-    let mut p = Parser {
-        text,
-        bytes: text.as_bytes(),
-        pos: 0,
-        limits,
-        canonical: true,
-        member_key: member,
-        member: None,
-    };
-    p.skip_ws();
+    let mut p = Parser::new(input, limits, member)?;
     let value = p.value(1)?;
-    p.skip_ws();
-    if p.pos != p.bytes.len() {
-        return Err(p.err(JsonErrorKind::TrailingCharacters));
-    }
-    // The member and one comma: the one before it, or else the one after.
-    let bytes = p.bytes;
-    let member = p.member.map(|r| {
-        if r.start > 0 && bytes.get(r.start - 1) == Some(&b',') {
-            r.start - 1..r.end
-        } else if bytes.get(r.end) == Some(&b',') {
-            r.start..r.end + 1
-        } else {
-            r
-        }
-    });
-    let layout = Layout {
-        canonical: p.canonical,
-        member,
-    };
+    let layout = p.finish()?;
     Ok((value, layout))
+}
+
+/// A top-level value read by [`parse_members`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Top<const N: usize> {
+    /// An object, its members sorted by name.
+    Object(Members<N>),
+    /// Any other value.
+    Other(Value),
+}
+
+/// The members of a top-level object: those with a name that was asked
+/// for in their slots, and the first other name (in code point order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Members<const N: usize> {
+    /// The value of each name asked for, in the order of the names.
+    pub values: [Option<Value>; N],
+    /// The first name that was not asked for, if any.
+    pub first_unknown: Option<String>,
+}
+
+/// [`parse_with_layout`] for a document whose top-level object has a known
+/// set of member `names` (a message): its members go straight into their
+/// slots, without a map or a copy of their names. The same input gets the
+/// same errors as from [`parse`].
+pub fn parse_members<const N: usize>(
+    input: &[u8],
+    limits: ParseLimits,
+    names: &[&str; N],
+    member: Option<&str>,
+) -> Result<(Top<N>, Layout), JsonError> {
+    let mut p = Parser::new(input, limits, member)?;
+    let top = if p.peek() == Some(b'{') {
+        let mut slots = Slots {
+            names,
+            values: std::array::from_fn(|_| None),
+            unknown: BTreeSet::new(),
+            count: 0,
+        };
+        p.members(1, &mut slots)?;
+        Top::Object(Members {
+            values: slots.values,
+            first_unknown: slots.unknown.pop_first(),
+        })
+    } else {
+        Top::Other(p.value(1)?)
+    };
+    let layout = p.finish()?;
+    Ok((top, layout))
+}
+
+/// Where the members of an object go as they are read.
+trait Sink<'a> {
+    /// How many members so far.
+    fn len(&self) -> usize;
+    /// Adds a member; a name seen before is given back as the error.
+    fn add(&mut self, key: Cow<'a, str>, value: Value) -> Result<(), String>;
+}
+
+impl<'a> Sink<'a> for Map {
+    fn len(&self) -> usize {
+        Map::len(self)
+    }
+
+    fn add(&mut self, key: Cow<'a, str>, value: Value) -> Result<(), String> {
+        match self.entry(key.into_owned()) {
+            std::collections::btree_map::Entry::Occupied(e) => Err(e.key().clone()),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(value);
+                Ok(())
+            }
+        }
+    }
+}
+
+struct Slots<'n, const N: usize> {
+    names: &'n [&'n str; N],
+    values: [Option<Value>; N],
+    unknown: BTreeSet<String>,
+    count: usize,
+}
+
+impl<'a, const N: usize> Sink<'a> for Slots<'_, N> {
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    fn add(&mut self, key: Cow<'a, str>, value: Value) -> Result<(), String> {
+        let slot = self
+            .names
+            .iter()
+            .position(|n| *n == key)
+            .and_then(|i| self.values.get_mut(i));
+        match slot {
+            Some(Some(_)) => return Err(key.into_owned()),
+            Some(slot) => *slot = Some(value),
+            None => {
+                let key = key.into_owned();
+                if self.unknown.contains(&key) {
+                    return Err(key);
+                }
+                self.unknown.insert(key);
+            }
+        }
+        self.count += 1;
+        Ok(())
+    }
+}
+
+impl<'a> Parser<'a> {
+    /// A parser at the first value of `input` (its leading white space read).
+    fn new(
+        input: &'a [u8],
+        limits: ParseLimits,
+        member: Option<&'a str>,
+    ) -> Result<Parser<'a>, JsonError> {
+        let text = std::str::from_utf8(input).map_err(|e| JsonError {
+            kind: JsonErrorKind::InvalidUtf8,
+            offset: e.valid_up_to(),
+        })?;
+        if text.starts_with('\u{feff}') {
+            return Err(JsonError {
+                kind: JsonErrorKind::ByteOrderMark,
+                offset: 0,
+            });
+        }
+        let mut p = Parser {
+            text,
+            bytes: text.as_bytes(),
+            pos: 0,
+            limits,
+            canonical: true,
+            member_key: member,
+            member: None,
+        };
+        p.skip_ws();
+        Ok(p)
+    }
+
+    /// After the top-level value: only white space may follow.
+    fn finish(mut self) -> Result<Layout, JsonError> {
+        self.skip_ws();
+        if self.pos != self.bytes.len() {
+            return Err(self.err(JsonErrorKind::TrailingCharacters));
+        }
+        // The member and one comma: the one before it, or else the one after.
+        let bytes = self.bytes;
+        let member = self.member.map(|r| {
+            if r.start > 0 && bytes.get(r.start - 1) == Some(&b',') {
+                r.start - 1..r.end
+            } else if bytes.get(r.end) == Some(&b',') {
+                r.start..r.end + 1
+            } else {
+                r
+            }
+        });
+        Ok(Layout {
+            canonical: self.canonical,
+            member,
+        })
+    }
 }
 
 struct Parser<'a> {
@@ -242,7 +368,7 @@ impl<'a> Parser<'a> {
             None => Err(self.err(JsonErrorKind::UnexpectedEnd)),
             Some(b'{') => self.object(depth),
             Some(b'[') => self.array(depth),
-            Some(b'"') => Ok(Value::String(self.string()?)),
+            Some(b'"') => Ok(Value::String(self.string()?.into_owned())),
             Some(b't') => self.expect_literal("true").map(|_| Value::Bool(true)),
             Some(b'f') => self.expect_literal("false").map(|_| Value::Bool(false)),
             Some(b'n') => self.expect_literal("null").map(|_| Value::Null),
@@ -276,9 +402,16 @@ impl<'a> Parser<'a> {
 
     fn object(&mut self, depth: usize) -> Result<Value, JsonError> {
         let mut map = Map::new();
+        self.members(depth, &mut map)?;
+        Ok(Value::Object(map))
+    }
+
+    /// Reads the members of the object that starts here into `sink`.
+    fn members<S: Sink<'a>>(&mut self, depth: usize, sink: &mut S) -> Result<(), JsonError> {
         if self.opened_empty(depth, b'}')? {
-            return Ok(Value::Object(map));
+            return Ok(());
         }
+        let mut previous: Option<Cow<'a, str>> = None;
         loop {
             if self.peek() != Some(b'"') {
                 return Err(self.unexpected());
@@ -292,30 +425,27 @@ impl<'a> Parser<'a> {
             self.pos += 1;
             self.skip_ws();
             let value = self.value(depth + 1)?;
-            if map.len() >= self.limits.max_items {
+            if sink.len() >= self.limits.max_items {
                 return Err(self.err(JsonErrorKind::TooManyItems(self.limits.max_items)));
             }
-            if depth == 1 && self.member_key == Some(key.as_str()) {
+            if depth == 1 && self.member_key == Some(&*key) {
                 self.member = Some(key_at..self.pos);
             }
             // Canonical keys come in strictly increasing byte order (that of
-            // code points; only ASCII keys can be canonical here anyway).
-            if self.canonical && map.last_key_value().is_some_and(|(last, _)| *last > key) {
-                self.canonical = false;
-            }
-            match map.entry(key) {
-                std::collections::btree_map::Entry::Occupied(e) => {
-                    return Err(JsonError {
-                        kind: JsonErrorKind::DuplicateKey(e.key().clone()),
-                        offset: key_at,
-                    })
+            // code points). A key is only kept while the bytes are canonical,
+            // so it is borrowed (an escaped one made them not canonical).
+            if self.canonical {
+                if previous.as_ref().is_some_and(|p| *p > key) {
+                    self.canonical = false;
                 }
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(value);
-                }
+                previous = Some(key.clone());
             }
+            sink.add(key, value).map_err(|key| JsonError {
+                kind: JsonErrorKind::DuplicateKey(key),
+                offset: key_at,
+            })?;
             if self.closed_after_item(b'}')? {
-                return Ok(Value::Object(map));
+                return Ok(());
             }
         }
     }
@@ -383,7 +513,8 @@ impl<'a> Parser<'a> {
         Ok(n)
     }
 
-    fn string(&mut self) -> Result<String, JsonError> {
+    /// A string, borrowed from the input when it has no escape.
+    fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
         self.pos += 1; // opening quote
         let mut out = String::new();
         loop {
@@ -412,12 +543,11 @@ impl<'a> Parser<'a> {
                     }
                     self.pos += 1;
                     if out.is_empty() {
-                        // The common case, a string without escapes: one
-                        // allocation of the exact size.
-                        return Ok(run.to_owned());
+                        // The common case, a string without escapes.
+                        return Ok(Cow::Borrowed(run));
                     }
                     out.push_str(run);
-                    return Ok(out);
+                    return Ok(Cow::Owned(out));
                 }
                 Some(b'\\') => {
                     if out.len() + run.len() > self.limits.max_string_bytes {
@@ -682,6 +812,46 @@ mod tests {
         assert_eq!(cut(r#"[{"sig":1}]"#), None);
         assert_eq!(cut(r#"{"a":1, "sig":"x"}"#), None);
         assert_eq!(layout(r#"{"a":1, "sig":"x"}"#).member, Some(8..17));
+    }
+
+    /// `parse_members` reads what `parse` reads, refuses what it refuses
+    /// with the same error, and sorts the members into their slots.
+    #[test]
+    fn members_in_slots_are_the_object_parse_reads() {
+        let names = ["b", "d"];
+        let limits = ParseLimits {
+            max_items: 3,
+            ..ParseLimits::default()
+        };
+        for s in [
+            r#"{"b":1,"d":[2]}"#,
+            r#"{"d":{"b":1},"z":1,"c":2}"#,
+            r#"{}"#,
+            r#"[1]"#,
+            r#""b""#,
+            r#"{"b":1,"b":2}"#,
+            r#"{"x":1,"x":2}"#,
+            r#"{"x":1,"b":2,"y":3,"d":4}"#,
+            r#"{"b":1,}"#,
+            r#"{"b":{"c":1,"c":2}}"#,
+            r#"{"b":1} x"#,
+            r#" {"d" : 1 , "b":"\u0041"} "#,
+        ] {
+            let whole = parse_with_layout(s.as_bytes(), limits, Some("d"));
+            let slots = parse_members(s.as_bytes(), limits, &names, Some("d"));
+            match (whole, slots) {
+                (Ok((Value::Object(mut map), l1)), Ok((Top::Object(m), l2))) => {
+                    assert_eq!(l1, l2, "{s}");
+                    for (name, value) in names.iter().zip(m.values) {
+                        assert_eq!(map.remove(*name), value, "{s}: {name}");
+                    }
+                    assert_eq!(map.into_keys().next(), m.first_unknown, "{s}");
+                }
+                (Ok((v, l1)), Ok((Top::Other(w), l2))) => assert_eq!((v, l1), (w, l2), "{s}"),
+                (Err(e1), Err(e2)) => assert_eq!(e1, e2, "{s}"),
+                (a, b) => panic!("{s}: {a:?} against {b:?}"),
+            }
+        }
     }
 
     #[test]
