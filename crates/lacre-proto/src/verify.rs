@@ -488,12 +488,37 @@ mod tests {
         }
     }
 
+    /// The pipeline at `NOW`, with one client and a fresh nonce store: the
+    /// code each body gets.
+    struct Pipeline {
+        cfg: VerifyConfig,
+        ring: Keyring,
+        nonces: MemNonces,
+    }
+
+    impl Pipeline {
+        fn new() -> (Pipeline, SigningKey) {
+            let (cfg, ring, key) = setup();
+            let nonces = MemNonces::default();
+            (Pipeline { cfg, ring, nonces }, key)
+        }
+
+        fn code(&self, body: &[u8]) -> Option<crate::ErrorCode> {
+            let clock = FixedClock(NOW);
+            code(verify_request(
+                body,
+                &self.cfg,
+                &self.ring,
+                &clock,
+                &self.nonces,
+            ))
+        }
+    }
+
     #[test]
     fn each_step_has_its_code() {
-        let (cfg, ring, key) = setup();
-        let nonces = MemNonces::default();
-        let clock = FixedClock(NOW);
-        let run = |b: &[u8]| code(verify_request(b, &cfg, &ring, &clock, &nonces));
+        let (p, key) = Pipeline::new();
+        let run = |b: &[u8]| p.code(b);
         assert_eq!(run(b"{"), Some(crate::ErrorCode::BadEnvelope));
         let mut env = envelope(&key, NOW, "a");
         env.server_id = "other".into();
@@ -517,10 +542,8 @@ mod tests {
 
     #[test]
     fn a_signature_verifies_whatever_the_layout_of_the_bytes() {
-        let (cfg, ring, key) = setup();
-        let nonces = MemNonces::default();
-        let clock = FixedClock(NOW);
-        let run = |b: &[u8]| code(verify_request(b, &cfg, &ring, &clock, &nonces));
+        let (p, key) = Pipeline::new();
+        let run = |b: &[u8]| p.code(b);
         // Each form gets its own nonce and is signed over the canonical bytes.
         let mut n = 0;
         let mut signed = |x: &str, form: &dyn Fn(String) -> String| {
