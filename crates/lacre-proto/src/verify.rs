@@ -173,6 +173,14 @@ impl<T> Verified<T> {
     }
 }
 
+impl Verified<Envelope> {
+    /// Moves the arguments out, for the handler that consumes them; the
+    /// envelope keeps an empty map (everything else stays as verified).
+    pub fn take_args(&mut self) -> crate::json::Map {
+        std::mem::take(&mut self.0.args)
+    }
+}
+
 impl<T> Deref for Verified<T> {
     type Target = T;
     fn deref(&self) -> &T {

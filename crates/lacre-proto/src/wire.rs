@@ -289,11 +289,23 @@ impl Response {
     /// Signs the response in place and returns its wire form, serializing
     /// it once (what [`Response::sign`] then [`Response::to_json`] give).
     pub fn sign_to_json(&mut self, key: &SigningKey) -> Vec<u8> {
-        let mut signed = Vec::with_capacity(256);
-        let split = self.write_unsigned(&mut signed);
-        self.signature = key.sign_hex(&signed);
-        let mut out = Vec::with_capacity(signed.len() + self.signature.len() + 16);
-        insert_signature(&signed, split, &self.signature, &mut out);
+        let mut out = Vec::with_capacity(384);
+        let split = self.write_unsigned(&mut out);
+        self.signature = key.sign_hex(&out);
+        // Hex needs no escaping: the member goes in as it is, in place (the
+        // tail moves up by the member's length).
+        let member = [b",\"signature\":\"", self.signature.as_bytes(), b"\""];
+        let (end, grow) = (out.len(), member.iter().map(|m| m.len()).sum::<usize>());
+        let split = split.min(end);
+        out.resize(end + grow, 0);
+        out.copy_within(split..end, split + grow);
+        let mut at = split;
+        for part in member {
+            if let Some(place) = out.get_mut(at..at + part.len()) {
+                place.copy_from_slice(part);
+            }
+            at += part.len();
+        }
         out
     }
 

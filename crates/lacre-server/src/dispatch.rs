@@ -473,7 +473,7 @@ impl Server {
             who.tool_name = env.tool.clone();
         }
         let nonce = inner.nonces.check_and_record(&auth.nonce_use()).await;
-        let verified = match auth.finish(nonce) {
+        let mut verified = match auth.finish(nonce) {
             Ok(v) => v,
             Err(rej) => {
                 return self.bound_error(body, &rej.request_id, &CallError::Rejected(rej.error))
@@ -505,7 +505,7 @@ impl Server {
                 }
             }
         }
-        let outcome = self.dispatch(&verified, tool, held, &catalog).await;
+        let outcome = self.dispatch(&mut verified, tool, held, &catalog).await;
         match outcome {
             Ok((status, result)) => {
                 let now = inner.clock.now_ms();
@@ -530,10 +530,10 @@ impl Server {
     }
 
     /// Runs the tool the registry found for this request: the one place a
-    /// request meets its handler.
+    /// request meets its handler, which is given the arguments (moved out).
     async fn dispatch(
         &self,
-        env: &Verified<Envelope>,
+        env: &mut Verified<Envelope>,
         tool: Option<&Arc<Tool>>,
         held: &Held,
         catalog: &crate::catalog::Catalog,
@@ -551,14 +551,14 @@ impl Server {
         match &tool.handler {
             Handler::System(f) => {
                 let ctx = self.system_context(&env.client_id, held, catalog);
-                f(env.args.clone(), ctx).await
+                f(env.take_args(), ctx).await
             }
             Handler::Immediate(f) => {
                 let ctx = CallContext {
                     client_id: env.client_id.clone(),
                     request_id: env.request_id.clone(),
                 };
-                let run = crate::limits::catch_panic(f(env.args.clone(), ctx));
+                let run = crate::limits::catch_panic(f(env.take_args(), ctx));
                 match crate::limits::timeout_lazy(inner.tool_timeout, run).await {
                     Ok(Ok(Ok(result))) => Ok((Status::Ok, result)),
                     Ok(Ok(Err(ToolError::InvalidArgs(m)))) => Err(CallError::InvalidArgs(m)),
@@ -626,7 +626,7 @@ impl Server {
         to_hex(&Sha256::digest(lacre_proto::canonical(&Value::Object(m))))
     }
 
-    async fn start_job(&self, env: &Verified<Envelope>, tool: &Tool) -> ToolOutcome {
+    async fn start_job(&self, env: &mut Verified<Envelope>, tool: &Tool) -> ToolOutcome {
         let inner = &*self.inner;
         tool.validate(&env.args).map_err(CallError::InvalidArgs)?;
         let limits = inner
@@ -641,7 +641,7 @@ impl Server {
             request_id: env.request_id.clone(),
             request_hash: Self::request_hash(env),
             tool: env.tool.clone(),
-            args: env.args.clone(),
+            args: env.take_args(),
             now_ms: inner.clock.now_ms(),
             idempotency_ttl_ms: inner.idempotency_ttl_ms,
             max_jobs: limits.max_jobs,

@@ -184,6 +184,7 @@ pub fn parse_members<const N: usize>(
             values: std::array::from_fn(|_| None),
             unknown: BTreeSet::new(),
             count: 0,
+            next: 0,
         };
         p.members(1, &mut slots)?;
         Top::Object(Members {
@@ -226,6 +227,9 @@ struct Slots<'n, const N: usize> {
     values: [Option<Value>; N],
     unknown: BTreeSet<String>,
     count: usize,
+    /// The slot after the last one filled: where the next name is when
+    /// they come in order, as in a canonical message.
+    next: usize,
 }
 
 impl<'a, const N: usize> Sink<'a> for Slots<'_, N> {
@@ -234,11 +238,14 @@ impl<'a, const N: usize> Sink<'a> for Slots<'_, N> {
     }
 
     fn add(&mut self, key: Cow<'a, str>, value: Value) -> Result<(), String> {
-        let slot = self
-            .names
-            .iter()
-            .position(|n| *n == key)
-            .and_then(|i| self.values.get_mut(i));
+        let at = match self.names.get(self.next) {
+            Some(n) if *n == key => Some(self.next),
+            _ => self.names.iter().position(|n| *n == key),
+        };
+        if let Some(i) = at {
+            self.next = i + 1;
+        }
+        let slot = at.and_then(|i| self.values.get_mut(i));
         match slot {
             Some(Some(_)) => return Err(key.into_owned()),
             Some(slot) => *slot = Some(value),
