@@ -348,10 +348,12 @@ impl VerifyingKey {
 /// Lowercase hex of `bytes`.
 pub fn to_hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let digit = |n: u8| HEX.get(usize::from(n & 0xF)).copied().unwrap_or(b'0');
-        out.extend_from_slice(&[digit(b >> 4), digit(*b)]);
+    let digit = |n: u8| HEX.get(usize::from(n & 0xF)).copied().unwrap_or(b'0');
+    let mut out = vec![0; bytes.len() * 2];
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        if let [hi, lo] = pair {
+            (*hi, *lo) = (digit(b >> 4), digit(*b));
+        }
     }
     // Hex digits are ASCII, so this never falls back.
     String::from_utf8(out).unwrap_or_default()

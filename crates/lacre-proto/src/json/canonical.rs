@@ -87,7 +87,7 @@ fn write_u_escape(unit: u32, out: &mut Vec<u8>) {
 /// is exact for "some byte of the word" (a borrow or carry only starts at a
 /// byte that already matched); the byte loop takes over at the first word
 /// that has one.
-fn plain_prefix(bytes: &[u8]) -> usize {
+pub(super) fn plain_prefix(bytes: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;

@@ -525,8 +525,10 @@ impl<'a> Parser<'a> {
         self.pos += 1; // opening quote
         let mut out = String::new();
         loop {
-            // Copy the run of plain characters in one go.
+            // Copy the run of plain characters in one go: printable ASCII
+            // eight bytes at a time, then byte by byte.
             let start = self.pos;
+            self.pos += super::canonical::plain_prefix(self.bytes.get(start..).unwrap_or_default());
             while let Some(b) = self.peek() {
                 if b == b'"' || b == b'\\' || b < 0x20 {
                     break;
