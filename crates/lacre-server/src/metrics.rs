@@ -32,6 +32,8 @@ pub struct Metrics {
     verification_failures: Mutex<BTreeMap<&'static str, u64>>,
     /// Webhook delivery attempts, by outcome.
     deliveries: Mutex<BTreeMap<&'static str, u64>>,
+    /// Requests by the first bucket they fit in (one increment a request;
+    /// the cumulative counts are summed when the page is rendered).
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
@@ -51,10 +53,13 @@ impl Metrics {
             *m.entry((tool, outcome)).or_insert(0) += 1;
         }
         let secs = latency.as_secs_f64();
-        for (bucket, le) in self.buckets.iter().zip(BUCKETS) {
-            if secs <= le {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(bucket) = self
+            .buckets
+            .iter()
+            .zip(BUCKETS)
+            .find_map(|(bucket, le)| (secs <= le).then_some(bucket))
+        {
+            bucket.fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_micros.fetch_add(
@@ -111,14 +116,18 @@ impl Metrics {
         }
         out.push_str("# HELP lacre_request_duration_seconds Time to handle a request (after the body is read).\n");
         out.push_str("# TYPE lacre_request_duration_seconds histogram\n");
+        // The count first: a request recorded while the buckets are read
+        // cannot then make a bucket exceed `+Inf`.
+        let count = self.count.load(Ordering::Relaxed);
+        let mut cumulative = 0;
         for (bucket, le) in self.buckets.iter().zip(BUCKETS) {
+            cumulative += bucket.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
                 "lacre_request_duration_seconds_bucket{{le=\"{le}\"}} {}",
-                bucket.load(Ordering::Relaxed)
+                cumulative.min(count)
             );
         }
-        let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(
             out,
             "lacre_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
@@ -185,7 +194,18 @@ mod tests {
         let text = m.render(&[("queued", 2)], nonces, 3);
         assert!(text.contains("lacre_requests_total{tool=\"batch_sum\",outcome=\"ok\"} 2"));
         assert!(text.contains("lacre_verification_failures_total{reason=\"bad_signature\"} 1"));
-        assert!(text.contains("lacre_request_duration_seconds_bucket{le=\"0.0005\"} 2"));
+        // Cumulative: each bucket counts every request at or below its bound.
+        for (le, n) in [
+            ("0.0001", 1),
+            ("0.00025", 1),
+            ("0.0005", 2),
+            ("0.01", 2),
+            ("0.025", 3),
+            ("10", 3),
+        ] {
+            let line = format!("lacre_request_duration_seconds_bucket{{le=\"{le}\"}} {n}\n");
+            assert!(text.contains(&line), "{line}");
+        }
         assert!(text.contains("lacre_request_duration_seconds_bucket{le=\"+Inf\"} 3"));
         assert!(text.contains("lacre_jobs{state=\"queued\"} 2"));
         assert!(text.contains("lacre_nonces 7"));
