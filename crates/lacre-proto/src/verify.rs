@@ -105,7 +105,7 @@ pub enum KeyringError {
 /// An in-memory [`KeyLookup`].
 #[derive(Debug, Clone, Default)]
 pub struct Keyring {
-    clients: HashMap<String, Vec<VerifyingKey>>,
+    clients: HashMap<String, Vec<VerifyingKey>, foldhash::fast::RandomState>,
 }
 
 impl Keyring {

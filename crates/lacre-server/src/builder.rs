@@ -7,11 +7,11 @@ use crate::jobs::{JobStore, MemoryJobStore};
 use crate::limits::{ClientLimits, ClientSlots, Rate, RateLimiter};
 use crate::nonce::{MemoryNonceStore, NonceBackend};
 use crate::tool::Registry;
+use crate::ClientMap;
 use lacre_proto::SystemClock;
 use lacre_proto::{
     Clock, Keyring, KeyringError, ResponseSigner, SigningKey, VerifyConfig, VerifyingKey,
 };
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,19 +22,19 @@ pub struct ServerBuilder {
     max_skew_ms: u64,
     limits: lacre_proto::ParseLimits,
     keyring: Keyring,
-    permissions: HashMap<String, ToolFilter>,
+    permissions: ClientMap<ToolFilter>,
     registry: Registry,
     jobs: Arc<dyn JobStore>,
     nonces: Arc<dyn NonceBackend>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdSource>,
     idempotency_ttl_ms: i64,
-    rates: HashMap<String, Rate>,
-    client_limits: HashMap<String, ClientLimits>,
+    rates: ClientMap<Rate>,
+    client_limits: ClientMap<ClientLimits>,
     default_client_limits: ClientLimits,
     max_in_flight: usize,
     tool_timeout: Duration,
-    webhooks: HashMap<String, crate::webhooks::Endpoint>,
+    webhooks: ClientMap<crate::webhooks::Endpoint>,
 }
 
 impl ServerBuilder {
@@ -48,19 +48,19 @@ impl ServerBuilder {
             max_skew_ms: lacre_proto::DEFAULT_MAX_SKEW_MS,
             limits: lacre_proto::ParseLimits::default(),
             keyring: Keyring::new(),
-            permissions: HashMap::new(),
+            permissions: ClientMap::default(),
             registry,
             jobs: Arc::new(MemoryJobStore::new()),
             nonces: Arc::new(MemoryNonceStore::new()),
             clock: Arc::new(SystemClock),
             ids: Arc::new(OsRandomIds),
             idempotency_ttl_ms: 24 * 3600 * 1000,
-            rates: HashMap::new(),
-            client_limits: HashMap::new(),
+            rates: ClientMap::default(),
+            client_limits: ClientMap::default(),
             default_client_limits: ClientLimits::default(),
             max_in_flight: 1024,
             tool_timeout: Duration::from_secs(30),
-            webhooks: HashMap::new(),
+            webhooks: ClientMap::default(),
         }
     }
 

@@ -6,10 +6,10 @@
 
 use crate::access::ToolFilter;
 use crate::tool::{Registry, ToolKind};
+use crate::ClientMap;
 use arc_swap::ArcSwap;
 use lacre_proto::builtin::{Capabilities, ServerIdentity, ToolInfo};
 use lacre_proto::{ResponseSigner, VerifyConfig};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// One snapshot: the registry and each client's identity document.
@@ -17,7 +17,7 @@ pub struct Catalog {
     /// The tools.
     pub registry: Arc<Registry>,
     /// `server_identity`'s answer, per client (built once per snapshot).
-    pub(crate) identities: HashMap<String, Arc<ServerIdentity>>,
+    pub(crate) identities: ClientMap<Arc<ServerIdentity>>,
 }
 
 impl Catalog {
@@ -26,7 +26,7 @@ impl Catalog {
     pub fn fixed(registry: Arc<Registry>) -> Arc<ArcSwap<Catalog>> {
         Arc::new(ArcSwap::from_pointee(Catalog {
             registry,
-            identities: HashMap::new(),
+            identities: ClientMap::default(),
         }))
     }
 }
@@ -43,7 +43,7 @@ impl Live {
         registry: Registry,
         signer: &ResponseSigner,
         verify: &VerifyConfig,
-        permissions: &HashMap<String, ToolFilter>,
+        permissions: &ClientMap<ToolFilter>,
     ) -> Live {
         let catalog = build(registry, signer, verify, permissions);
         Live {
@@ -63,7 +63,7 @@ impl Live {
         f: impl FnOnce(&mut Registry),
         signer: &ResponseSigner,
         verify: &VerifyConfig,
-        permissions: &HashMap<String, ToolFilter>,
+        permissions: &ClientMap<ToolFilter>,
     ) {
         let _one_at_a_time = self.change.lock().unwrap_or_else(|p| p.into_inner());
         let mut registry = (*self.current.load().registry).clone();
@@ -77,7 +77,7 @@ fn build(
     registry: Registry,
     signer: &ResponseSigner,
     verify: &VerifyConfig,
-    permissions: &HashMap<String, ToolFilter>,
+    permissions: &ClientMap<ToolFilter>,
 ) -> Catalog {
     // What `server_identity` tells a client changes only with the tools:
     // build it once per client and snapshot, not once per call.

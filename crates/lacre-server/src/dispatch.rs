@@ -13,13 +13,13 @@ use crate::limits::RateLimiter;
 use crate::nonce::NonceBackend;
 use crate::system::SystemContext;
 use crate::tool::{CallContext, Handler, Registry, Tool, ToolError, ToolOutcome};
+use crate::ClientMap;
 use lacre_proto::builtin::{encode_result, Accepted};
 use lacre_proto::{
     authenticate, to_hex, Clock, Envelope, ErrorCode, KeyLookup, Keyring, Map, Response,
     ResponseSigner, SigningKey, Status, Value, Verified, VerifyConfig, VerifyingKey,
 };
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
@@ -93,7 +93,7 @@ pub(crate) struct Inner {
     pub(crate) verify: VerifyConfig,
     pub(crate) signer: ResponseSigner,
     pub(crate) keyring: Keyring,
-    pub(crate) permissions: HashMap<String, ToolFilter>,
+    pub(crate) permissions: ClientMap<ToolFilter>,
     /// `server_identity` as each client sees it.
     /// The tools and identity documents of the moment.
     pub(crate) catalog: crate::catalog::Live,
@@ -104,7 +104,7 @@ pub(crate) struct Inner {
     pub(crate) idempotency_ttl_ms: i64,
     pub(crate) rates: RateLimiter,
     /// Each client's own places (its limits).
-    pub(crate) client_slots: HashMap<String, crate::limits::ClientSlots>,
+    pub(crate) client_slots: ClientMap<crate::limits::ClientSlots>,
     pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
     /// `max_in_flight`: the places `in_flight` started with.
     pub(crate) max_in_flight: usize,
@@ -114,7 +114,7 @@ pub(crate) struct Inner {
     /// More metrics from the embedding program (the gateway's upstreams).
     pub(crate) extra_metrics: std::sync::OnceLock<MetricsSource>,
     /// Clients' webhook endpoints.
-    pub(crate) webhooks: HashMap<String, crate::webhooks::Endpoint>,
+    pub(crate) webhooks: ClientMap<crate::webhooks::Endpoint>,
     /// The audit log's queue, once [`Server::start_audit`] ran.
     pub(crate) audit: std::sync::OnceLock<crate::audit::AuditSink>,
 }
@@ -473,6 +473,8 @@ impl Server {
             who.tool_name = env.tool.clone();
         }
         let nonce = inner.nonces.check_and_record(&auth.nonce_use()).await;
+        // The time the timestamp was checked at serves the rate limit too.
+        let checked_at_ms = auth.nonce_use().now_ms;
         let mut verified = match auth.finish(nonce) {
             Ok(v) => v,
             Err(rej) => {
@@ -484,7 +486,7 @@ impl Server {
         let catalog = inner.catalog.load();
         let tool = catalog.registry.get(&verified.tool);
         who.tool = tool.map_or("unknown", |t| t.static_name());
-        if let Err(retry_after_ms) = inner.rates.check(&verified.client_id, inner.clock.now_ms()) {
+        if let Err(retry_after_ms) = inner.rates.check(&verified.client_id, checked_at_ms) {
             return self.bound_error(
                 body,
                 &verified.request_id,

@@ -58,6 +58,11 @@ pub mod system;
 pub mod tool;
 pub mod webhooks;
 
+/// A map by client id, with a fast hasher: a request looks its client up in
+/// several of these, and their keys are the configured clients (no caller
+/// can insert keys to aim collisions at).
+pub(crate) type ClientMap<V> = std::collections::HashMap<String, V, foldhash::fast::RandomState>;
+
 pub use access::ToolFilter;
 pub use builder::ServerBuilder;
 pub use dispatch::{MetricsSource, Reply, ReplyKind, Server};

@@ -1,7 +1,7 @@
 //! Per-client rate limits (token buckets, on the injected clock) and the
 //! global in-flight limit.
 
-use std::collections::HashMap;
+use crate::ClientMap;
 use std::sync::Mutex;
 
 /// What one client may hold at once, so that no client can take what the
@@ -71,16 +71,16 @@ struct Bucket {
 /// Token buckets, one per client that has a configured rate.
 #[derive(Debug, Default)]
 pub struct RateLimiter {
-    rates: HashMap<String, Rate>,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    rates: ClientMap<Rate>,
+    buckets: Mutex<ClientMap<Bucket>>,
 }
 
 impl RateLimiter {
     /// A limiter with these per-client rates; clients without one are unlimited.
-    pub fn new(rates: HashMap<String, Rate>) -> RateLimiter {
+    pub fn new(rates: impl IntoIterator<Item = (String, Rate)>) -> RateLimiter {
         RateLimiter {
-            rates,
-            buckets: Mutex::new(HashMap::new()),
+            rates: rates.into_iter().collect(),
+            buckets: Mutex::new(ClientMap::default()),
         }
     }
 
@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn bucket_refills_at_the_rate() {
-        let mut rates = HashMap::new();
+        let mut rates = std::collections::HashMap::new();
         rates.insert(
             "c".to_owned(),
             Rate {
