@@ -107,15 +107,22 @@ pub struct NonceJournal {
     set: Mutex<NonceSet>,
     files: Mutex<Files>,
     fsync: bool,
-    /// Appends known to be on stable storage (`fsync` mode).
+    /// Shared with the task that runs a sync (which outlives its caller).
+    sync: Arc<SyncState>,
+    /// Held for the process's life (the advisory lock).
+    _lock: File,
+}
+
+/// Where syncs stand (`fsync` mode), and whether the journal can be trusted.
+struct SyncState {
+    /// Appends known to be on stable storage.
     synced: tokio::sync::watch::Sender<u64>,
+    /// A sync is running.
     syncing: AtomicBool,
     /// Set when a write could not be undone or a sync failed: whether the
     /// journal holds what it should is then unknown, so every nonce is
     /// refused as `store_unavailable` until a restart reads it back.
     poisoned: AtomicBool,
-    /// Held for the process's life (the advisory lock).
-    _lock: File,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -289,9 +296,11 @@ impl NonceJournal {
                 dirty: Vec::new(),
             }),
             fsync,
-            synced: tokio::sync::watch::channel(0).0,
-            syncing: AtomicBool::new(false),
-            poisoned: AtomicBool::new(false),
+            sync: Arc::new(SyncState {
+                synced: tokio::sync::watch::channel(0).0,
+                syncing: AtomicBool::new(false),
+                poisoned: AtomicBool::new(false),
+            }),
             _lock: lock_file,
         })
     }
@@ -314,7 +323,7 @@ impl NonceJournal {
     /// Records a pair (checked against what is remembered) and waits until
     /// it is durable.
     pub async fn record(&self, u: &NonceUse<'_>) -> Result<(), NonceError> {
-        if self.poisoned.load(Ordering::Acquire) {
+        if self.sync.poisoned.load(Ordering::Acquire) {
             return Err(NonceError::Unavailable);
         }
         let d = self.keyer.digest(u.client_id, u.nonce);
@@ -381,7 +390,7 @@ impl NonceJournal {
         if let Err(e) = (&*bucket.file).write_all(&d.to_bytes()) {
             // Cut a partial digest off, or later appends would be misread.
             if bucket.file.set_len(bucket.len).is_err() {
-                self.poisoned.store(true, Ordering::Release);
+                self.sync.poisoned.store(true, Ordering::Release);
             }
             return Err(io_at(&path)(e));
         }
@@ -397,36 +406,43 @@ impl NonceJournal {
     /// syncs every file appended to so far (group commit). `false`: it is
     /// not, and the journal is poisoned.
     async fn sync_to(&self, seq: u64) -> bool {
-        let mut rx = self.synced.subscribe();
+        let state = &self.sync;
+        let mut rx = state.synced.subscribe();
         loop {
-            if self.poisoned.load(Ordering::Acquire) {
+            if state.poisoned.load(Ordering::Acquire) {
                 return false;
             }
             if *rx.borrow_and_update() >= seq {
                 return true;
             }
-            if !self.syncing.swap(true, Ordering::AcqRel) {
+            if !state.syncing.swap(true, Ordering::AcqRel) {
                 let (target, dirty) = {
                     let mut files = lock(&self.files);
                     (files.written, std::mem::take(&mut files.dirty))
                 };
-                let synced = tokio::task::spawn_blocking(move || {
-                    dirty.iter().try_for_each(|f| f.sync_data())
-                })
-                .await;
-                if !matches!(synced, Ok(Ok(()))) {
-                    // After a failed fsync the kernel may drop the dirty
-                    // pages and report the next one clean: trust nothing.
-                    tracing::error!(
-                        ?synced,
-                        "nonce journal sync failed; refusing nonces until a restart"
-                    );
-                    self.poisoned.store(true, Ordering::Release);
-                }
-                // Cleared before the news goes out, so a waiter woken by it
-                // can lead the next sync.
-                self.syncing.store(false, Ordering::Release);
-                self.synced.send_modify(|s| *s = (*s).max(target));
+                // The sync and its news run in a task of their own: the
+                // caller that started it may be dropped while it waits (a
+                // client that hangs up), and the others wait for the news.
+                let state = Arc::clone(state);
+                tokio::spawn(async move {
+                    let synced = tokio::task::spawn_blocking(move || {
+                        dirty.iter().try_for_each(|f| f.sync_data())
+                    })
+                    .await;
+                    if !matches!(synced, Ok(Ok(()))) {
+                        // After a failed fsync the kernel may drop the dirty
+                        // pages and report the next one clean: trust nothing.
+                        tracing::error!(
+                            ?synced,
+                            "nonce journal sync failed; refusing nonces until a restart"
+                        );
+                        state.poisoned.store(true, Ordering::Release);
+                    }
+                    // Cleared before the news goes out, so a waiter woken by
+                    // it can lead the next sync.
+                    state.syncing.store(false, Ordering::Release);
+                    state.synced.send_modify(|s| *s = (*s).max(target));
+                });
                 continue;
             }
             if rx.changed().await.is_err() {

@@ -4,6 +4,7 @@
 
 use lacre_proto::{Clock, NonceError, NonceUse};
 use lacre_server::{store, JournalError, NonceBackend, NonceJournal};
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -234,6 +235,40 @@ async fn with_fsync_every_concurrent_nonce_is_kept_once() {
         .await
         .unwrap();
     assert_eq!(j.len(), 32 * 50);
+}
+
+/// With fsync, the caller that leads a sync can be dropped while it waits
+/// for the disk (a client that hangs up, a request timeout): the sync's
+/// news still goes out, and the next caller is not left waiting for ever.
+#[tokio::test]
+async fn with_fsync_a_caller_dropped_during_the_sync_does_not_stall_the_next() {
+    let d = dir("fsync-drop");
+    let clock = Arc::new(TestClock(AtomicI64::new(T0)));
+    let j = NonceJournal::open_with_clock(&d, true, clock)
+        .await
+        .unwrap();
+    {
+        let first = used("c", "n1", T0);
+        let mut led = std::pin::pin!(j.check_and_record(&first));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        // Polled once: it has appended and is waiting for its sync.
+        assert!(led.as_mut().poll(&mut cx).is_pending());
+    }
+    let next = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        j.check_and_record(&used("c", "n2", T0)),
+    )
+    .await;
+    assert_eq!(
+        next,
+        Ok(Ok(())),
+        "the next nonce waited for a sync that never reported"
+    );
+    // The dropped caller's nonce was journaled all the same.
+    assert_eq!(
+        j.check_and_record(&used("c", "n1", T0)).await,
+        Err(NonceError::Replayed)
+    );
 }
 
 /// A database written before the journal existed: its live nonces move
