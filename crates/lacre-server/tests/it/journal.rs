@@ -271,6 +271,36 @@ async fn with_fsync_a_caller_dropped_during_the_sync_does_not_stall_the_next() {
     );
 }
 
+/// Many requests at once on one thread: each nonce is accepted once and
+/// every accepted one is on disk after a reopen.
+#[tokio::test]
+async fn concurrent_nonces_are_each_accepted_once_and_kept() {
+    let d = dir("groups");
+    let j = open(&d, T0).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..64 {
+        let j = j.clone();
+        tasks.spawn(async move {
+            let mut ok = 0;
+            for i in 0..50 {
+                let n = format!("n{}", (t / 2) * 50 + i);
+                if j.check_and_record(&used("c", &n, T0)).await == Ok(()) {
+                    ok += 1;
+                }
+            }
+            ok
+        });
+    }
+    let mut ok = 0;
+    while let Some(n) = tasks.join_next().await {
+        ok += n.unwrap();
+    }
+    assert_eq!(ok, 32 * 50);
+    drop(j);
+    let j = open(&d, T0).await;
+    assert_eq!(j.len(), 32 * 50);
+}
+
 /// A database written before the journal existed: its live nonces move
 /// into the journal (still refused), the table is emptied.
 #[tokio::test]
