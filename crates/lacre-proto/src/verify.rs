@@ -262,25 +262,26 @@ fn salvage_request_id(top: &Top<MESSAGE_FIELDS>) -> String {
         .to_owned()
 }
 
-/// A message's JSON value, and the bytes its signature covers when the
-/// received bytes already hold them: a canonical object with all of its
-/// fields (a message without `v` or `args` gets their defaults written into
-/// its signed bytes). `None`: the signed bytes are written from the message.
-/// Either way they are the same bytes; this only saves writing them again.
-fn parse_message(
-    bytes: &[u8],
+/// Signed bytes as received: the two slices around the `signature` member.
+type Received<'b> = [&'b [u8]; 2];
+
+/// A message's JSON value, and the bytes its signature covers (the two
+/// slices around the `signature` member) when the received bytes already
+/// hold them: a canonical object with all of its fields (a message without
+/// `v` or `args` gets their defaults written into its signed bytes). `None`:
+/// the signed bytes are written from the message. Either way they are the
+/// same bytes; this only saves writing them again.
+fn parse_message<'b>(
+    bytes: &'b [u8],
     limits: ParseLimits,
     names: &[&str; MESSAGE_FIELDS],
-) -> Result<(Top<MESSAGE_FIELDS>, Option<Vec<u8>>), json::JsonError> {
+) -> Result<(Top<MESSAGE_FIELDS>, Option<Received<'b>>), json::JsonError> {
     let (top, layout) = json::parse_members(bytes, limits, names, Some("signature"))?;
     let complete = match &top {
         Top::Object(m) => m.first_unknown.is_none() && m.values.iter().all(Option::is_some),
         Top::Other(_) => false,
     };
-    let signed = layout
-        .canonical_without_member(bytes)
-        .filter(|_| complete)
-        .map(|parts| parts.concat());
+    let signed = layout.canonical_without_member(bytes).filter(|_| complete);
     Ok((top, signed))
 }
 
@@ -316,7 +317,7 @@ pub fn authenticate<K: KeyLookup + ?Sized, C: Clock + ?Sized>(
     let client_keys = keys
         .client_keys(&env.client_id)
         .ok_or_else(|| reject(rid, VerifyError::UnknownClient(env.client_id.clone())))?;
-    let msg = received.unwrap_or_else(|| env.signing_bytes());
+    let msg = received.map_or_else(|| env.signing_bytes(), |parts| parts.concat());
     let mut last_err = None;
     for key in client_keys.iter().take(MAX_KEYS_PER_CLIENT) {
         match key.verify_hex(&msg, &env.signature) {
@@ -381,7 +382,7 @@ pub fn verify_response(
     let (top, received) = parse_message(bytes, ParseLimits::default(), &Response::FIELDS)
         .map_err(|e| ResponseError::Malformed(crate::error::EnvelopeError::Json(e)))?;
     let resp = Response::from_top(top).map_err(ResponseError::Malformed)?;
-    let signed = received.unwrap_or_else(|| resp.signing_bytes());
+    let signed = received.map_or_else(|| resp.signing_bytes(), |parts| parts.concat());
     server_key
         .verify_hex(&signed, &resp.signature)
         .map_err(ResponseError::BadSignature)?;
