@@ -203,18 +203,13 @@ async fn files_it_cannot_trust_stop_the_start() {
     assert!(msg.contains("not a nonce journal file"), "{msg}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn with_fsync_every_concurrent_nonce_is_kept_once() {
-    let d = dir("fsync");
-    let clock = Arc::new(TestClock(AtomicI64::new(T0)));
-    let j = NonceJournal::open_with_clock(&d, true, clock.clone())
-        .await
-        .unwrap();
-    // 64 tasks race: each nonce twice, so exactly one of each pair wins.
-    let mut tasks = Vec::new();
+/// 64 tasks race, each nonce sent by two of them: how many were accepted
+/// (exactly one of each pair should be, 32 * 50 in all).
+async fn race(j: &Arc<NonceJournal>) -> usize {
+    let mut tasks = tokio::task::JoinSet::new();
     for t in 0..64 {
         let j = j.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut ok = 0;
             for i in 0..50 {
                 let n = format!("n{}", (t / 2) * 50 + i);
@@ -223,13 +218,23 @@ async fn with_fsync_every_concurrent_nonce_is_kept_once() {
                 }
             }
             ok
-        }));
+        });
     }
     let mut ok = 0;
-    for t in tasks {
-        ok += t.await.unwrap();
+    while let Some(n) = tasks.join_next().await {
+        ok += n.unwrap();
     }
-    assert_eq!(ok, 32 * 50);
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_fsync_every_concurrent_nonce_is_kept_once() {
+    let d = dir("fsync");
+    let clock = Arc::new(TestClock(AtomicI64::new(T0)));
+    let j = NonceJournal::open_with_clock(&d, true, clock.clone())
+        .await
+        .unwrap();
+    assert_eq!(race(&j).await, 32 * 50);
     drop(j);
     let j = NonceJournal::open_with_clock(&d, true, clock)
         .await
@@ -277,25 +282,7 @@ async fn with_fsync_a_caller_dropped_during_the_sync_does_not_stall_the_next() {
 async fn concurrent_nonces_are_each_accepted_once_and_kept() {
     let d = dir("groups");
     let j = open(&d, T0).await;
-    let mut tasks = tokio::task::JoinSet::new();
-    for t in 0..64 {
-        let j = j.clone();
-        tasks.spawn(async move {
-            let mut ok = 0;
-            for i in 0..50 {
-                let n = format!("n{}", (t / 2) * 50 + i);
-                if j.check_and_record(&used("c", &n, T0)).await == Ok(()) {
-                    ok += 1;
-                }
-            }
-            ok
-        });
-    }
-    let mut ok = 0;
-    while let Some(n) = tasks.join_next().await {
-        ok += n.unwrap();
-    }
-    assert_eq!(ok, 32 * 50);
+    assert_eq!(race(&j).await, 32 * 50);
     drop(j);
     let j = open(&d, T0).await;
     assert_eq!(j.len(), 32 * 50);
