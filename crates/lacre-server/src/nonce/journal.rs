@@ -526,7 +526,9 @@ fn open_bucket(path: &Path, fingerprint: &[u8; 8]) -> Result<Bucket, JournalErro
 
 /// Sweeps expired buckets once a second while the journal lives.
 async fn sweeper(journal: Weak<NonceJournal>, clock: Arc<dyn lacre_proto::Clock>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    // Loading has just swept: the first sweep is a second away.
+    let second = std::time::Duration::from_secs(1);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + second, second);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

@@ -44,6 +44,21 @@ async fn open(dir: &Path, now_ms: i64) -> Arc<NonceJournal> {
         .unwrap()
 }
 
+/// Drops the test's handle and waits until the journal is gone: its
+/// sweeper holds it for the length of a sweep, and the lock goes with
+/// the last holder.
+async fn close(j: Arc<NonceJournal>) {
+    let held = Arc::downgrade(&j);
+    drop(j);
+    for _ in 0..1000 {
+        if held.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the journal was still held 10 s after the test let it go");
+}
+
 fn bucket_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -65,7 +80,7 @@ async fn a_replay_is_refused_before_and_after_a_reopen() {
     );
     // Another client's nonce of the same text is its own.
     assert_eq!(j.check_and_record(&used("c2", "n1", T0)).await, Ok(()));
-    drop(j);
+    close(j).await;
     let j = open(&d, T0 + 10_000).await;
     assert_eq!(j.len(), 2);
     assert_eq!(
@@ -89,7 +104,7 @@ async fn a_second_process_cannot_hold_the_same_journal() {
         "{:?}",
         again.err()
     );
-    drop(j);
+    close(j).await;
     open(&d, T0).await;
 }
 
@@ -135,7 +150,7 @@ async fn expired_buckets_are_forgotten_and_their_files_removed() {
         j.check_and_record(&used("c", "old", T0 + 311_000)).await,
         Ok(())
     );
-    drop(j);
+    close(j).await;
     // A reopen long after drops what expired meanwhile without reading it.
     let j = open(&d, T0 + 2_000_000).await;
     assert_eq!(j.len(), 0);
@@ -147,7 +162,7 @@ async fn a_digest_cut_short_by_a_crash_is_cut_off() {
     let d = dir("torn");
     let j = open(&d, T0).await;
     assert_eq!(j.check_and_record(&used("c", "a", T0)).await, Ok(()));
-    drop(j);
+    close(j).await;
     let file = bucket_files(&d).remove(0);
     // A crash in the middle of an append leaves part of a digest.
     let mut bytes = std::fs::read(&file).unwrap();
@@ -161,7 +176,7 @@ async fn a_digest_cut_short_by_a_crash_is_cut_off() {
     );
     // Later appends stay aligned: both survive the next reopen.
     assert_eq!(j.check_and_record(&used("c", "b", T0)).await, Ok(()));
-    drop(j);
+    close(j).await;
     let j = open(&d, T0).await;
     assert_eq!(j.len(), 2);
     assert_eq!(
@@ -175,7 +190,7 @@ async fn files_it_cannot_trust_stop_the_start() {
     let d = dir("foreign");
     let j = open(&d, T0).await;
     assert_eq!(j.check_and_record(&used("c", "a", T0)).await, Ok(()));
-    drop(j);
+    close(j).await;
     // Without the key, the digests mean nothing: every nonce in them
     // could be replayed, so the journal does not start.
     let key = d.join("key");
@@ -235,7 +250,7 @@ async fn with_fsync_every_concurrent_nonce_is_kept_once() {
         .await
         .unwrap();
     assert_eq!(race(&j).await, 32 * 50);
-    drop(j);
+    close(j).await;
     let j = NonceJournal::open_with_clock(&d, true, clock)
         .await
         .unwrap();
@@ -283,7 +298,7 @@ async fn concurrent_nonces_are_each_accepted_once_and_kept() {
     let d = dir("groups");
     let j = open(&d, T0).await;
     assert_eq!(race(&j).await, 32 * 50);
-    drop(j);
+    close(j).await;
     let j = open(&d, T0).await;
     assert_eq!(j.len(), 32 * 50);
 }
