@@ -1,5 +1,6 @@
 //! The job store on SQL: create, claim, heartbeat, finish, cancel, rescue, prune.
 
+use super::group::{Wake, Wrote};
 use super::outbox::{raise, Ended};
 use super::rows::{job_from_row, json_text, status_from_row, summary_from_row, to_i64};
 use super::{corrupt, unavailable, Change, SqlStore, PRUNE_BATCH};
@@ -19,101 +20,15 @@ use tokio::sync::watch;
 #[async_trait::async_trait]
 impl JobStore for SqlStore {
     async fn create(&self, job: NewJob) -> Result<CreateOutcome, StoreError> {
-        let mut tx = self.begin().await?;
-        let expires = job.now_ms.saturating_add(job.idempotency_ttl_ms);
-        // Take the (client_id, request_id) key, or learn who holds it. An
-        // expired record is taken over.
-        let taken = sqlx::query(
-            "INSERT INTO lacre_idempotency (client_id, request_id, request_hash, job_id, expires_at_ms)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (client_id, request_id) DO UPDATE
-               SET request_hash = excluded.request_hash, job_id = excluded.job_id, expires_at_ms = excluded.expires_at_ms
-               WHERE lacre_idempotency.expires_at_ms <= $6",
-        )
-        .bind(job.client_id.clone())
-        .bind(job.request_id.clone())
-        .bind(job.request_hash.clone())
-        .bind(job.id.clone())
-        .bind(expires)
-        .bind(job.now_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?
-        .rows_affected()
-            == 1;
-        if !taken {
-            let row = sqlx::query(
-                "SELECT request_hash, job_id FROM lacre_idempotency WHERE client_id = $1 AND request_id = $2",
-            )
-            .bind(job.client_id.clone())
-            .bind(job.request_id.clone())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            let hash: String = row
-                .try_get("request_hash")
-                .map_err(|_| corrupt("request_hash"))?;
-            let job_id: String = row.try_get("job_id").map_err(|_| corrupt("job_id"))?;
-            if hash != job.request_hash {
-                tx.rollback().await.map_err(unavailable)?;
-                return Ok(CreateOutcome::Conflict);
-            }
-            let existing = sqlx::query("SELECT * FROM lacre_jobs WHERE id = $1")
-                .bind(job_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-            if let Some(row) = existing {
-                tx.rollback().await.map_err(unavailable)?;
-                return Ok(CreateOutcome::Existing(job_from_row(&row, self.limits)?));
-            }
-            // The record outlived its job (pruned): point it at the new one
-            // (below, once the client's limits allow a new job).
-            sqlx::query(
-                "UPDATE lacre_idempotency SET job_id = $3, expires_at_ms = $4 WHERE client_id = $1 AND request_id = $2",
-            )
-            .bind(job.client_id.clone())
-            .bind(job.request_id.clone())
-            .bind(job.id.clone())
-            .bind(expires)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        }
-        // The client's share, checked after idempotency (a retry of a job
-        // already created is answered, not refused) and in the insert
-        // itself: no row comes back when it is full.
-        let new_bytes = crate::jobs::args_bytes(&job.args);
-        let row = sqlx::query(
-            "INSERT INTO lacre_jobs (id, client_id, request_id, tool, args, state, available_at_ms, created_ms, updated_ms, events, args_bytes)
-             SELECT $1, $2, $3, $4, $5, 'queued', $6, $6, $6, $7, $8
-             WHERE (SELECT COUNT(*) < $9 AND COALESCE(SUM(args_bytes), 0) + $8 <= $10 FROM lacre_jobs
-                    WHERE client_id = $2 AND state IN ('queued', 'running'))
-             RETURNING *",
-        )
-        .bind(job.id.clone())
-        .bind(job.client_id.clone())
-        .bind(job.request_id.clone())
-        .bind(job.tool.clone())
-        .bind(json_text(&job.args))
-        .bind(job.now_ms)
-        .bind(job.events.bits())
-        .bind(to_i64(new_bytes))
-        .bind(to_i64(job.max_jobs))
-        .bind(to_i64(job.max_job_bytes))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let Some(row) = row else {
-            let limit = self.full_limit(&mut tx, &job, new_bytes).await?;
-            tx.rollback().await.map_err(unavailable)?;
-            return Ok(CreateOutcome::OverLimit(limit));
-        };
-        let record = job_from_row(&row, self.limits)?;
-        tx.commit().await.map_err(unavailable)?;
-        // A new job: workers wake; nobody waits for it yet.
-        self.changed(Change::New);
-        Ok(CreateOutcome::Created(record))
+        let created = self
+            .write(true, move |conn| Box::pin(create_in(conn, job)))
+            .await?;
+        Ok(match created {
+            Created::New(row) => CreateOutcome::Created(job_from_row(&row, self.limits)?),
+            Created::Existing(row) => CreateOutcome::Existing(job_from_row(&row, self.limits)?),
+            Created::Conflict => CreateOutcome::Conflict,
+            Created::OverLimit(limit) => CreateOutcome::OverLimit(limit),
+        })
     }
 
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
@@ -164,12 +79,32 @@ impl JobStore for SqlStore {
                    ORDER BY {FAIR}, j.available_at_ms, j.created_ms LIMIT 1) RETURNING *"
             ),
         };
-        let Some((row, fence)) = self.claim_row(&sql, now_ms, lease_ms).await? else {
-            return Ok(None);
-        };
+        // The row is decoded once committed: a row that does not decode is
+        // still claimed (its attempts count), as it would be on its own.
+        let row = self
+            .write(false, move |conn| {
+                Box::pin(async move {
+                    let row = sqlx::query(&sql)
+                        .bind(now_ms)
+                        .bind(now_ms.saturating_add(lease_ms))
+                        .fetch_optional(conn)
+                        .await
+                        .map_err(unavailable)?;
+                    let wake = row
+                        .as_ref()
+                        .and_then(|r| r.try_get::<String, _>("id").ok())
+                        .map_or(Wake::Nobody, Wake::Job);
+                    Ok(Wrote::kept(row, wake))
+                })
+            })
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let fence: i64 = row.try_get("fence").map_err(|_| corrupt("fence"))?;
         let job = job_from_row(&row, self.limits)?;
-        self.changed(Change::Job(&job.id));
-        Ok(Some(Claim { job, fence }))
+        Ok(Some(Claim {
+            job,
+            fence: u64::try_from(fence).unwrap_or(0),
+        }))
     }
 
     async fn heartbeat(&self, beat: Heartbeat<'_>) -> Result<LeaseStatus, StoreError> {
@@ -178,29 +113,45 @@ impl JobStore for SqlStore {
             Some((f, m)) => (Some(f), m),
             None => (None, None),
         };
-        let updated = sqlx::query(
-            "UPDATE lacre_jobs SET lease_until_ms = $3,
-                progress = CASE WHEN $4 = 1 THEN $5 ELSE progress END,
-                message = CASE WHEN $4 = 1 THEN $6 ELSE message END,
-                updated_ms = CASE WHEN $4 = 1 THEN $7 ELSE updated_ms END,
-                version = version + $4
-             WHERE id = $1 AND fence = $2 AND state = 'running'",
-        )
-        .bind(beat.id.to_owned())
-        .bind(to_i64(beat.fence))
-        .bind(beat.now_ms.saturating_add(beat.lease_ms))
-        .bind(i64::from(has_progress))
-        .bind(fraction)
-        .bind(message)
-        .bind(beat.now_ms)
-        .execute(&mut *self.writer().await?)
-        .await
-        .map_err(unavailable)?
-        .rows_affected();
-        if updated == 1 {
-            if has_progress {
-                self.changed(Change::Job(beat.id));
-            }
+        let id = beat.id.to_owned();
+        let (fence, lease_until_ms, now_ms) = (
+            to_i64(beat.fence),
+            beat.now_ms.saturating_add(beat.lease_ms),
+            beat.now_ms,
+        );
+        let held = self
+            .write(false, move |conn| {
+                Box::pin(async move {
+                    let held = sqlx::query(
+                        "UPDATE lacre_jobs SET lease_until_ms = $3,
+                            progress = CASE WHEN $4 = 1 THEN $5 ELSE progress END,
+                            message = CASE WHEN $4 = 1 THEN $6 ELSE message END,
+                            updated_ms = CASE WHEN $4 = 1 THEN $7 ELSE updated_ms END,
+                            version = version + $4
+                         WHERE id = $1 AND fence = $2 AND state = 'running'",
+                    )
+                    .bind(id.clone())
+                    .bind(fence)
+                    .bind(lease_until_ms)
+                    .bind(i64::from(has_progress))
+                    .bind(fraction)
+                    .bind(message)
+                    .bind(now_ms)
+                    .execute(conn)
+                    .await
+                    .map_err(unavailable)?
+                    .rows_affected()
+                        == 1;
+                    let wake = if held && has_progress {
+                        Wake::Job(id)
+                    } else {
+                        Wake::Nobody
+                    };
+                    Ok(Wrote::kept(held, wake))
+                })
+            })
+            .await?;
+        if held {
             return Ok(LeaseStatus::Held);
         }
         Ok(match self.fetch_job(beat.id).await? {
@@ -210,53 +161,64 @@ impl JobStore for SqlStore {
     }
 
     async fn finish(&self, end: Finish<'_>) -> Result<bool, StoreError> {
-        let (id, fence, now_ms) = (end.id, end.fence, end.now_ms);
         let (state, result, error) = match end.outcome {
-            JobOutcome::Done(m) => ("done", Some(json_text(&m)), None),
-            JobOutcome::Failed(e) => ("failed", None, Some(e)),
+            JobOutcome::Done(m) => (JobState::Done, Some(json_text(&m)), None),
+            JobOutcome::Failed(e) => (JobState::Failed, None, Some(e)),
         };
-        const END: &str =
-            "UPDATE lacre_jobs SET state = $3, result = $4, error = $5, finished_ms = $6, updated_ms = $6,
-                progress = CASE WHEN $3 = 'done' THEN 1.0 ELSE progress END, version = version + 1
-             WHERE id = $1 AND fence = $2 AND state = 'running'";
-        let bit = JobState::parse(state)
-            .and_then(EventType::of_state)
-            .map_or(0, |e| EventMask::of(&[e]).bits());
+        let ending = Ending {
+            id: end.id.to_owned(),
+            fence: to_i64(end.fence),
+            state,
+            result,
+            error,
+            now_ms: end.now_ms,
+        };
+        let bit = EventType::of_state(state).map_or(0, |e| EventMask::of(&[e]).bits());
         // A job whose client asked for no event of this end: one statement.
-        let sql = format!("{END} AND (events & $7) = 0");
-        let plain = sqlx::query(&sql)
-            .bind(id.to_owned())
-            .bind(to_i64(fence))
-            .bind(state.to_owned())
-            .bind(result.clone())
-            .bind(error.clone())
-            .bind(now_ms)
-            .bind(bit);
-        if self.write_rows(plain, Change::Job(id)).await? == 1 {
+        let plain = {
+            let ending = ending.clone();
+            self.write(false, move |conn| {
+                Box::pin(async move {
+                    let sql = format!("{END} AND (events & $7) = 0");
+                    let n = ending
+                        .bound(&sql)
+                        .bind(bit)
+                        .execute(conn)
+                        .await
+                        .map_err(unavailable)?
+                        .rows_affected();
+                    let wake = if n == 1 {
+                        Wake::Job(ending.id)
+                    } else {
+                        Wake::Nobody
+                    };
+                    Ok(Wrote::kept(n == 1, wake))
+                })
+            })
+            .await?
+        };
+        if plain {
             return Ok(true);
         }
-        // Otherwise the final state and its event: one transaction (or a
-        // stale fence, and nothing changes).
-        let mut tx = self.begin().await?;
-        let ended = sqlx::query(&format!("{END} RETURNING client_id, request_id, events"))
-            .bind(id.to_owned())
-            .bind(to_i64(fence))
-            .bind(state.to_owned())
-            .bind(result)
-            .bind(error)
-            .bind(now_ms)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        let Some(row) = ended else {
-            tx.rollback().await.map_err(unavailable)?;
-            return Ok(false);
-        };
-        let state = JobState::parse(state).ok_or_else(|| corrupt("job state"))?;
-        raise(&mut tx, &Ended::of_row(id, &row, state)?, now_ms).await?;
-        tx.commit().await.map_err(unavailable)?;
-        self.changed(Change::Job(id));
-        Ok(true)
+        // Otherwise the final state and its event, together (or a stale
+        // fence, and nothing changes).
+        self.write(true, move |conn| {
+            Box::pin(async move {
+                let sql = format!("{END} RETURNING client_id, request_id, events");
+                let ended = ending
+                    .bound(&sql)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(unavailable)?;
+                let Some(row) = ended else {
+                    return Ok(Wrote::undone(false));
+                };
+                let (id, now_ms) = (ending.id, ending.now_ms);
+                raise(conn, &Ended::of_row(&id, &row, state)?, now_ms).await?;
+                Ok(Wrote::kept(true, Wake::Job(id)))
+            })
+        })
+        .await
     }
 
     async fn cancel(
@@ -265,25 +227,32 @@ impl JobStore for SqlStore {
         client_id: &str,
         now_ms: i64,
     ) -> Result<Option<JobRecord>, StoreError> {
-        let mut tx = self.begin().await?;
-        let row = sqlx::query(
-            "UPDATE lacre_jobs SET state = 'cancelled', finished_ms = $3, updated_ms = $3, version = version + 1
-             WHERE id = $1 AND client_id = $2 AND state IN ('queued', 'running') RETURNING *",
-        )
-        .bind(id.to_owned())
-        .bind(client_id.to_owned())
-        .bind(now_ms)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        if let Some(row) = row {
-            let job = job_from_row(&row, self.limits)?;
-            raise(&mut tx, &Ended::of_job(&job), now_ms).await?;
-            tx.commit().await.map_err(unavailable)?;
-            self.changed(Change::Job(id));
-            return Ok(Some(job));
+        let (job_id, client, limits) = (id.to_owned(), client_id.to_owned(), self.limits);
+        let cancelled = self
+            .write(true, move |conn| {
+                Box::pin(async move {
+                    let row = sqlx::query(
+                        "UPDATE lacre_jobs SET state = 'cancelled', finished_ms = $3, updated_ms = $3, version = version + 1
+                         WHERE id = $1 AND client_id = $2 AND state IN ('queued', 'running') RETURNING *",
+                    )
+                    .bind(job_id.clone())
+                    .bind(client)
+                    .bind(now_ms)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(unavailable)?;
+                    let Some(row) = row else {
+                        return Ok(Wrote::undone(None));
+                    };
+                    let job = job_from_row(&row, limits)?;
+                    raise(conn, &Ended::of_job(&job), now_ms).await?;
+                    Ok(Wrote::kept(Some(job), Wake::Job(job_id)))
+                })
+            })
+            .await?;
+        if cancelled.is_some() {
+            return Ok(cancelled);
         }
-        tx.rollback().await.map_err(unavailable)?;
         // Not cancellable: finished (returned unchanged), or not this client's.
         Ok(self
             .fetch_job(id)
@@ -479,32 +448,164 @@ impl JobStore for SqlStore {
     }
 }
 
-impl SqlStore {
-    /// Which of the client's limits a refused job met: its count of queued
-    /// and running jobs, else their arguments' bytes.
-    async fn full_limit(
+/// A job's final state, recorded only by the holder of its current claim.
+const END: &str =
+    "UPDATE lacre_jobs SET state = $3, result = $4, error = $5, finished_ms = $6, updated_ms = $6,
+        progress = CASE WHEN $3 = 'done' THEN 1.0 ELSE progress END, version = version + 1
+     WHERE id = $1 AND fence = $2 AND state = 'running'";
+
+/// The parameters of [`END`].
+#[derive(Clone)]
+struct Ending {
+    id: String,
+    fence: i64,
+    state: JobState,
+    result: Option<String>,
+    error: Option<String>,
+    now_ms: i64,
+}
+
+impl Ending {
+    /// `sql` (a form of [`END`]) with `$1` to `$6` bound.
+    fn bound<'q>(
         &self,
-        tx: &mut super::WriteTx,
-        job: &NewJob,
-        new_bytes: u64,
-    ) -> Result<crate::jobs::JobLimit, StoreError> {
-        let load = sqlx::query(
-            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(args_bytes), 0) AS BIGINT) AS bytes FROM lacre_jobs
-             WHERE client_id = $1 AND state IN ('queued', 'running')",
+        sql: &'q str,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        sqlx::query(sql)
+            .bind(self.id.clone())
+            .bind(self.fence)
+            .bind(self.state.as_str())
+            .bind(self.result.clone())
+            .bind(self.error.clone())
+            .bind(self.now_ms)
+    }
+}
+
+/// What a create found, its rows decoded once committed.
+enum Created {
+    New(sqlx::any::AnyRow),
+    Existing(sqlx::any::AnyRow),
+    Conflict,
+    OverLimit(crate::jobs::JobLimit),
+}
+
+/// Creates `job` unless its idempotency key is taken or its client's
+/// limits are reached (then its changes are undone).
+async fn create_in(
+    conn: &mut sqlx::AnyConnection,
+    job: NewJob,
+) -> Result<Wrote<Created>, StoreError> {
+    let expires = job.now_ms.saturating_add(job.idempotency_ttl_ms);
+    // Take the (client_id, request_id) key, or learn who holds it. An
+    // expired record is taken over.
+    let taken = sqlx::query(
+        "INSERT INTO lacre_idempotency (client_id, request_id, request_hash, job_id, expires_at_ms)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (client_id, request_id) DO UPDATE
+           SET request_hash = excluded.request_hash, job_id = excluded.job_id, expires_at_ms = excluded.expires_at_ms
+           WHERE lacre_idempotency.expires_at_ms <= $6",
+    )
+    .bind(job.client_id.clone())
+    .bind(job.request_id.clone())
+    .bind(job.request_hash.clone())
+    .bind(job.id.clone())
+    .bind(expires)
+    .bind(job.now_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?
+    .rows_affected()
+        == 1;
+    if !taken {
+        let row = sqlx::query(
+            "SELECT request_hash, job_id FROM lacre_idempotency WHERE client_id = $1 AND request_id = $2",
         )
         .bind(job.client_id.clone())
-        .fetch_one(&mut **tx)
+        .bind(job.request_id.clone())
+        .fetch_one(&mut *conn)
         .await
         .map_err(unavailable)?;
-        let count: i64 = load.try_get("n").map_err(|_| corrupt("job count"))?;
-        let bytes: i64 = load.try_get("bytes").map_err(|_| corrupt("job bytes"))?;
-        let jobs_full = u64::try_from(count).unwrap_or(0) >= job.max_jobs;
-        let bytes_full =
-            u64::try_from(bytes).unwrap_or(0).saturating_add(new_bytes) > job.max_job_bytes;
-        Ok(if bytes_full && !jobs_full {
-            crate::jobs::JobLimit::Bytes
-        } else {
-            crate::jobs::JobLimit::Jobs
-        })
+        let hash: String = row
+            .try_get("request_hash")
+            .map_err(|_| corrupt("request_hash"))?;
+        let job_id: String = row.try_get("job_id").map_err(|_| corrupt("job_id"))?;
+        if hash != job.request_hash {
+            return Ok(Wrote::undone(Created::Conflict));
+        }
+        let existing = sqlx::query("SELECT * FROM lacre_jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+        if let Some(row) = existing {
+            return Ok(Wrote::undone(Created::Existing(row)));
+        }
+        // The record outlived its job (pruned): point it at the new one
+        // (below, once the client's limits allow a new job).
+        sqlx::query(
+            "UPDATE lacre_idempotency SET job_id = $3, expires_at_ms = $4 WHERE client_id = $1 AND request_id = $2",
+        )
+        .bind(job.client_id.clone())
+        .bind(job.request_id.clone())
+        .bind(job.id.clone())
+        .bind(expires)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
     }
+    // The client's share, checked after idempotency (a retry of a job
+    // already created is answered, not refused) and in the insert itself:
+    // no row comes back when it is full.
+    let new_bytes = crate::jobs::args_bytes(&job.args);
+    let row = sqlx::query(
+        "INSERT INTO lacre_jobs (id, client_id, request_id, tool, args, state, available_at_ms, created_ms, updated_ms, events, args_bytes)
+         SELECT $1, $2, $3, $4, $5, 'queued', $6, $6, $6, $7, $8
+         WHERE (SELECT COUNT(*) < $9 AND COALESCE(SUM(args_bytes), 0) + $8 <= $10 FROM lacre_jobs
+                WHERE client_id = $2 AND state IN ('queued', 'running'))
+         RETURNING *",
+    )
+    .bind(job.id.clone())
+    .bind(job.client_id.clone())
+    .bind(job.request_id.clone())
+    .bind(job.tool.clone())
+    .bind(json_text(&job.args))
+    .bind(job.now_ms)
+    .bind(job.events.bits())
+    .bind(to_i64(new_bytes))
+    .bind(to_i64(job.max_jobs))
+    .bind(to_i64(job.max_job_bytes))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(match row {
+        Some(row) => Wrote::kept(Created::New(row), Wake::New),
+        None => Wrote::undone(Created::OverLimit(full_limit(conn, &job, new_bytes).await?)),
+    })
+}
+
+/// Which of the client's limits a refused job met: its count of queued and
+/// running jobs, else their arguments' bytes.
+async fn full_limit(
+    conn: &mut sqlx::AnyConnection,
+    job: &NewJob,
+    new_bytes: u64,
+) -> Result<crate::jobs::JobLimit, StoreError> {
+    let load = sqlx::query(
+        "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(args_bytes), 0) AS BIGINT) AS bytes FROM lacre_jobs
+         WHERE client_id = $1 AND state IN ('queued', 'running')",
+    )
+    .bind(job.client_id.clone())
+    .fetch_one(conn)
+    .await
+    .map_err(unavailable)?;
+    let count: i64 = load.try_get("n").map_err(|_| corrupt("job count"))?;
+    let bytes: i64 = load.try_get("bytes").map_err(|_| corrupt("job bytes"))?;
+    let jobs_full = u64::try_from(count).unwrap_or(0) >= job.max_jobs;
+    let bytes_full =
+        u64::try_from(bytes).unwrap_or(0).saturating_add(new_bytes) > job.max_job_bytes;
+    Ok(if bytes_full && !jobs_full {
+        crate::jobs::JobLimit::Bytes
+    } else {
+        crate::jobs::JobLimit::Jobs
+    })
 }

@@ -11,6 +11,7 @@
 //! Execution is therefore at-least-once and the recorded result exactly once.
 
 mod audit;
+mod group;
 mod jobs;
 mod nonces;
 mod outbox;
@@ -165,6 +166,8 @@ pub struct SqlStore {
     /// writers overtake: at 32 connections some writes waited past the
     /// 5-second busy timeout and failed, and jobs ran at 9 a second.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite: the task that commits the busiest writes in groups.
+    group: Option<group::Writes>,
 }
 
 /// A write transaction (and, on SQLite, this process's turn to write).
@@ -389,7 +392,7 @@ impl SqlStore {
             Some(s) => format!("{CHANNEL}_{s}"),
             None => CHANNEL.to_owned(),
         };
-        let store = Arc::new(SqlStore {
+        let store = Arc::new_cyclic(|weak| SqlStore {
             pool,
             writes: std::sync::OnceLock::new(),
             kind,
@@ -402,6 +405,7 @@ impl SqlStore {
             nonce_count: AtomicUsize::new(0),
             limits,
             write_gate: (kind == StoreKind::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
+            group: (kind == StoreKind::Sqlite).then(|| group::spawn(weak.clone())),
         });
         store.migrate(schema.as_deref()).await?;
         if let Some(o) = writer_options {

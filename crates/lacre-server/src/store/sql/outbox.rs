@@ -55,7 +55,7 @@ impl<'a> Ended<'a> {
 /// Writes the event of a job that just ended, if its client asked for it,
 /// in the transaction that ended it.
 pub(super) async fn raise(
-    tx: &mut super::WriteTx,
+    conn: &mut sqlx::AnyConnection,
     ended: &Ended<'_>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
@@ -72,7 +72,7 @@ pub(super) async fn raise(
     .bind(ended.request_id.clone())
     .bind(event.as_str())
     .bind(now_ms)
-    .execute(&mut **tx)
+    .execute(conn)
     .await
     .map_err(unavailable)?;
     Ok(())
