@@ -341,6 +341,10 @@ async fn a_version_1_database_is_migrated_with_its_jobs() {
         .await
         .unwrap();
     for statement in [
+        "DROP TRIGGER lacre_load_insert",
+        "DROP TRIGGER lacre_load_update",
+        "DROP TRIGGER lacre_load_delete",
+        "DROP TABLE lacre_client_load",
         "DROP TABLE lacre_deliveries",
         "DROP TABLE lacre_disabled_endpoints",
         "ALTER TABLE lacre_jobs DROP COLUMN events",

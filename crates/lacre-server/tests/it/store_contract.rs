@@ -596,6 +596,71 @@ async fn memory_store_keeps_the_contract() {
     limits_free_at_every_end(&store::open("memory").await.unwrap()).await;
 }
 
+/// A database of schema version 4, before SQLite kept each client's load
+/// in a row of its own, is migrated with its clients' loads: its queued
+/// and running jobs count toward their limits, its finished ones do not.
+#[tokio::test]
+async fn a_version_4_database_is_migrated_with_its_clients_loads() {
+    let (url, dir) = sqlite_url("migrate-v4");
+    {
+        let stores = store::open(&url).await.unwrap();
+        let s = &stores.jobs;
+        let create = |id: &str| s.create(new_job(id, "c", &format!("r-{id}"), "h", 1_000));
+        create("done").await.unwrap();
+        let c = s.claim(1_000, 60_000).await.unwrap().unwrap();
+        let end = Finish {
+            id: "done",
+            fence: c.fence,
+            outcome: JobOutcome::Done(Map::new()),
+            now_ms: 1_000,
+        };
+        assert!(s.finish(end).await.unwrap());
+        create("running").await.unwrap();
+        assert_eq!(
+            s.claim(1_000, 60_000).await.unwrap().unwrap().job.id,
+            "running"
+        );
+        create("queued-1").await.unwrap();
+        create("queued-2").await.unwrap();
+    }
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect(&url)
+        .await
+        .unwrap();
+    for statement in [
+        "DROP TRIGGER lacre_load_insert",
+        "DROP TRIGGER lacre_load_update",
+        "DROP TRIGGER lacre_load_delete",
+        "DROP TABLE lacre_client_load",
+        "DELETE FROM lacre_schema WHERE version >= 5",
+    ] {
+        sqlx::raw_sql(statement).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let stores = store::open(&url).await.unwrap();
+    let s = &stores.jobs;
+    // Three jobs of 7 bytes hold the client's room: a fourth fits in 4
+    // jobs and 28 bytes, a fifth in neither.
+    let limited = |id: &str, max_jobs: u64, max_job_bytes: u64| NewJob {
+        max_jobs,
+        max_job_bytes,
+        ..new_job(id, "c", &format!("r-{id}"), "h", 2_000)
+    };
+    assert!(matches!(
+        s.create(limited("fourth", 4, 28)).await.unwrap(),
+        CreateOutcome::Created(_)
+    ));
+    assert_eq!(
+        s.create(limited("fifth", 4, u64::MAX)).await.unwrap(),
+        CreateOutcome::OverLimit(JobLimit::Jobs)
+    );
+    assert_eq!(
+        s.create(limited("fifth", 5, 28)).await.unwrap(),
+        CreateOutcome::OverLimit(JobLimit::Bytes)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn sqlite_store_keeps_the_contract() {
     let (url, dir) = sqlite_url("contract");

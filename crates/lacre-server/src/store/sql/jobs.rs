@@ -20,8 +20,9 @@ use tokio::sync::watch;
 #[async_trait::async_trait]
 impl JobStore for SqlStore {
     async fn create(&self, job: NewJob) -> Result<CreateOutcome, StoreError> {
+        let kind = self.kind;
         let created = self
-            .write(true, move |conn| Box::pin(create_in(conn, job)))
+            .write(true, move |conn| Box::pin(create_in(conn, job, kind)))
             .await?;
         Ok(match created {
             Created::New(row) => CreateOutcome::Created(job_from_row(&row, self.limits)?),
@@ -494,6 +495,7 @@ enum Created {
 async fn create_in(
     conn: &mut sqlx::AnyConnection,
     job: NewJob,
+    kind: StoreKind,
 ) -> Result<Wrote<Created>, StoreError> {
     let expires = job.now_ms.saturating_add(job.idempotency_ttl_ms);
     // Take the (client_id, request_id) key, or learn who holds it. An
@@ -557,30 +559,49 @@ async fn create_in(
     // already created is answered, not refused) and in the insert itself:
     // no row comes back when it is full.
     let new_bytes = crate::jobs::args_bytes(&job.args);
-    let row = sqlx::query(
+    let sql = format!(
         "INSERT INTO lacre_jobs (id, client_id, request_id, tool, args, state, available_at_ms, created_ms, updated_ms, events, args_bytes)
          SELECT $1, $2, $3, $4, $5, 'queued', $6, $6, $6, $7, $8
-         WHERE (SELECT COUNT(*) < $9 AND COALESCE(SUM(args_bytes), 0) + $8 <= $10 FROM lacre_jobs
-                WHERE client_id = $2 AND state IN ('queued', 'running'))
+         WHERE (SELECT jobs < $9 AND bytes + $8 <= $10 FROM ({}) AS load)
          RETURNING *",
-    )
-    .bind(job.id.clone())
-    .bind(job.client_id.clone())
-    .bind(job.request_id.clone())
-    .bind(job.tool.clone())
-    .bind(json_text(&job.args))
-    .bind(job.now_ms)
-    .bind(job.events.bits())
-    .bind(to_i64(new_bytes))
-    .bind(to_i64(job.max_jobs))
-    .bind(to_i64(job.max_job_bytes))
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(unavailable)?;
+        load(kind, "$2")
+    );
+    let row = sqlx::query(&sql)
+        .bind(job.id.clone())
+        .bind(job.client_id.clone())
+        .bind(job.request_id.clone())
+        .bind(job.tool.clone())
+        .bind(json_text(&job.args))
+        .bind(job.now_ms)
+        .bind(job.events.bits())
+        .bind(to_i64(new_bytes))
+        .bind(to_i64(job.max_jobs))
+        .bind(to_i64(job.max_job_bytes))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(unavailable)?;
     Ok(match row {
         Some(row) => Wrote::kept(Created::New(row), Wake::New),
-        None => Wrote::undone(Created::OverLimit(full_limit(conn, &job, new_bytes).await?)),
+        None => Wrote::undone(Created::OverLimit(
+            full_limit(conn, &job, new_bytes, kind).await?,
+        )),
     })
+}
+
+/// A query of one row, `jobs` and `bytes`: the load of the client that
+/// `param` names (its queued and running jobs, their arguments' bytes).
+/// SQLite keeps it in a row of `lacre_client_load`; PostgreSQL counts it.
+fn load(kind: StoreKind, param: &str) -> String {
+    match kind {
+        StoreKind::Sqlite => format!(
+            "SELECT COALESCE(MAX(jobs), 0) AS jobs, COALESCE(MAX(bytes), 0) AS bytes
+             FROM lacre_client_load WHERE client_id = {param}"
+        ),
+        _ => format!(
+            "SELECT COUNT(*) AS jobs, CAST(COALESCE(SUM(args_bytes), 0) AS BIGINT) AS bytes
+             FROM lacre_jobs WHERE client_id = {param} AND state IN ('queued', 'running')"
+        ),
+    }
 }
 
 /// Which of the client's limits a refused job met: its count of queued and
@@ -589,16 +610,17 @@ async fn full_limit(
     conn: &mut sqlx::AnyConnection,
     job: &NewJob,
     new_bytes: u64,
+    kind: StoreKind,
 ) -> Result<crate::jobs::JobLimit, StoreError> {
-    let load = sqlx::query(
-        "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(args_bytes), 0) AS BIGINT) AS bytes FROM lacre_jobs
-         WHERE client_id = $1 AND state IN ('queued', 'running')",
-    )
+    let load = sqlx::query(&format!(
+        "SELECT jobs, bytes FROM ({}) AS load",
+        load(kind, "$1")
+    ))
     .bind(job.client_id.clone())
     .fetch_one(conn)
     .await
     .map_err(unavailable)?;
-    let count: i64 = load.try_get("n").map_err(|_| corrupt("job count"))?;
+    let count: i64 = load.try_get("jobs").map_err(|_| corrupt("job count"))?;
     let bytes: i64 = load.try_get("bytes").map_err(|_| corrupt("job bytes"))?;
     let jobs_full = u64::try_from(count).unwrap_or(0) >= job.max_jobs;
     let bytes_full =
