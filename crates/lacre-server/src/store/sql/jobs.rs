@@ -53,16 +53,31 @@ impl JobStore for SqlStore {
         const FAIR: &str = "(SELECT COUNT(*) FROM lacre_jobs r
              WHERE r.client_id = q.client_id AND r.state = 'running')";
         let sql = match self.kind {
+            // At a cost that does not grow with the queue: the clients with
+            // queued jobs are walked through the index of the queue (one
+            // lookup each), each one's oldest due job is its candidate, and
+            // the candidates are ordered as above. (Counting each queued
+            // job's client's running jobs, as a plain ORDER BY does, made a
+            // claim cost queue × running.) PostgreSQL locks each client's
+            // candidate, skipping one another replica holds, for the length
+            // of the statement.
             StoreKind::Postgres => format!(
-                "WITH next AS (
-                   SELECT id FROM lacre_jobs q WHERE state = 'queued' AND available_at_ms <= $1
-                   ORDER BY {FAIR}, available_at_ms, created_ms LIMIT 1 FOR UPDATE SKIP LOCKED)
+                "WITH RECURSIVE clients(c) AS (
+                   SELECT (SELECT MIN(client_id) FROM lacre_jobs WHERE state = 'queued')
+                   UNION ALL
+                   SELECT (SELECT MIN(client_id) FROM lacre_jobs WHERE state = 'queued' AND client_id > c)
+                     FROM clients WHERE c IS NOT NULL
+                 ), next AS (
+                   SELECT h.id FROM clients q CROSS JOIN LATERAL (
+                       SELECT id, available_at_ms, created_ms FROM lacre_jobs
+                       WHERE state = 'queued' AND client_id = q.c AND available_at_ms <= $1
+                       ORDER BY available_at_ms, created_ms LIMIT 1 FOR UPDATE SKIP LOCKED) h
+                   WHERE q.c IS NOT NULL
+                   ORDER BY (SELECT COUNT(*) FROM lacre_jobs r
+                       WHERE r.client_id = q.c AND r.state = 'running'), h.available_at_ms, h.created_ms
+                   LIMIT 1)
                  UPDATE lacre_jobs AS j SET {SET} FROM next WHERE j.id = next.id RETURNING j.*"
             ),
-            // The same order, at a cost that does not grow with the queue:
-            // the clients with queued jobs are walked through the index of
-            // the queue (one lookup each), each one's oldest due job is its
-            // candidate, and the candidates are ordered as above.
             _ => format!(
                 "UPDATE lacre_jobs SET {SET} WHERE id = (
                    WITH RECURSIVE clients(c) AS (
