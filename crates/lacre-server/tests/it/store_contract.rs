@@ -211,6 +211,68 @@ async fn limits_free_at_every_end(stores: &Stores) {
     start_one(s, "last").await;
 }
 
+/// An idempotency key and the client's limits together: a full client is
+/// refused whether its key is new or expired, without the refusal taking
+/// the key; an expired key is taken over once there is room; a live key
+/// whose job was pruned starts a new job, which a retry then finds.
+async fn keys_and_limits(stores: &Stores) {
+    let s = &stores.jobs;
+    let full = |id: &str, req: &str, hash: &str, now: i64| NewJob {
+        max_jobs: 1,
+        ..new_job(id, "k", req, hash, now)
+    };
+    assert!(matches!(
+        s.create(full("k1", "r1", "h1", 1_000)).await.unwrap(),
+        CreateOutcome::Created(_)
+    ));
+    assert_eq!(
+        s.create(full("k2", "r2", "h2", 1_500)).await.unwrap(),
+        CreateOutcome::OverLimit(JobLimit::Jobs)
+    );
+    // r1's record expired at 2 000: the key is free, the client is not.
+    assert_eq!(
+        s.create(full("k3", "r1", "h3", 2_500)).await.unwrap(),
+        CreateOutcome::OverLimit(JobLimit::Jobs)
+    );
+    // The refusal took nothing: the key expired is taken over once there is room.
+    s.cancel("k1", "k", 2_600).await.unwrap();
+    assert!(matches!(
+        s.create(full("k3", "r1", "h3", 2_700)).await.unwrap(),
+        CreateOutcome::Created(j) if j.id == "k3"
+    ));
+    s.cancel("k3", "k", 2_800).await.unwrap();
+    // A key that outlives its job: a long-lived record, its job pruned.
+    let lasting = NewJob {
+        idempotency_ttl_ms: 1_000_000,
+        ..full("k4", "r4", "h4", 3_000)
+    };
+    assert!(matches!(
+        s.create(lasting).await.unwrap(),
+        CreateOutcome::Created(_)
+    ));
+    s.cancel("k4", "k", 3_100).await.unwrap();
+    let pruned = s.prune(prune(10_000, 1_000)).await.unwrap();
+    assert_eq!(pruned.jobs, 3, "{pruned:?}");
+    assert!(s.get("k4").await.unwrap().is_none());
+    let again = NewJob {
+        idempotency_ttl_ms: 1_000_000,
+        ..full("k5", "r4", "h4", 10_000)
+    };
+    assert!(matches!(
+        s.create(again).await.unwrap(),
+        CreateOutcome::Created(j) if j.id == "k5"
+    ));
+    // The key now names the new job; the client is full again.
+    assert!(matches!(
+        s.create(full("k6", "r4", "h4", 10_100)).await.unwrap(),
+        CreateOutcome::Existing(j) if j.id == "k5"
+    ));
+    assert_eq!(
+        s.create(full("k6", "r4", "other", 10_100)).await.unwrap(),
+        CreateOutcome::Conflict
+    );
+}
+
 /// Claims are fair between clients: the next job is the oldest of the
 /// client with the fewest running jobs, not the oldest overall.
 async fn fair_claims(stores: &Stores) {
@@ -594,6 +656,7 @@ async fn memory_store_keeps_the_contract() {
     fair_claims(&store::open("memory").await.unwrap()).await;
     job_limits(&store::open("memory").await.unwrap()).await;
     limits_free_at_every_end(&store::open("memory").await.unwrap()).await;
+    keys_and_limits(&store::open("memory").await.unwrap()).await;
 }
 
 /// A database of schema version 4, before SQLite kept each client's load
@@ -672,6 +735,9 @@ async fn sqlite_store_keeps_the_contract() {
     let (ends_url, ends_dir) = sqlite_url("ends");
     limits_free_at_every_end(&store::open(&ends_url).await.unwrap()).await;
     let _ = std::fs::remove_dir_all(ends_dir);
+    let (keys_url, keys_dir) = sqlite_url("keys");
+    keys_and_limits(&store::open(&keys_url).await.unwrap()).await;
+    let _ = std::fs::remove_dir_all(keys_dir);
     // Reopening the file sees the same state: it is durable.
     let again = store::open(&url).await.unwrap();
     assert_eq!(
@@ -695,6 +761,9 @@ async fn postgres_store_keeps_the_contract() {
     }
     if let Some(ends_url) = pg_url("postgres_limits_free_at_every_end").await {
         limits_free_at_every_end(&store::open(&ends_url).await.unwrap()).await;
+    }
+    if let Some(keys_url) = pg_url("postgres_keys_and_limits").await {
+        keys_and_limits(&store::open(&keys_url).await.unwrap()).await;
     }
     replays_are_refused_by_the_database(&url).await;
     skewed_pruning_keeps_records_a_slower_replica_needs(&url).await;

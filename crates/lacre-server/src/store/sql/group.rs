@@ -55,7 +55,7 @@ impl<T> Wrote<T> {
         }
     }
 
-    /// Rolled back, waking nobody.
+    /// Rolled back, waking nobody (a write of [`Scope::Savepoint`] only).
     pub fn undone(value: T) -> Wrote<T> {
         Wrote {
             value,
@@ -63,6 +63,20 @@ impl<T> Wrote<T> {
             wake: Wake::Nobody,
         }
     }
+}
+
+/// What a write needs to be all or nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scope {
+    /// One statement, atomic by itself.
+    Statement,
+    /// Several statements that change nothing unless they all succeed and
+    /// it is kept (it never undoes itself): in a group, no savepoint (a
+    /// failed statement fails the group); on its own, a transaction.
+    Statements,
+    /// Statements it may undo ([`Wrote::undone`]), or that may fail after
+    /// a change: a savepoint in a group, a transaction on its own.
+    Savepoint,
 }
 
 /// Who a committed write wakes ([`Change`], owned, or nobody).
@@ -92,8 +106,7 @@ type Op = Box<
 /// A write waiting for the group task.
 pub(super) struct Queued {
     op: Op,
-    /// Runs in a savepoint: several statements, or changes it may undo.
-    atomic: bool,
+    scope: Scope,
     reply: oneshot::Sender<Result<Erased, StoreError>>,
 }
 
@@ -121,10 +134,9 @@ struct Ran {
 
 impl SqlStore {
     /// Runs `op` as a write: in this process's next group on SQLite, at
-    /// once on PostgreSQL. `atomic`: it has several statements, or may
-    /// undo its changes, and runs in a savepoint (a transaction). Its
-    /// value comes back once it is committed, and its `wake` is told then.
-    pub(super) async fn write<T, F>(&self, atomic: bool, op: F) -> Result<T, StoreError>
+    /// once on PostgreSQL, as its `scope` needs. Its value comes back once
+    /// it is committed, and its `wake` is told then.
+    pub(super) async fn write<T, F>(&self, scope: Scope, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut AnyConnection) -> ConnFuture<'c, Result<Wrote<T>, StoreError>>
@@ -132,7 +144,7 @@ impl SqlStore {
             + 'static,
     {
         let Some(group) = &self.group else {
-            return self.write_now(atomic, op).await;
+            return self.write_now(scope, op).await;
         };
         let (reply, answer) = oneshot::channel();
         let op: Op = Box::new(move |conn| {
@@ -144,7 +156,7 @@ impl SqlStore {
                 })
             })
         });
-        let queued = Queued { op, atomic, reply };
+        let queued = Queued { op, scope, reply };
         if group.send(queued).is_err() {
             return Err(stopped());
         }
@@ -156,11 +168,11 @@ impl SqlStore {
     }
 
     /// A write on its own (PostgreSQL).
-    async fn write_now<T, F>(&self, atomic: bool, op: F) -> Result<T, StoreError>
+    async fn write_now<T, F>(&self, scope: Scope, op: F) -> Result<T, StoreError>
     where
         F: for<'c> FnOnce(&'c mut AnyConnection) -> ConnFuture<'c, Result<Wrote<T>, StoreError>>,
     {
-        let wrote = if atomic {
+        let wrote = if scope != Scope::Statement {
             let mut tx = self.begin().await?;
             let wrote = op(&mut tx).await?;
             if wrote.keep {
@@ -220,7 +232,7 @@ impl SqlStore {
         };
         let mut next = Some(first);
         while let Some(q) = next.take() {
-            let (own, fatal) = match run_one(&mut tx, q.op, q.atomic).await {
+            let (own, fatal) = match run_one(&mut tx, q.op, q.scope).await {
                 Ok(own) => (own, None),
                 Err((own, fatal)) => (own, Some(fatal)),
             };
@@ -251,13 +263,13 @@ impl SqlStore {
 type Step =
     Result<Result<Wrote<Erased>, StoreError>, (Result<Wrote<Erased>, StoreError>, StoreError)>;
 
-/// Runs one write in the open transaction, in a savepoint if `atomic`
-/// (rolled back to it if the write fails or undoes itself). A plain
-/// statement that fails ends the group: SQLite rolls the whole transaction
+/// Runs one write in the open transaction, in a savepoint if its scope
+/// asks (rolled back to it if the write fails or undoes itself). Any other
+/// write that fails ends the group: SQLite rolls the whole transaction
 /// back on some errors, so nothing after it could be trusted to be in it.
 /// So does a savepoint that cannot be set, released or rolled back to.
-async fn run_one(conn: &mut AnyConnection, op: Op, atomic: bool) -> Step {
-    if !atomic {
+async fn run_one(conn: &mut AnyConnection, op: Op, scope: Scope) -> Step {
+    if scope != Scope::Savepoint {
         return match op(conn).await {
             Ok(w) => Ok(Ok(w)),
             Err(e) => Err((Err(e.clone()), e)),
@@ -334,9 +346,12 @@ mod tests {
         id: &'static str,
         how: How,
     ) -> Result<&'static str, StoreError> {
-        let atomic = !matches!(how, How::Plain | How::PlainFailing);
+        let scope = match how {
+            How::Plain | How::PlainFailing => Scope::Statement,
+            _ => Scope::Savepoint,
+        };
         store
-            .write(atomic, move |conn| {
+            .write(scope, move |conn| {
                 Box::pin(async move {
                     sqlx::query(
                         "INSERT INTO lacre_disabled_endpoints (client_id, disabled_ms, reason) VALUES ($1, 0, 'test')",

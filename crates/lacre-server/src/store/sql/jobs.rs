@@ -1,6 +1,6 @@
 //! The job store on SQL: create, claim, heartbeat, finish, cancel, rescue, prune.
 
-use super::group::{Wake, Wrote};
+use super::group::{Scope, Wake, Wrote};
 use super::outbox::{raise, Ended};
 use super::rows::{job_from_row, json_text, status_from_row, summary_from_row, to_i64};
 use super::{corrupt, unavailable, Change, SqlStore, PRUNE_BATCH};
@@ -22,7 +22,9 @@ impl JobStore for SqlStore {
     async fn create(&self, job: NewJob) -> Result<CreateOutcome, StoreError> {
         let kind = self.kind;
         let created = self
-            .write(true, move |conn| Box::pin(create_in(conn, job, kind)))
+            .write(Scope::Statements, move |conn| {
+                Box::pin(create_in(conn, job, kind))
+            })
             .await?;
         Ok(match created {
             Created::New(row) => CreateOutcome::Created(job_from_row(&row, self.limits)?),
@@ -98,7 +100,7 @@ impl JobStore for SqlStore {
         // The row is decoded once committed: a row that does not decode is
         // still claimed (its attempts count), as it would be on its own.
         let row = self
-            .write(false, move |conn| {
+            .write(Scope::Statement, move |conn| {
                 Box::pin(async move {
                     let row = sqlx::query(&sql)
                         .bind(now_ms)
@@ -136,7 +138,7 @@ impl JobStore for SqlStore {
             beat.now_ms,
         );
         let held = self
-            .write(false, move |conn| {
+            .write(Scope::Statement, move |conn| {
                 Box::pin(async move {
                     let held = sqlx::query(
                         "UPDATE lacre_jobs SET lease_until_ms = $3,
@@ -193,7 +195,7 @@ impl JobStore for SqlStore {
         // A job whose client asked for no event of this end: one statement.
         let plain = {
             let ending = ending.clone();
-            self.write(false, move |conn| {
+            self.write(Scope::Statement, move |conn| {
                 Box::pin(async move {
                     let sql = format!("{END} AND (events & $7) = 0");
                     let n = ending
@@ -218,7 +220,7 @@ impl JobStore for SqlStore {
         }
         // Otherwise the final state and its event, together (or a stale
         // fence, and nothing changes).
-        self.write(true, move |conn| {
+        self.write(Scope::Savepoint, move |conn| {
             Box::pin(async move {
                 let sql = format!("{END} RETURNING client_id, request_id, events");
                 let ended = ending
@@ -245,7 +247,7 @@ impl JobStore for SqlStore {
     ) -> Result<Option<JobRecord>, StoreError> {
         let (job_id, client, limits) = (id.to_owned(), client_id.to_owned(), self.limits);
         let cancelled = self
-            .write(true, move |conn| {
+            .write(Scope::Savepoint, move |conn| {
                 Box::pin(async move {
                     let row = sqlx::query(
                         "UPDATE lacre_jobs SET state = 'cancelled', finished_ms = $3, updated_ms = $3, version = version + 1
@@ -506,48 +508,71 @@ enum Created {
 }
 
 /// Creates `job` unless its idempotency key is taken or its client's
-/// limits are reached (then its changes are undone).
+/// limits are reached. It changes nothing unless it creates the job, so it
+/// needs no savepoint of its own in a group: the client's load is checked
+/// in the statement that takes the key, before anything is written.
 async fn create_in(
     conn: &mut sqlx::AnyConnection,
     job: NewJob,
     kind: StoreKind,
 ) -> Result<Wrote<Created>, StoreError> {
     let expires = job.now_ms.saturating_add(job.idempotency_ttl_ms);
-    // Take the (client_id, request_id) key, or learn who holds it. An
-    // expired record is taken over.
-    let taken = sqlx::query(
+    let new_bytes = to_i64(crate::jobs::args_bytes(&job.args));
+    // Take the (client_id, request_id) key while the client has room for
+    // the job; an expired record is taken over.
+    let sql = format!(
         "INSERT INTO lacre_idempotency (client_id, request_id, request_hash, job_id, expires_at_ms)
-         VALUES ($1, $2, $3, $4, $5)
+         SELECT $1, $2, $3, $4, $5
+         WHERE (SELECT jobs < $7 AND bytes + $8 <= $9 FROM ({}) AS load)
          ON CONFLICT (client_id, request_id) DO UPDATE
            SET request_hash = excluded.request_hash, job_id = excluded.job_id, expires_at_ms = excluded.expires_at_ms
            WHERE lacre_idempotency.expires_at_ms <= $6",
-    )
-    .bind(job.client_id.clone())
-    .bind(job.request_id.clone())
-    .bind(job.request_hash.clone())
-    .bind(job.id.clone())
-    .bind(expires)
-    .bind(job.now_ms)
-    .execute(&mut *conn)
-    .await
-    .map_err(unavailable)?
-    .rows_affected()
+        load(kind, "$1")
+    );
+    let taken = sqlx::query(&sql)
+        .bind(job.client_id.clone())
+        .bind(job.request_id.clone())
+        .bind(job.request_hash.clone())
+        .bind(job.id.clone())
+        .bind(expires)
+        .bind(job.now_ms)
+        .bind(to_i64(job.max_jobs))
+        .bind(new_bytes)
+        .bind(to_i64(job.max_job_bytes))
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?
+        .rows_affected()
         == 1;
     if !taken {
-        let row = sqlx::query(
-            "SELECT request_hash, job_id FROM lacre_idempotency WHERE client_id = $1 AND request_id = $2",
+        // A live record holds the key (a retry of a job already created is
+        // answered, whatever its client's load), or the client is full.
+        let held = sqlx::query(
+            "SELECT request_hash, job_id FROM lacre_idempotency
+             WHERE client_id = $1 AND request_id = $2 AND expires_at_ms > $3",
         )
         .bind(job.client_id.clone())
         .bind(job.request_id.clone())
-        .fetch_one(&mut *conn)
+        .bind(job.now_ms)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(unavailable)?;
+        let Some(row) = held else {
+            return Ok(Wrote::kept(
+                Created::OverLimit(
+                    full_limit(conn, &job, kind)
+                        .await?
+                        .unwrap_or(crate::jobs::JobLimit::Jobs),
+                ),
+                Wake::Nobody,
+            ));
+        };
         let hash: String = row
             .try_get("request_hash")
             .map_err(|_| corrupt("request_hash"))?;
         let job_id: String = row.try_get("job_id").map_err(|_| corrupt("job_id"))?;
         if hash != job.request_hash {
-            return Ok(Wrote::undone(Created::Conflict));
+            return Ok(Wrote::kept(Created::Conflict, Wake::Nobody));
         }
         let existing = sqlx::query("SELECT * FROM lacre_jobs WHERE id = $1")
             .bind(job_id)
@@ -555,10 +580,13 @@ async fn create_in(
             .await
             .map_err(unavailable)?;
         if let Some(row) = existing {
-            return Ok(Wrote::undone(Created::Existing(row)));
+            return Ok(Wrote::kept(Created::Existing(row), Wake::Nobody));
         }
-        // The record outlived its job (pruned): point it at the new one
-        // (below, once the client's limits allow a new job).
+        // The record outlived its job (pruned): point it at the new one,
+        // once the client's limits allow a new job.
+        if let Some(limit) = full_limit(conn, &job, kind).await? {
+            return Ok(Wrote::kept(Created::OverLimit(limit), Wake::Nobody));
+        }
         sqlx::query(
             "UPDATE lacre_idempotency SET job_id = $3, expires_at_ms = $4 WHERE client_id = $1 AND request_id = $2",
         )
@@ -570,37 +598,23 @@ async fn create_in(
         .await
         .map_err(unavailable)?;
     }
-    // The client's share, checked after idempotency (a retry of a job
-    // already created is answered, not refused) and in the insert itself:
-    // no row comes back when it is full.
-    let new_bytes = crate::jobs::args_bytes(&job.args);
-    let sql = format!(
+    let row = sqlx::query(
         "INSERT INTO lacre_jobs (id, client_id, request_id, tool, args, state, available_at_ms, created_ms, updated_ms, events, args_bytes)
-         SELECT $1, $2, $3, $4, $5, 'queued', $6, $6, $6, $7, $8
-         WHERE (SELECT jobs < $9 AND bytes + $8 <= $10 FROM ({}) AS load)
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $6, $7, $8)
          RETURNING *",
-        load(kind, "$2")
-    );
-    let row = sqlx::query(&sql)
-        .bind(job.id.clone())
-        .bind(job.client_id.clone())
-        .bind(job.request_id.clone())
-        .bind(job.tool.clone())
-        .bind(json_text(&job.args))
-        .bind(job.now_ms)
-        .bind(job.events.bits())
-        .bind(to_i64(new_bytes))
-        .bind(to_i64(job.max_jobs))
-        .bind(to_i64(job.max_job_bytes))
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(unavailable)?;
-    Ok(match row {
-        Some(row) => Wrote::kept(Created::New(row), Wake::New),
-        None => Wrote::undone(Created::OverLimit(
-            full_limit(conn, &job, new_bytes, kind).await?,
-        )),
-    })
+    )
+    .bind(job.id.clone())
+    .bind(job.client_id.clone())
+    .bind(job.request_id.clone())
+    .bind(job.tool.clone())
+    .bind(json_text(&job.args))
+    .bind(job.now_ms)
+    .bind(job.events.bits())
+    .bind(new_bytes)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(Wrote::kept(Created::New(row), Wake::New))
 }
 
 /// A query of one row, `jobs` and `bytes`: the load of the client that
@@ -619,14 +633,13 @@ fn load(kind: StoreKind, param: &str) -> String {
     }
 }
 
-/// Which of the client's limits a refused job met: its count of queued and
-/// running jobs, else their arguments' bytes.
+/// Which of the client's limits `job` would pass, if any: its count of
+/// queued and running jobs, else their arguments' bytes.
 async fn full_limit(
     conn: &mut sqlx::AnyConnection,
     job: &NewJob,
-    new_bytes: u64,
     kind: StoreKind,
-) -> Result<crate::jobs::JobLimit, StoreError> {
+) -> Result<Option<crate::jobs::JobLimit>, StoreError> {
     let load = sqlx::query(&format!(
         "SELECT jobs, bytes FROM ({}) AS load",
         load(kind, "$1")
@@ -637,12 +650,15 @@ async fn full_limit(
     .map_err(unavailable)?;
     let count: i64 = load.try_get("jobs").map_err(|_| corrupt("job count"))?;
     let bytes: i64 = load.try_get("bytes").map_err(|_| corrupt("job bytes"))?;
+    let new_bytes = crate::jobs::args_bytes(&job.args);
     let jobs_full = u64::try_from(count).unwrap_or(0) >= job.max_jobs;
     let bytes_full =
         u64::try_from(bytes).unwrap_or(0).saturating_add(new_bytes) > job.max_job_bytes;
-    Ok(if bytes_full && !jobs_full {
-        crate::jobs::JobLimit::Bytes
+    Ok(if jobs_full {
+        Some(crate::jobs::JobLimit::Jobs)
+    } else if bytes_full {
+        Some(crate::jobs::JobLimit::Bytes)
     } else {
-        crate::jobs::JobLimit::Jobs
+        None
     })
 }
