@@ -72,6 +72,45 @@ echo "== lacre serve, SQLite store, audit log on"
 taskset -c 0 "$BIN/lacre" serve --config "$work/audit.toml" --listen 127.0.0.1:18805 2> "$work/audit.log" & pids+=($!)
 run lacre_sqlite_audit 18805 --server-secret-file "$work/s.secret"
 
+# Jobs (`noop_job`, a long-running tool that completes at once): JOBS calls,
+# then each accepted job long-polled until done; jobs/s from the first call
+# to the last completion. The client's job limit is raised so none is refused.
+JOBS="${JOBS:-5000}"
+jobs_config() { config "$1"; echo 'limits = { max_jobs = 1000000 }'; }
+
+echo "== jobs, SQLite store (the default): $JOBS noop_job calls, each waited for"
+jobs_config "sqlite://$work/jobs.db" > "$work/jobs-sqlite.toml"
+taskset -c 0 "$BIN/lacre" serve --config "$work/jobs-sqlite.toml" --listen 127.0.0.1:18806 --bench-tools 2> "$work/jobs-sqlite.log" & pids+=($!)
+N="$JOBS" run jobs_sqlite 18806 --server-secret-file "$work/s.secret" --tool noop_job --args '{"x":1}' --wait-jobs
+
+echo "== jobs, memory store"
+jobs_config memory > "$work/jobs-memory.toml"
+taskset -c 0 "$BIN/lacre" serve --config "$work/jobs-memory.toml" --listen 127.0.0.1:18807 --bench-tools 2> "$work/jobs-memory.log" & pids+=($!)
+N="$JOBS" run jobs_memory 18807 --server-secret-file "$work/s.secret" --tool noop_job --args '{"x":1}' --wait-jobs
+
+# PostgreSQL: three replicas on one database (core 0), each with a load of
+# its own (16 connections, core 1), all at once; skipped without a server.
+PG="${PG:-postgres://postgres@127.0.0.1:5432/postgres}"
+if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  echo "== jobs, PostgreSQL, three replicas: $JOBS calls each"
+  schema="bench_$$"
+  for i in 1 2 3; do
+    jobs_config "$PG?schema=$schema" > "$work/jobs-pg$i.toml"
+    taskset -c 0 "$BIN/lacre" serve --config "$work/jobs-pg$i.toml" --listen "127.0.0.1:1881$i" --bench-tools 2> "$work/jobs-pg$i.log" & pids+=($!)
+    wait_port "1881$i"
+  done
+  loads=()
+  for i in 1 2 3; do
+    taskset -c 1 "$BIN/lacre" bench --url "http://127.0.0.1:1881$i/mcp" --secret-file "$work/c.secret" \
+      --server-secret-file "$work/s.secret" --tool noop_job --args '{"x":1}' -n "$JOBS" -c 16 --wait-jobs \
+      --json > "$OUT/jobs_pg$i.json" & loads+=($!)
+  done
+  wait "${loads[@]}" || true
+  psql -h 127.0.0.1 -U postgres -qc "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true
+else
+  echo "== jobs, PostgreSQL: skipped (nothing accepting connections on 127.0.0.1:5432)"
+fi
+
 echo "== the seed's Python server (aiohttp)"
 taskset -c 0 python3 interop/seed_server.py --port 18804 --server-id mcp-server-001 \
   --server-secret server_secret_key_123 --client client-001=client_secret_key_456 > /dev/null & pids+=($!)
@@ -95,4 +134,18 @@ for n in ["lacre_memory", "lacre_sqlite", "lacre_sqlite_audit"]:
     x = r[n]["rps"]
     print(f"{n}: {x/ub:.2f} x upper bound, {x/seed:.1f} x seed python")
 print(f"audit log on: {r['lacre_sqlite_audit']['rps'] / r['lacre_sqlite']['rps']:.2f} x the same server without it")
+print()
+jobs = {n: json.load(open(os.path.join(out, n + ".json"))) for n in ["jobs_sqlite", "jobs_memory"]}
+for i in (1, 2, 3):
+    p = os.path.join(out, f"jobs_pg{i}.json")
+    if os.path.exists(p):
+        jobs[f"jobs_pg{i}"] = json.load(open(p))
+print(f"{'jobs':<15} {'jobs/s':>9} {'done':>7} {'calls/s':>9} {'p99 ms':>8} {'not ok':>7} {'sig bad':>8}")
+for n, x in jobs.items():
+    print(f"{n:<15} {x['jobs_per_s']:>9.0f} {x['jobs_done']:>7} {x['rps']:>9.0f} {x['p99_ms']:>8.3f} {x['not_ok']:>7} "
+          f"{x['bad_signatures']:>5}/{x['verified']:<4}")
+print(f"jobs, SQLite: {jobs['jobs_sqlite']['jobs_per_s'] / jobs['jobs_memory']['jobs_per_s']:.2f} x the memory store")
+pg = [x for n, x in jobs.items() if n.startswith("jobs_pg")]
+if pg:
+    print(f"jobs, PostgreSQL, {len(pg)} replicas: {sum(x['jobs_per_s'] for x in pg):.0f} jobs/s in all")
 PY
