@@ -336,15 +336,7 @@ async fn a_version_1_database_is_migrated_with_its_jobs() {
             .unwrap();
     }
     // Back to version 1: what the previous release created.
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .connect(&url)
-        .await
-        .unwrap();
-    for statement in [
-        "DROP TRIGGER lacre_load_insert",
-        "DROP TRIGGER lacre_load_update",
-        "DROP TRIGGER lacre_load_delete",
-        "DROP TABLE lacre_client_load",
+    let earlier = [
         "DROP TABLE lacre_deliveries",
         "DROP TABLE lacre_disabled_endpoints",
         "ALTER TABLE lacre_jobs DROP COLUMN events",
@@ -352,11 +344,8 @@ async fn a_version_1_database_is_migrated_with_its_jobs() {
         "DROP INDEX lacre_jobs_load",
         "DROP INDEX lacre_jobs_due",
         "ALTER TABLE lacre_jobs DROP COLUMN args_bytes",
-        "DELETE FROM lacre_schema WHERE version >= 2",
-    ] {
-        sqlx::raw_sql(statement).execute(&pool).await.unwrap();
-    }
-    pool.close().await;
+    ];
+    crate::store_contract::back_to(&url, 1, &earlier).await;
     let stores = store::open(&url).await.unwrap();
     let old = stores.jobs.get("old").await.unwrap().expect("the old job");
     assert_eq!(old.events, EventMask::NONE);

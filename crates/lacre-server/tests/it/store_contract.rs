@@ -659,6 +659,31 @@ async fn memory_store_keeps_the_contract() {
     keys_and_limits(&store::open("memory").await.unwrap()).await;
 }
 
+/// Takes the SQLite database at `url` back to schema `version`: version
+/// 5's objects dropped, then `more` (what the versions after `version` and
+/// before 5 added), then the versions after it forgotten.
+pub async fn back_to(url: &str, version: i64, more: &[&str]) {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect(url)
+        .await
+        .unwrap();
+    let version_5 = [
+        "DROP TRIGGER lacre_load_insert",
+        "DROP TRIGGER lacre_load_update",
+        "DROP TRIGGER lacre_load_delete",
+        "DROP TABLE lacre_client_load",
+    ];
+    for statement in version_5.iter().chain(more) {
+        sqlx::raw_sql(statement).execute(&pool).await.unwrap();
+    }
+    sqlx::query("DELETE FROM lacre_schema WHERE version > $1")
+        .bind(version)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
 /// A database of schema version 4, before SQLite kept each client's load
 /// in a row of its own, is migrated with its clients' loads: its queued
 /// and running jobs count toward their limits, its finished ones do not.
@@ -686,20 +711,7 @@ async fn a_version_4_database_is_migrated_with_its_clients_loads() {
         create("queued-1").await.unwrap();
         create("queued-2").await.unwrap();
     }
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .connect(&url)
-        .await
-        .unwrap();
-    for statement in [
-        "DROP TRIGGER lacre_load_insert",
-        "DROP TRIGGER lacre_load_update",
-        "DROP TRIGGER lacre_load_delete",
-        "DROP TABLE lacre_client_load",
-        "DELETE FROM lacre_schema WHERE version >= 5",
-    ] {
-        sqlx::raw_sql(statement).execute(&pool).await.unwrap();
-    }
-    pool.close().await;
+    back_to(&url, 4, &[]).await;
     let stores = store::open(&url).await.unwrap();
     let s = &stores.jobs;
     // Three jobs of 7 bytes hold the client's room: a fourth fits in 4
