@@ -54,6 +54,12 @@ impl JobStore for SqlStore {
         // running jobs (per-client job limits keep the candidates few).
         const FAIR: &str = "(SELECT COUNT(*) FROM lacre_jobs r
              WHERE r.client_id = q.client_id AND r.state = 'running')";
+        // The clients with queued jobs, one index lookup each.
+        const CLIENTS: &str = "clients(c) AS (
+             SELECT (SELECT MIN(client_id) FROM lacre_jobs WHERE state = 'queued')
+             UNION ALL
+             SELECT (SELECT MIN(client_id) FROM lacre_jobs WHERE state = 'queued' AND client_id > c)
+               FROM clients WHERE c IS NOT NULL)";
         let sql = match self.kind {
             // At a cost that does not grow with the queue: the clients with
             // queued jobs are walked through the index of the queue (one
@@ -64,30 +70,18 @@ impl JobStore for SqlStore {
             // candidate, skipping one another replica holds, for the length
             // of the statement.
             StoreKind::Postgres => format!(
-                "WITH RECURSIVE clients(c) AS (
-                   SELECT (SELECT MIN(client_id) FROM lacre_jobs WHERE state = 'queued')
-                   UNION ALL
-                   SELECT (SELECT MIN(client_id) FROM lacre_jobs WHERE state = 'queued' AND client_id > c)
-                     FROM clients WHERE c IS NOT NULL
-                 ), next AS (
-                   SELECT h.id FROM clients q CROSS JOIN LATERAL (
+                "WITH RECURSIVE {CLIENTS}, next AS (
+                   SELECT h.id FROM (SELECT c AS client_id FROM clients WHERE c IS NOT NULL) q
+                   CROSS JOIN LATERAL (
                        SELECT id, available_at_ms, created_ms FROM lacre_jobs
-                       WHERE state = 'queued' AND client_id = q.c AND available_at_ms <= $1
+                       WHERE state = 'queued' AND client_id = q.client_id AND available_at_ms <= $1
                        ORDER BY available_at_ms, created_ms LIMIT 1 FOR UPDATE SKIP LOCKED) h
-                   WHERE q.c IS NOT NULL
-                   ORDER BY (SELECT COUNT(*) FROM lacre_jobs r
-                       WHERE r.client_id = q.c AND r.state = 'running'), h.available_at_ms, h.created_ms
-                   LIMIT 1)
+                   ORDER BY {FAIR}, h.available_at_ms, h.created_ms LIMIT 1)
                  UPDATE lacre_jobs AS j SET {SET} FROM next WHERE j.id = next.id RETURNING j.*"
             ),
             _ => format!(
                 "UPDATE lacre_jobs SET {SET} WHERE id = (
-                   WITH RECURSIVE clients(c) AS (
-                     SELECT (SELECT MIN(client_id) FROM lacre_jobs WHERE state = 'queued')
-                     UNION ALL
-                     SELECT (SELECT MIN(client_id) FROM lacre_jobs WHERE state = 'queued' AND client_id > c)
-                       FROM clients WHERE c IS NOT NULL
-                   ), heads AS (
+                   WITH RECURSIVE {CLIENTS}, heads AS (
                      SELECT c AS client_id, (SELECT id FROM lacre_jobs
                          WHERE state = 'queued' AND client_id = c AND available_at_ms <= $1
                          ORDER BY available_at_ms, created_ms LIMIT 1) AS id
