@@ -224,7 +224,8 @@ pub async fn jobs_in_store(
 ) -> Result<ExitCode> {
     let stores = crate::serve::open_store(url).await?;
     let limit = usize::try_from(limit.unwrap_or(100)).unwrap_or(100);
-    let jobs = stores.jobs.list_all(state, limit).await?;
+    let every_client = lacre_server::Listing::all(state, limit);
+    let jobs = stores.jobs.list(every_client).await?;
     println!(
         "{:<38} {:<16} {:<18} {:<10} {:>8} {:>7}",
         "JOB", "CLIENT", "TOOL", "STATE", "PROGRESS", "ATTEMPT"

@@ -5,6 +5,7 @@
 use crate::ExitCode;
 use anyhow::{bail, Result};
 use lacre_server::webhooks::{rfc3339, DeliveryState, RetrySelector};
+use lacre_server::Listing;
 
 /// `lacre webhooks …`.
 #[derive(Debug, clap::Subcommand)]
@@ -60,7 +61,12 @@ pub async fn run(store: Option<&str>, command: &WebhooksCommand) -> Result<ExitC
             state,
             limit,
         } => {
-            let list = outbox.deliveries(client.as_deref(), *state, *limit).await?;
+            let which = Listing {
+                client_id: client.as_deref(),
+                state: *state,
+                limit: *limit,
+            };
+            let list = outbox.deliveries(which).await?;
             println!(
                 "{:<48} {:<16} {:<14} {:<10} {:>8} {:>6}  {:<24}  ERROR",
                 "WEBHOOK-ID", "CLIENT", "EVENT", "STATE", "ATTEMPTS", "LAST", "NEXT/DELIVERED"

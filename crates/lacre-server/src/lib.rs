@@ -69,7 +69,9 @@ pub use dispatch::{MetricsSource, Reply, ReplyKind, Server};
 pub use error::{CallError, StoreError};
 pub use http::http_status;
 pub use ids::{IdSource, OsRandomIds};
-pub use jobs::{JobContext, JobRecord, JobState, JobStore, MemoryJobStore, WorkerConfig, Workers};
+pub use jobs::{
+    JobContext, JobRecord, JobState, JobStore, Listing, MemoryJobStore, WorkerConfig, Workers,
+};
 pub use lacre_proto::SystemClock;
 pub use limits::{Rate, RateLimiter};
 pub use nonce::{JournalError, MemoryNonceStore, NonceBackend, NonceJournal};

@@ -6,7 +6,7 @@
 //! every tool. Every client may call them, whatever its allow-list.
 
 use crate::error::CallError;
-use crate::jobs::{JobRecord, JobState, JobStatus, JobStore};
+use crate::jobs::{JobRecord, JobState, JobStatus, JobStore, Listing};
 use crate::tool::{Registry, ToolArgs, ToolOutcome};
 use lacre_proto::builtin::{
     encode_result, CancelJobIn, CancelOutcome, DeliveryList, DeliverySummary, JobList, JobProgress,
@@ -201,7 +201,10 @@ async fn list_jobs(args: ListJobsIn, ctx: SystemContext) -> ToolOutcome {
     let state = args.state.as_deref().and_then(JobState::parse);
     let limit = usize::try_from(args.limit.unwrap_or(DEFAULT_LIST_LIMIT)).unwrap_or(100);
     let list = JobList {
-        jobs: ctx.jobs.summaries(&ctx.client_id, state, limit).await?,
+        jobs: ctx
+            .jobs
+            .summaries(Listing::of(&ctx.client_id, state, limit))
+            .await?,
     };
     encoded("job list", Status::Ok, &list)
 }
@@ -212,7 +215,7 @@ async fn list_deliveries(args: ListDeliveriesIn, ctx: SystemContext) -> ToolOutc
     let limit = usize::try_from(args.limit.unwrap_or(DEFAULT_LIST_LIMIT)).unwrap_or(100);
     let found = ctx
         .jobs
-        .deliveries(Some(&ctx.client_id), state, limit)
+        .deliveries(Listing::of(&ctx.client_id, state, limit))
         .await?;
     let disabled = ctx.jobs.disabled_endpoints().await?;
     let list = DeliveryList {

@@ -167,6 +167,26 @@ impl Tool {
 }
 
 /// Decodes and validates arguments into their type.
+/// A typed handler as one over the argument object: the arguments are
+/// decoded (and checked) into `A` before it runs, its output encoded.
+fn typed<A, O, C, F, Fut>(f: F) -> impl Fn(Map, C) -> BoxFuture<'static, Result<Map, ToolError>>
+where
+    A: ToolArgs,
+    O: Serialize + 'static,
+    C: Send + 'static,
+    F: Fn(A, C) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<O, ToolError>> + Send + 'static,
+{
+    let f = Arc::new(f);
+    move |args, ctx| {
+        let f = Arc::clone(&f);
+        Box::pin(async move {
+            let parsed = decode::<A>(&args).map_err(ToolError::InvalidArgs)?;
+            encode(&f(parsed, ctx).await?)
+        })
+    }
+}
+
 pub(crate) fn decode<A: ToolArgs>(args: &Map) -> Result<A, String> {
     let parsed: A = lacre_proto::json::de::from_map(args).map_err(|e| e.to_string())?;
     parsed.validate()?;
@@ -231,15 +251,8 @@ impl Registry {
         F: Fn(A, CallContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<O, ToolError>> + Send + 'static,
     {
-        let f = Arc::new(f);
-        let handler: Box<ImmediateFn> = Box::new(move |args, ctx| {
-            let f = Arc::clone(&f);
-            Box::pin(async move {
-                let parsed = decode::<A>(&args).map_err(ToolError::InvalidArgs)?;
-                encode(&f(parsed, ctx).await?)
-            })
-        });
-        self.insert::<A>(name, description, Handler::Immediate(handler))
+        let handler = Handler::Immediate(Box::new(typed(f)));
+        self.insert::<A>(name, description, handler)
     }
 
     /// Registers a long-running tool: calls answer `accepted` with a job id
@@ -251,15 +264,8 @@ impl Registry {
         F: Fn(A, JobContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<O, ToolError>> + Send + 'static,
     {
-        let f = Arc::new(f);
-        let handler: Box<JobFn> = Box::new(move |args, ctx| {
-            let f = Arc::clone(&f);
-            Box::pin(async move {
-                let parsed = decode::<A>(&args).map_err(ToolError::InvalidArgs)?;
-                encode(&f(parsed, ctx).await?)
-            })
-        });
-        self.insert::<A>(name, description, Handler::Job(handler))
+        let handler = Handler::Job(Box::new(typed(f)));
+        self.insert::<A>(name, description, handler)
     }
 
     /// Registers a tool described at run time that answers at once: its

@@ -59,7 +59,7 @@ async fn retry_after_a_dropped_connection_returns_the_same_job() {
     let jobs = real
         .server
         .job_store()
-        .list("client-001", None, 10)
+        .list(lacre_server::Listing::of("client-001", None, 10))
         .await
         .unwrap();
     assert_eq!(jobs.len(), 1, "{jobs:?}");

@@ -3,7 +3,7 @@
 
 use super::{
     Claim, CreateOutcome, Finish, Heartbeat, JobOutcome, JobRecord, JobState, JobStatus, JobStore,
-    JobWatch, JobWatchers, LeaseStatus, NewJob, Prune, PruneStats, WorkSignal,
+    JobWatch, JobWatchers, LeaseStatus, Listing, NewJob, Prune, PruneStats, WorkSignal,
 };
 use crate::error::StoreError;
 use crate::webhooks::{
@@ -197,12 +197,11 @@ impl MemoryJobStore {
         }
     }
 
-    /// The jobs `keep` selects, newest first, at most `limit`, as `view`
-    /// makes them (without copying what the view does not need).
+    /// The jobs `which` selects, newest first, as `view` makes them
+    /// (without copying what the view does not need).
     fn newest_first<T>(
         &self,
-        keep: impl Fn(&JobRecord) -> bool,
-        limit: usize,
+        which: Listing<'_, JobState>,
         view: impl Fn(&JobRecord) -> T,
     ) -> Vec<T> {
         let st = self.lock();
@@ -210,14 +209,14 @@ impl MemoryJobStore {
             .jobs
             .values()
             .map(|e| &e.job)
-            .filter(|j| keep(j))
+            .filter(|j| which.keeps(&j.client_id, j.state))
             .collect();
         jobs.sort_by(|a, b| {
             b.created_ms
                 .cmp(&a.created_ms)
                 .then_with(|| b.id.cmp(&a.id))
         });
-        jobs.into_iter().take(limit).map(view).collect()
+        jobs.into_iter().take(which.limit).map(view).collect()
     }
 
     /// Number of jobs held (all states).
@@ -316,17 +315,8 @@ impl JobStore for MemoryJobStore {
         Ok(self.lock().jobs.get(id).map(|e| e.job.clone()))
     }
 
-    async fn list(
-        &self,
-        client_id: &str,
-        state: Option<JobState>,
-        limit: usize,
-    ) -> Result<Vec<JobRecord>, StoreError> {
-        Ok(self.newest_first(
-            |j| j.client_id == client_id && state.is_none_or(|s| j.state == s),
-            limit,
-            JobRecord::clone,
-        ))
+    async fn list(&self, which: Listing<'_, JobState>) -> Result<Vec<JobRecord>, StoreError> {
+        Ok(self.newest_first(which, JobRecord::clone))
     }
 
     async fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<Claim>, StoreError> {
@@ -524,18 +514,6 @@ impl JobStore for MemoryJobStore {
         })
     }
 
-    async fn list_all(
-        &self,
-        state: Option<JobState>,
-        limit: usize,
-    ) -> Result<Vec<JobRecord>, StoreError> {
-        Ok(self.newest_first(
-            |j| state.is_none_or(|s| j.state == s),
-            limit,
-            JobRecord::clone,
-        ))
-    }
-
     async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
         let st = self.lock();
         let mut counts: Vec<(JobState, u64)> = Vec::new();
@@ -557,17 +535,8 @@ impl JobStore for MemoryJobStore {
         Ok(self.lock().jobs.get(id).map(|e| JobStatus::of(&e.job)))
     }
 
-    async fn summaries(
-        &self,
-        client_id: &str,
-        state: Option<JobState>,
-        limit: usize,
-    ) -> Result<Vec<JobSummary>, StoreError> {
-        Ok(self.newest_first(
-            |j| j.client_id == client_id && state.is_none_or(|s| j.state == s),
-            limit,
-            crate::system::job_summary,
-        ))
+    async fn summaries(&self, which: Listing<'_, JobState>) -> Result<Vec<JobSummary>, StoreError> {
+        Ok(self.newest_first(which, crate::system::job_summary))
     }
 
     fn work_signal(&self) -> Option<Arc<WorkSignal>> {
@@ -649,20 +618,17 @@ impl Outbox for MemoryJobStore {
 
     async fn deliveries(
         &self,
-        client_id: Option<&str>,
-        state: Option<DeliveryState>,
-        limit: usize,
+        which: Listing<'_, DeliveryState>,
     ) -> Result<Vec<Delivery>, StoreError> {
         let st = self.lock();
         let mut list: Vec<&Delivery> = st
             .deliveries
             .values()
             .map(|h| &h.d)
-            .filter(|d| client_id.is_none_or(|c| d.client_id == c))
-            .filter(|d| state.is_none_or(|s| d.state == s))
+            .filter(|d| which.keeps(&d.client_id, d.state))
             .collect();
         list.sort_by(|a, b| (b.created_ms, &b.id).cmp(&(a.created_ms, &a.id)));
-        Ok(list.into_iter().take(limit).cloned().collect())
+        Ok(list.into_iter().take(which.limit).cloned().collect())
     }
 
     async fn retry_deliveries(

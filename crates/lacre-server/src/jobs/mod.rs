@@ -250,6 +250,43 @@ pub struct PruneStats {
     pub deliveries: u64,
 }
 
+/// Which records a listing returns, newest first: at most `limit`, of
+/// one client or of every client, in one state or in any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listing<'a, S> {
+    /// The client whose records are listed; `None` lists every client's.
+    pub client_id: Option<&'a str>,
+    /// The state the records are in; `None` lists every state.
+    pub state: Option<S>,
+    /// How many records at the most.
+    pub limit: usize,
+}
+
+impl<'a, S: Copy + PartialEq> Listing<'a, S> {
+    /// The records of one client.
+    pub fn of(client_id: &'a str, state: Option<S>, limit: usize) -> Self {
+        Listing {
+            client_id: Some(client_id),
+            state,
+            limit,
+        }
+    }
+
+    /// The records of every client.
+    pub fn all(state: Option<S>, limit: usize) -> Self {
+        Listing {
+            client_id: None,
+            state,
+            limit,
+        }
+    }
+
+    /// Whether a record of `client_id` in `state` is listed.
+    pub fn keeps(&self, client_id: &str, state: S) -> bool {
+        self.client_id.is_none_or(|c| c == client_id) && self.state.is_none_or(|s| s == state)
+    }
+}
+
 /// Durable (or in-memory) job state, shared by every replica. A job that
 /// ends with an event its client asked for ([`NewJob::events`]) writes the
 /// event to the store's [`Outbox`] in the same transaction.
@@ -263,21 +300,14 @@ pub trait JobStore: Outbox + Send + Sync + 'static {
     /// What `poll_job` shows of a job, whoever owns it: its arguments are
     /// not read, its result only once it is done.
     async fn status(&self, id: &str) -> Result<Option<JobStatus>, StoreError>;
-    /// A client's jobs as `list_jobs` shows them, newest first: neither
-    /// arguments nor results are read.
+    /// Jobs as `list_jobs` shows them, newest first: neither arguments
+    /// nor results are read.
     async fn summaries(
         &self,
-        client_id: &str,
-        state: Option<JobState>,
-        limit: usize,
+        which: Listing<'_, JobState>,
     ) -> Result<Vec<lacre_proto::builtin::JobSummary>, StoreError>;
-    /// A client's jobs, newest first.
-    async fn list(
-        &self,
-        client_id: &str,
-        state: Option<JobState>,
-        limit: usize,
-    ) -> Result<Vec<JobRecord>, StoreError>;
+    /// Jobs, newest first (every client's: operators, `lacre jobs --store`).
+    async fn list(&self, which: Listing<'_, JobState>) -> Result<Vec<JobRecord>, StoreError>;
     /// Claims the oldest queued job for `lease_ms`.
     async fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<Claim>, StoreError>;
     /// Renews a lease and records progress.
@@ -300,12 +330,6 @@ pub trait JobStore: Outbox + Send + Sync + 'static {
     /// nonces (stores that keep them) expired by more than the replicas'
     /// clock-skew allowance.
     async fn prune(&self, prune: Prune) -> Result<PruneStats, StoreError>;
-    /// Every client's jobs, newest first (operators: `lacre jobs --store`).
-    async fn list_all(
-        &self,
-        state: Option<JobState>,
-        limit: usize,
-    ) -> Result<Vec<JobRecord>, StoreError>;
     /// How many jobs are in each state (metrics).
     async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError>;
     /// A counter that moves whenever any job changes (wake-ups for

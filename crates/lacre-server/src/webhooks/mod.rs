@@ -16,6 +16,7 @@ pub use deliver::{rfc3339, Deliveries, MAX_RESPONSE_BYTES};
 pub use target::{is_private, TargetError};
 
 use crate::error::StoreError;
+use crate::jobs::Listing;
 use std::time::Duration;
 
 /// The events a client may be told of.
@@ -348,9 +349,7 @@ pub trait Outbox: Send + Sync {
     /// Deliveries, newest first, optionally of one client and in one state.
     async fn deliveries(
         &self,
-        client_id: Option<&str>,
-        state: Option<DeliveryState>,
-        limit: usize,
+        which: Listing<'_, DeliveryState>,
     ) -> Result<Vec<Delivery>, StoreError>;
     /// Sends deliveries again from the first step of the schedule; returns
     /// how many were re-queued.

@@ -2,7 +2,9 @@
 //! changed in a stored request, reply or link breaks it at that entry.
 
 use crate::store_contract::sqlite_url;
-use crate::support::{envelope, now_ms, unique, CLIENT_SECRET, SERVER_ID, SERVER_SECRET};
+use crate::support::{
+    envelope, envelope_001, now_ms, unique, CLIENT_SECRET, SERVER_ID, SERVER_SECRET,
+};
 use lacre_proto::{Envelope, SigningKey};
 use lacre_server::audit::verify::{verify_log, AuditKeys};
 use lacre_server::audit::{AuditQuery, AuditSettings};
@@ -54,38 +56,17 @@ async fn a_run_of_calls(stores: &Stores) -> usize {
     assert!(server
         .start_audit(stores.audit.clone(), AuditSettings::default())
         .is_err());
-    let sum = envelope(
-        "client-001",
-        CLIENT_SECRET,
-        "batch_sum",
-        serde_json::json!({"numbers": [1, 2]}),
-    );
+    let sum = envelope_001("batch_sum", serde_json::json!({"numbers": [1, 2]}));
     let replies = [
         server.handle(&sum.to_json()).await,
         // A replay: authenticated, refused, logged.
         server.handle(&sum.to_json()).await,
         // Bad arguments: a signed, bound error.
         server
-            .handle(
-                &envelope(
-                    "client-001",
-                    CLIENT_SECRET,
-                    "batch_sum",
-                    serde_json::json!({"numbers": "x"}),
-                )
-                .to_json(),
-            )
+            .handle(&envelope_001("batch_sum", serde_json::json!({"numbers": "x"})).to_json())
             .await,
         server
-            .handle(
-                &envelope(
-                    "client-001",
-                    CLIENT_SECRET,
-                    "start_long_task",
-                    serde_json::json!({"seconds": 1}),
-                )
-                .to_json(),
-            )
+            .handle(&envelope_001("start_long_task", serde_json::json!({"seconds": 1})).to_json())
             .await,
     ];
     assert!(replies[0].response.ok && !replies[1].response.ok && !replies[2].response.ok);

@@ -92,22 +92,11 @@ async fn arguments_are_checked_before_the_handler_runs() {
     let runs = Arc::new(AtomicUsize::new(0));
     let s = server(Arc::clone(&runs)).await;
     let reply = s
-        .expect_error(
-            "client-001",
-            "greet",
-            json!({"name": 5}),
-            422,
-            ErrorCode::InvalidArgs,
-        )
+        .refused("greet", json!({"name": 5}), 422, ErrorCode::InvalidArgs)
         .await;
     let text = reply.error.unwrap();
     assert_eq!(text, r#"invalid_args: name: 5 is not of type "string""#);
-    let env = envelope(
-        "client-001",
-        CLIENT_SECRET,
-        "greet",
-        json!({"name": "a", "x": 1}),
-    );
+    let env = envelope_001("greet", json!({"name": "a", "x": 1}));
     s.expect(&env, 422, ErrorCode::InvalidArgs).await;
     assert_eq!(runs.load(Ordering::SeqCst), 0, "the handler never ran");
 
@@ -121,13 +110,12 @@ async fn arguments_are_checked_before_the_handler_runs() {
 #[tokio::test]
 async fn long_running_dynamic_tools_are_jobs() {
     let s = server(Arc::default()).await;
-    let env = envelope("client-001", CLIENT_SECRET, "slow_greet", json!({}));
+    let env = envelope_001("slow_greet", json!({}));
     // Refused at the door: no job is created for bad arguments.
     s.expect(&env, 422, ErrorCode::InvalidArgs).await;
     let (http, resp) = s.call("slow_greet", json!({"name": "ada"})).await;
     assert_eq!(http, 202);
-    assert_eq!(resp.status, Status::Accepted);
-    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+    let job_id = job_id_of(&resp);
     let done = finished(&s, &job_id).await;
     assert_eq!(done.status, Status::Done, "{done:?}");
     assert_eq!(result_json(&done), json!({"name": "ada"}));
@@ -145,7 +133,7 @@ async fn tools_change_while_the_server_runs() {
             .map(|t| t["name"].as_str().unwrap().to_owned())
             .collect()
     };
-    s.expect_error("client-001", "late", json!({}), 404, ErrorCode::UnknownTool)
+    s.refused("late", json!({}), 404, ErrorCode::UnknownTool)
         .await;
     // A tool added while the server runs: called, listed, run as a job.
     s.server.update_tools(|reg| {
@@ -166,7 +154,7 @@ async fn tools_change_while_the_server_runs() {
     assert!(!names.contains(&"greet".to_owned()), "{names:?}");
     let (http, resp) = s.call("late", json!({"x": 1})).await;
     assert_eq!(http, 202, "{resp:?}");
-    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+    let job_id = job_id_of(&resp);
     let done = finished(&s, &job_id).await;
     assert_eq!(
         done.status,
@@ -175,13 +163,7 @@ async fn tools_change_while_the_server_runs() {
     );
     assert_eq!(result_json(&done), json!({"x": 1}));
     // The removed tool is gone for new requests.
-    s.expect_error(
-        "client-001",
-        "greet",
-        json!({"name": "a"}),
-        404,
-        ErrorCode::UnknownTool,
-    )
-    .await;
+    s.refused("greet", json!({"name": "a"}), 404, ErrorCode::UnknownTool)
+        .await;
     s.stop().await;
 }

@@ -68,12 +68,7 @@ async fn server_identity_lists_the_callers_tools() {
 #[tokio::test]
 async fn batch_sum_gives_a_float_total() {
     let s = TestServer::start().await;
-    let env = envelope(
-        "client-001",
-        CLIENT_SECRET,
-        "batch_sum",
-        json!({"numbers": [10, 20, 30]}),
-    );
+    let env = envelope_001("batch_sum", json!({"numbers": [10, 20, 30]}));
     let resp = s
         .http
         .post(&s.url)
@@ -103,8 +98,7 @@ async fn long_task_runs_reports_progress_and_long_polls() {
         )
         .await;
     assert_eq!(http, 202);
-    assert_eq!(resp.status, Status::Accepted);
-    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+    let job_id = job_id_of(&resp);
 
     // An immediate poll: queued or running.
     let (http, resp) = s.call("poll_job", json!({"job_id": job_id})).await;
@@ -155,8 +149,7 @@ async fn long_task_runs_reports_progress_and_long_polls() {
 #[tokio::test]
 async fn long_poll_times_out_with_running() {
     let s = TestServer::start().await;
-    let (_, resp) = s.call("start_long_task", json!({"seconds": 5})).await;
-    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+    let job_id = s.start_job(json!({"seconds": 5})).await;
     // Wait until it runs and has reported its first progress (0 of 5
     // seconds); the next report is a second later, so a 400 ms long poll
     // started now sees no change and must hold for its whole wait.
@@ -181,26 +174,14 @@ async fn long_poll_times_out_with_running() {
 #[tokio::test]
 async fn cancel_and_ownership() {
     let s = TestServer::start().await;
-    let (_, resp) = s.call("start_long_task", json!({"seconds": 10})).await;
-    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+    let job_id = s.start_job(json!({"seconds": 10})).await;
 
     // Another client sees no such job, for poll and cancel alike.
-    s.expect_error(
-        "client-002",
-        "poll_job",
-        json!({"job_id": job_id}),
-        404,
-        ErrorCode::UnknownJob,
-    )
-    .await;
-    s.expect_error(
-        "client-002",
-        "cancel_job",
-        json!({"job_id": job_id}),
-        404,
-        ErrorCode::UnknownJob,
-    )
-    .await;
+    for tool in ["poll_job", "cancel_job"] {
+        let args = json!({"job_id": job_id});
+        s.expect_error("client-002", tool, args, 404, ErrorCode::UnknownJob)
+            .await;
+    }
     let env = envelope("client-002", OTHER_SECRET, "list_jobs", json!({}));
     let (_, resp) = s.send(&env).await;
     assert_eq!(result_json(&resp)["jobs"], json!([]));
@@ -209,24 +190,14 @@ async fn cancel_and_ownership() {
     let (http, resp) = s.call("cancel_job", json!({"job_id": job_id})).await;
     assert_eq!(http, 200);
     assert_eq!(result_json(&resp)["state"], "cancelled");
-    s.expect_error(
-        "client-001",
-        "poll_job",
-        json!({"job_id": job_id}),
-        200,
-        ErrorCode::JobCancelled,
-    )
-    .await;
-
-    // A job that does not exist.
-    s.expect_error(
-        "client-001",
-        "poll_job",
-        json!({"job_id": "no-such-job"}),
-        404,
-        ErrorCode::UnknownJob,
-    )
-    .await;
+    // Polls of it now, and of a job that does not exist.
+    for (id, http, code) in [
+        (job_id.as_str(), 200, ErrorCode::JobCancelled),
+        ("no-such-job", 404, ErrorCode::UnknownJob),
+    ] {
+        let args = json!({"job_id": id});
+        s.refused("poll_job", args, http, code).await;
+    }
     s.stop().await;
 }
 
@@ -237,15 +208,10 @@ async fn failed_jobs_and_failing_tools() {
         .call("fail_later", json!({"message": "disk on fire"}))
         .await;
     assert_eq!(http, 202);
-    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+    let job_id = job_id_of(&resp);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let env = envelope(
-            "client-001",
-            CLIENT_SECRET,
-            "poll_job",
-            json!({"job_id": job_id, "wait_ms": 1000}),
-        );
+        let env = envelope_001("poll_job", json!({"job_id": job_id, "wait_ms": 1000}));
         let reply = s.send(&env).await;
         if reply.1.status == Status::Error {
             assert_error(&reply, 200, ErrorCode::JobFailed, &env.request_id);
@@ -254,29 +220,17 @@ async fn failed_jobs_and_failing_tools() {
         }
         assert!(Instant::now() < deadline, "job never failed");
     }
-    s.expect_error(
-        "client-001",
-        "fail_now",
-        json!({"message": "broken"}),
-        500,
-        ErrorCode::Internal,
-    )
-    .await;
+    let broken = json!({"message": "broken"});
+    s.refused("fail_now", broken, 500, ErrorCode::Internal)
+        .await;
     s.stop().await;
 }
 
 #[tokio::test]
 async fn a_panicking_tool_gets_a_signed_internal_reply() {
     let s = TestServer::start().await;
-    let reply = s
-        .expect_error(
-            "client-001",
-            "panic_now",
-            json!({"message": "boom"}),
-            500,
-            ErrorCode::Internal,
-        )
-        .await;
+    let boom = json!({"message": "boom"});
+    let reply = s.refused("panic_now", boom, 500, ErrorCode::Internal).await;
     assert!(
         reply.error.as_deref().unwrap().contains("panicked"),
         "{reply:?}"
@@ -290,9 +244,7 @@ async fn a_panicking_tool_gets_a_signed_internal_reply() {
 #[tokio::test]
 async fn idempotent_retry_returns_the_same_job() {
     let s = TestServer::start().await;
-    let first = envelope(
-        "client-001",
-        CLIENT_SECRET,
+    let first = envelope_001(
         "start_long_task",
         json!({"seconds": 1, "payload": {"n": 1}}),
     );
@@ -340,12 +292,7 @@ async fn verification_failures_have_their_codes() {
     let mut again = env.clone();
     again.ts_ms += 1;
     again.sign(&key);
-    assert_error(
-        &s.send(&again).await,
-        401,
-        ErrorCode::ReplayedNonce,
-        &env.request_id,
-    );
+    s.expect(&again, 401, ErrorCode::ReplayedNonce).await;
 
     // Timestamps 10 minutes old and ahead.
     for offset in [-600_000i64, 600_000] {
@@ -405,7 +352,7 @@ async fn verification_failures_have_their_codes() {
 #[tokio::test]
 async fn dispatch_errors_have_their_codes() {
     let s = TestServer::start().await;
-    let e = envelope("client-001", CLIENT_SECRET, "no_such_tool", json!({}));
+    let e = envelope_001("no_such_tool", json!({}));
     s.expect(&e, 404, ErrorCode::UnknownTool).await;
     let e = envelope(
         "client-002",
@@ -433,7 +380,7 @@ async fn dispatch_errors_have_their_codes() {
         ("server_identity", json!({"x": 1})),
     ];
     for (tool, args) in bad_args {
-        let e = envelope("client-001", CLIENT_SECRET, tool, args.clone());
+        let e = envelope_001(tool, args.clone());
         let reply = s.expect(&e, 422, ErrorCode::InvalidArgs).await;
         assert!(
             reply.error.as_deref().unwrap().len() > "invalid_args: ".len(),
@@ -560,7 +507,7 @@ async fn requests_beyond_the_in_flight_limit_are_overloaded() {
         TestServer::start_with(|b| b.max_in_flight(1).tools(|reg| g.register(reg, "slow"))).await;
     // A call held at the gate has the only place...
     let holder = {
-        let env = envelope("client-001", CLIENT_SECRET, "slow", json!({}));
+        let env = envelope_001("slow", json!({}));
         let (http, url) = (s.http.clone(), s.url.clone());
         tokio::spawn(async move {
             http.post(&url)
@@ -591,19 +538,14 @@ async fn long_task_payload_comes_back_exactly() {
     let s = TestServer::start().await;
     // Canonical (sorted) already, so the comparison below is on exact bytes.
     let payload = r#"{"big":123456789012345678901234567890,"f":0.1,"neg":-18446744073709551616,"s":"\u00e9\ud83d\ude00"}"#;
-    let mut env = envelope(
-        "client-001",
-        CLIENT_SECRET,
-        "start_long_task",
-        json!({"seconds": 1}),
-    );
+    let mut env = envelope_001("start_long_task", json!({"seconds": 1}));
     env.args.insert(
         "payload".into(),
         lacre_proto::parse(payload.as_bytes(), Default::default()).unwrap(),
     );
     env.sign(&SigningKey::hmac(CLIENT_SECRET).unwrap());
     let (_, resp) = s.send(&env).await;
-    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+    let job_id = job_id_of(&resp);
     let deadline = Instant::now() + Duration::from_secs(5);
     let done = loop {
         let (_, resp) = s
@@ -809,16 +751,10 @@ async fn long_polls_wake_for_their_own_job_and_reads_skip_arguments() {
         move |b| b.job_store(store)
     })
     .await;
-    let (_, resp) = s.call("start_long_task", json!({"seconds": 5})).await;
-    let a = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+    let a = s.start_job(json!({"seconds": 5})).await;
     let polls: Vec<_> = (0..20)
         .map(|_| {
-            let env = envelope(
-                "client-001",
-                CLIENT_SECRET,
-                "poll_job",
-                json!({"job_id": a, "wait_ms": 2000}),
-            );
+            let env = envelope_001("poll_job", json!({"job_id": a, "wait_ms": 2000}));
             let body = env.to_json();
             let http = s.http.clone();
             let url = s.url.clone();
@@ -904,10 +840,9 @@ async fn one_client_at_every_limit_does_not_slow_another() {
     for _ in 0..5 {
         let (http, resp) = s.call("hold", json!({})).await;
         assert_eq!(http, 202, "{resp:?}");
-        jobs.push(result_json(&resp)["job_id"].as_str().unwrap().to_owned());
+        jobs.push(job_id_of(&resp));
     }
-    s.expect_error(
-        "client-001",
+    s.refused(
         "start_long_task",
         json!({"seconds": 1}),
         429,
@@ -917,12 +852,7 @@ async fn one_client_at_every_limit_does_not_slow_another() {
     // ... and opens far more long polls than the server has places.
     let polls: Vec<_> = (0..40)
         .map(|i| {
-            let env = envelope(
-                "client-001",
-                CLIENT_SECRET,
-                "poll_job",
-                json!({"job_id": jobs[i % 5], "wait_ms": 3000}),
-            );
+            let env = envelope_001("poll_job", json!({"job_id": jobs[i % 5], "wait_ms": 3000}));
             let (http, url) = (s.http.clone(), s.url.clone());
             tokio::spawn(async move {
                 http.post(url)
@@ -989,7 +919,7 @@ async fn since_version_answers_a_change_the_caller_has_not_seen_at_once() {
     .await;
     let (http, resp) = s.call("stepper", json!({})).await;
     assert_eq!(http, 202, "{resp:?}");
-    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+    let job_id = job_id_of(&resp);
     let poll = |args: serde_json::Value| {
         let s = &s;
         async move {
@@ -1025,9 +955,7 @@ async fn since_version_answers_a_change_the_caller_has_not_seen_at_once() {
     // returns, however the step is timed against the poll.
     let waiting = {
         let (http, url) = (s.http.clone(), s.url.clone());
-        let env = envelope(
-            "client-001",
-            CLIENT_SECRET,
+        let env = envelope_001(
             "poll_job",
             json!({"job_id": job_id, "wait_ms": 20000, "since_version": now_seen}),
         );

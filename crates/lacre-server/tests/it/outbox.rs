@@ -5,7 +5,7 @@
 
 use crate::store_contract::{pg_url, sqlite_url};
 use lacre_proto::Map;
-use lacre_server::jobs::{Finish, JobOutcome, NewJob, Prune};
+use lacre_server::jobs::{Finish, JobOutcome, Listing, NewJob, Prune};
 use lacre_server::store::{self, Stores};
 use lacre_server::webhooks::{
     Attempt, AttemptOutcome, DeliveryClaim, DeliveryState, EventMask, EventType, RetrySelector,
@@ -65,7 +65,11 @@ async fn settle(
 
 /// The ids of the store's deliveries (at most 10), in the store's order.
 async fn delivery_ids(stores: &Stores) -> Vec<String> {
-    let all = stores.jobs.deliveries(None, None, 10).await.unwrap();
+    let all = stores
+        .jobs
+        .deliveries(Listing::all(None, 10))
+        .await
+        .unwrap();
     all.into_iter().map(|d| d.id).collect()
 }
 
@@ -111,7 +115,7 @@ async fn outbox_contract(stores: Stores) {
         .unwrap()
         .expect("cancelled");
 
-    let all = s.deliveries(None, None, 100).await.unwrap();
+    let all = s.deliveries(Listing::all(None, 100)).await.unwrap();
     let mut ids: Vec<(&str, EventType, &str)> = all
         .iter()
         .map(|d| (d.id.as_str(), d.event, d.request_id.as_str()))
@@ -199,7 +203,7 @@ async fn outbox_contract(stores: Stores) {
         disabled[0]
     );
     let pending = s
-        .deliveries(Some("c1"), Some(DeliveryState::Pending), 10)
+        .deliveries(Listing::of("c1", Some(DeliveryState::Pending), 10))
         .await
         .unwrap();
     assert_eq!(pending.len(), 1);
@@ -231,7 +235,7 @@ async fn outbox_contract(stores: Stores) {
         1
     );
     let retried = s
-        .deliveries(Some("c1"), Some(DeliveryState::Pending), 10)
+        .deliveries(Listing::of("c1", Some(DeliveryState::Pending), 10))
         .await
         .unwrap();
     assert_eq!(retried.len(), 1);
@@ -246,15 +250,21 @@ async fn outbox_contract(stores: Stores) {
 
     // Newest first, filtered by client and state.
     let delivered = s
-        .deliveries(None, Some(DeliveryState::Delivered), 10)
+        .deliveries(Listing::all(Some(DeliveryState::Delivered), 10))
         .await
         .unwrap();
     let mut names: Vec<&str> = delivered.iter().map(|d| d.id.as_str()).collect();
     names.sort();
     assert_eq!(names, ["j-fail.failed", "j-lost.failed", "j-other.done"]);
     assert!(delivered.iter().all(|d| d.delivered_ms.is_some()));
-    assert_eq!(s.deliveries(Some("c3"), None, 10).await.unwrap().len(), 1);
-    assert_eq!(s.deliveries(None, None, 2).await.unwrap().len(), 2);
+    assert_eq!(
+        s.deliveries(Listing::of("c3", None, 10))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(s.deliveries(Listing::all(None, 2)).await.unwrap().len(), 2);
 
     // Settled deliveries go with retention; pending and sending ones stay.
     let stats = s
@@ -282,7 +292,7 @@ async fn sqlite_outbox_keeps_the_contract_and_survives_a_restart() {
     outbox_contract(store::open(&url).await.unwrap()).await;
     // Reopened, the outbox is as it was left.
     let again = store::open(&url).await.unwrap();
-    let left = again.jobs.deliveries(None, None, 10).await.unwrap();
+    let left = again.jobs.deliveries(Listing::all(None, 10)).await.unwrap();
     assert_eq!(left.len(), 2);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -17,13 +17,8 @@ async fn one_reply_per_line_and_too_long_lines() {
         4096,
     ));
 
-    let a = envelope(
-        "client-001",
-        CLIENT_SECRET,
-        "batch_sum",
-        json!({"numbers": [1, 2.5]}),
-    );
-    let b = envelope("client-001", CLIENT_SECRET, "server_identity", json!({}));
+    let a = envelope_001("batch_sum", json!({"numbers": [1, 2.5]}));
+    let b = envelope_001("server_identity", json!({}));
     let mut input = Vec::new();
     input.extend_from_slice(&a.to_json());
     input.extend_from_slice(b"\r\n\n");

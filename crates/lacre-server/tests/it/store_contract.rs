@@ -5,7 +5,7 @@
 use lacre_proto::{Map, NonceError, Value};
 use lacre_server::jobs::{
     CreateOutcome, Finish, Heartbeat, JobLimit, JobOutcome, JobState, JobStore, LeaseStatus,
-    NewJob, Prune,
+    Listing, NewJob, Prune,
 };
 use lacre_server::store::{self, Stores};
 use std::time::Duration;
@@ -180,6 +180,29 @@ async fn claim_one(s: &dyn JobStore, id: &str) -> u64 {
 /// A job's share of its client's limits is free again however it ends:
 /// done, failed, cancelled while queued or while running, or given up by
 /// the rescuer. (A client with room for one job, on a store of its own.)
+/// A heartbeat without progress that asks for a lease of `lease_ms`.
+async fn beat(s: &dyn JobStore, id: &str, fence: u64, now_ms: i64, lease_ms: i64) -> LeaseStatus {
+    let beat = Heartbeat {
+        id,
+        fence,
+        now_ms,
+        lease_ms,
+        progress: None,
+    };
+    s.heartbeat(beat).await.unwrap()
+}
+
+/// Records `outcome` under `fence`: whether it counted.
+async fn end(s: &dyn JobStore, id: &str, fence: u64, outcome: JobOutcome, now_ms: i64) -> bool {
+    let end = Finish {
+        id,
+        fence,
+        outcome,
+        now_ms,
+    };
+    s.finish(end).await.unwrap()
+}
+
 async fn limits_free_at_every_end(stores: &Stores) {
     let s = &*stores.jobs;
     start_one(s, "queued-cancelled").await;
@@ -304,7 +327,7 @@ async fn fair_claims(stores: &Stores) {
 
 /// The whole contract, against one store.
 async fn contract(stores: Stores) {
-    let s = &stores.jobs;
+    let s = &*stores.jobs;
     let mut changes = s.changes();
     changes.borrow_and_update();
 
@@ -375,46 +398,23 @@ async fn contract(stores: Stores) {
     assert_eq!(j.progress, Some(0.5));
     assert_eq!(j.message.as_deref(), Some("half"));
     assert_eq!(
-        s.heartbeat(Heartbeat {
-            id: "job-a",
-            fence: c1.fence + 7,
-            now_ms: 2_100,
-            lease_ms: 10_000,
-            progress: None
-        })
-        .await
-        .unwrap(),
+        beat(s, "job-a", c1.fence + 7, 2_100, 10_000).await,
         LeaseStatus::Lost
     );
 
     // finish: only the current fence counts, and only once
-    assert!(!s
-        .finish(Finish {
-            id: "job-a",
-            fence: c1.fence + 7,
-            outcome: JobOutcome::Done(args(2)),
-            now_ms: 2_200
-        })
+    assert!(!end(s, "job-a", c1.fence + 7, JobOutcome::Done(args(2)), 2_200).await);
+    assert!(end(s, "job-a", c1.fence, JobOutcome::Done(args(2)), 2_200).await);
+    assert!(
+        !end(
+            s,
+            "job-a",
+            c1.fence,
+            JobOutcome::Failed("late".into()),
+            2_300
+        )
         .await
-        .unwrap());
-    assert!(s
-        .finish(Finish {
-            id: "job-a",
-            fence: c1.fence,
-            outcome: JobOutcome::Done(args(2)),
-            now_ms: 2_200
-        })
-        .await
-        .unwrap());
-    assert!(!s
-        .finish(Finish {
-            id: "job-a",
-            fence: c1.fence,
-            outcome: JobOutcome::Failed("late".into()),
-            now_ms: 2_300
-        })
-        .await
-        .unwrap());
+    );
     let done = s.get("job-a").await.unwrap().unwrap();
     assert_eq!(done.state, JobState::Done);
     assert_eq!(done.result, Some(args(2)));
@@ -427,26 +427,10 @@ async fn contract(stores: Stores) {
         JobState::Cancelled
     );
     assert_eq!(
-        s.heartbeat(Heartbeat {
-            id: "job-b",
-            fence: c2.fence,
-            now_ms: 2_500,
-            lease_ms: 10_000,
-            progress: None
-        })
-        .await
-        .unwrap(),
+        beat(s, "job-b", c2.fence, 2_500, 10_000).await,
         LeaseStatus::Cancelled
     );
-    assert!(!s
-        .finish(Finish {
-            id: "job-b",
-            fence: c2.fence,
-            outcome: JobOutcome::Done(args(3)),
-            now_ms: 2_600
-        })
-        .await
-        .unwrap());
+    assert!(!end(s, "job-b", c2.fence, JobOutcome::Done(args(3)), 2_600).await);
     // Cancelling a finished job changes nothing.
     assert_eq!(
         s.cancel("job-a", "c1", 2_700).await.unwrap().unwrap().state,
@@ -481,25 +465,9 @@ async fn contract(stores: Stores) {
     assert_eq!(d2.job.id, "job-d");
     assert_eq!(d2.job.attempt, 2);
     assert!(d2.fence > d1.fence);
-    assert!(!s
-        .finish(Finish {
-            id: "job-d",
-            fence: d1.fence,
-            outcome: JobOutcome::Done(args(9)),
-            now_ms: 6_201
-        })
-        .await
-        .unwrap());
+    assert!(!end(s, "job-d", d1.fence, JobOutcome::Done(args(9)), 6_201).await);
     assert_eq!(
-        s.heartbeat(Heartbeat {
-            id: "job-d",
-            fence: d1.fence,
-            now_ms: 6_201,
-            lease_ms: 100,
-            progress: None
-        })
-        .await
-        .unwrap(),
+        beat(s, "job-d", d1.fence, 6_201, 100).await,
         LeaseStatus::Lost
     );
     // after the last attempt the job fails
@@ -509,15 +477,18 @@ async fn contract(stores: Stores) {
     assert!(failed.error.unwrap().contains("2 attempts"));
 
     // list: newest first, by state, per client
-    let mine = s.list("c1", None, 10).await.unwrap();
+    let mine = s.list(Listing::of("c1", None, 10)).await.unwrap();
     assert_eq!(
         mine.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
         ["job-d", "job-c", "job-a"]
     );
-    let done_only = s.list("c1", Some(JobState::Done), 10).await.unwrap();
+    let done_only = s
+        .list(Listing::of("c1", Some(JobState::Done), 10))
+        .await
+        .unwrap();
     assert_eq!(done_only.len(), 1);
-    assert_eq!(s.list("c1", None, 1).await.unwrap().len(), 1);
-    assert_eq!(s.list("c2", None, 10).await.unwrap().len(), 1);
+    assert_eq!(s.list(Listing::of("c1", None, 1)).await.unwrap().len(), 1);
+    assert_eq!(s.list(Listing::of("c2", None, 10)).await.unwrap().len(), 1);
 
     // status and summaries: what poll_job and list_jobs read, no more.
     let st = s.status("job-d").await.unwrap().unwrap();
@@ -525,11 +496,14 @@ async fn contract(stores: Stores) {
     assert!(st.result.is_none());
     assert!(st.error.unwrap().contains("2 attempts"));
     assert!(s.status("no-such-job").await.unwrap().is_none());
-    let done = s.list("c1", Some(JobState::Done), 10).await.unwrap();
+    let done = s
+        .list(Listing::of("c1", Some(JobState::Done), 10))
+        .await
+        .unwrap();
     let done_status = s.status(&done[0].id).await.unwrap().unwrap();
     assert_eq!(done_status.result, done[0].result);
     assert_eq!(done_status.version, done[0].version);
-    let summaries = s.summaries("c1", None, 10).await.unwrap();
+    let summaries = s.summaries(Listing::of("c1", None, 10)).await.unwrap();
     assert_eq!(
         summaries
             .iter()
@@ -539,7 +513,7 @@ async fn contract(stores: Stores) {
     );
     assert_eq!(summaries[0].state, JobState::Failed);
     assert_eq!(
-        s.summaries("c1", Some(JobState::Done), 10)
+        s.summaries(Listing::of("c1", Some(JobState::Done), 10))
             .await
             .unwrap()
             .len(),
@@ -935,7 +909,15 @@ async fn stored_json_is_read_with_the_servers_limits_and_bad_rows_are_skipped() 
         got.args.get("s").and_then(Value::as_str).map(str::len),
         Some(300 * 1024)
     );
-    assert_eq!(stores.jobs.list("c", None, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        stores
+            .jobs
+            .list(Listing::of("c", None, 10))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 
     // One row that does not decode (damaged on disk) hides nothing else.
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
@@ -944,7 +926,7 @@ async fn stored_json_is_read_with_the_servers_limits_and_bad_rows_are_skipped() 
         .await
         .unwrap();
     pool.close().await;
-    let listed = stores.jobs.list("c", None, 10).await.unwrap();
+    let listed = stores.jobs.list(Listing::of("c", None, 10)).await.unwrap();
     assert_eq!(
         listed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
         ["small"]

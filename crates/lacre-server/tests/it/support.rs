@@ -160,8 +160,7 @@ impl TestServer {
     }
 
     pub async fn call(&self, tool: &str, args: serde_json::Value) -> (u16, Response) {
-        self.send(&envelope("client-001", CLIENT_SECRET, tool, args))
-            .await
+        self.send(&envelope_001(tool, args)).await
     }
 
     /// Sends `env` and asserts a signed error with this HTTP status and
@@ -188,6 +187,25 @@ impl TestServer {
             code,
         )
         .await
+    }
+
+    /// Calls `tool` as client-001 and asserts a signed error with this
+    /// HTTP status and code.
+    pub async fn refused(
+        &self,
+        tool: &str,
+        args: serde_json::Value,
+        http: u16,
+        code: ErrorCode,
+    ) -> Response {
+        self.expect(&envelope_001(tool, args), http, code).await
+    }
+
+    /// Starts `start_long_task` as client-001: its job id.
+    pub async fn start_job(&self, args: serde_json::Value) -> String {
+        let (http, resp) = self.call("start_long_task", args).await;
+        assert_eq!(http, 202, "{resp:?}");
+        job_id_of(&resp)
     }
 
     pub async fn stop(mut self) {
@@ -288,14 +306,14 @@ pub fn envelope(client_id: &str, secret: &[u8], tool: &str, args: serde_json::Va
     env
 }
 
+/// A signed envelope of client-001's.
+pub fn envelope_001(tool: &str, args: serde_json::Value) -> Envelope {
+    envelope("client-001", CLIENT_SECRET, tool, args)
+}
+
 /// A valid `batch_sum` call of client-001.
 pub fn sum_call() -> Envelope {
-    envelope(
-        "client-001",
-        CLIENT_SECRET,
-        "batch_sum",
-        serde_json::json!({"numbers": [1]}),
-    )
+    envelope_001("batch_sum", serde_json::json!({"numbers": [1]}))
 }
 
 /// Asserts an error reply: HTTP status, ok false, status error, code, request_id.
@@ -342,6 +360,12 @@ pub fn check_binding(resp: &Response, request: &[u8]) -> Result<(), String> {
 
 pub fn result_json(resp: &Response) -> serde_json::Value {
     Value::Object(resp.result.clone().unwrap_or_default()).to_serde()
+}
+
+/// The job id of an `accepted` reply.
+pub fn job_id_of(resp: &Response) -> String {
+    assert_eq!(resp.status, Status::Accepted, "{resp:?}");
+    result_json(resp)["job_id"].as_str().unwrap().to_owned()
 }
 
 /// Waits until `check` holds (at most 5 s, polling every 5 ms): a wait on

@@ -18,9 +18,7 @@ async fn an_immediate_tool_past_its_timeout_is_internal() {
     })
     .await;
     let started = Instant::now();
-    let reply = s
-        .expect_error("client-001", "slow", json!({}), 500, ErrorCode::Internal)
-        .await;
+    let reply = s.refused("slow", json!({}), 500, ErrorCode::Internal).await;
     assert_eq!(
         reply.error.as_deref(),
         Some("internal: tool \"slow\" did not answer within 200 ms")

@@ -1,11 +1,13 @@
 //! Webhook delivery end to end: a server whose jobs end, and a receiver on
 //! a real socket (127.0.0.1) that answers as each test scripts it.
 
-use crate::support::{envelope, result_json, two_clients, CLIENT_SECRET, OTHER_SECRET, SERVER_ID};
+use crate::support::{
+    envelope, job_id_of, result_json, two_clients, CLIENT_SECRET, OTHER_SECRET, SERVER_ID,
+};
 use lacre_proto::webhook::{self, WebhookHeaders, WebhookKey};
 use lacre_proto::{ParseLimits, Response, SigningKey, Status};
 use lacre_server::webhooks::{DeliveryState, Endpoint, EventMask, WebhookSettings};
-use lacre_server::{Server, ToolFilter, WorkerConfig};
+use lacre_server::{Listing, Server, ToolFilter, WorkerConfig};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -191,8 +193,7 @@ async fn listed(server: &Server, client: &str) -> lacre_proto::builtin::Delivery
 
 async fn start_job(server: &Server, args: serde_json::Value) -> (String, String) {
     let (request_id, resp) = call(server, "test_fault_job", args).await;
-    assert_eq!(resp.status, Status::Accepted, "{resp:?}");
-    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+    let job_id = job_id_of(&resp);
     (request_id, job_id)
 }
 
@@ -336,7 +337,7 @@ async fn deliveries_in(
 ) -> Vec<lacre_server::webhooks::Delivery> {
     server
         .job_store()
-        .deliveries(None, state, 100)
+        .deliveries(Listing::all(state, 100))
         .await
         .unwrap()
 }

@@ -5,7 +5,7 @@ use lacre_proto::Map;
 use lacre_server::error::StoreError;
 use lacre_server::jobs::{
     Claim, CreateOutcome, Finish, Heartbeat, JobRecord, JobState, JobStatus, JobStore, JobWatch,
-    LeaseStatus, MemoryJobStore, NewJob, Prune, PruneStats, WorkerConfig,
+    LeaseStatus, Listing, MemoryJobStore, NewJob, Prune, PruneStats, WorkerConfig,
 };
 use lacre_server::webhooks::{
     Attempt, Delivery, DeliveryClaim, DeliveryState, DisabledEndpoint, Outbox, RetrySelector,
@@ -52,25 +52,12 @@ impl JobStore for Counting {
             .or_default() += 1;
         self.inner.status(id).await
     }
-    async fn summaries(
-        &self,
-        c: &str,
-        s: Option<JobState>,
-        l: usize,
-    ) -> Result<Vec<JobSummary>, StoreError> {
-        self.inner.summaries(c, s, l).await
+    async fn summaries(&self, w: Listing<'_, JobState>) -> Result<Vec<JobSummary>, StoreError> {
+        self.inner.summaries(w).await
     }
-    async fn list(
-        &self,
-        c: &str,
-        s: Option<JobState>,
-        l: usize,
-    ) -> Result<Vec<JobRecord>, StoreError> {
+    async fn list(&self, w: Listing<'_, JobState>) -> Result<Vec<JobRecord>, StoreError> {
         self.whole_reads.fetch_add(1, Ordering::Relaxed);
-        self.inner.list(c, s, l).await
-    }
-    async fn list_all(&self, s: Option<JobState>, l: usize) -> Result<Vec<JobRecord>, StoreError> {
-        self.inner.list_all(s, l).await
+        self.inner.list(w).await
     }
     async fn claim(&self, now: i64, lease: i64) -> Result<Option<Claim>, StoreError> {
         self.claims.fetch_add(1, Ordering::Relaxed);
@@ -122,13 +109,8 @@ impl Outbox for Counting {
     async fn record_attempt(&self, attempt: Attempt<'_>) -> Result<bool, StoreError> {
         self.inner.record_attempt(attempt).await
     }
-    async fn deliveries(
-        &self,
-        c: Option<&str>,
-        s: Option<DeliveryState>,
-        l: usize,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        self.inner.deliveries(c, s, l).await
+    async fn deliveries(&self, w: Listing<'_, DeliveryState>) -> Result<Vec<Delivery>, StoreError> {
+        self.inner.deliveries(w).await
     }
     async fn retry_deliveries(&self, w: RetrySelector<'_>, now: i64) -> Result<u64, StoreError> {
         self.inner.retry_deliveries(w, now).await
@@ -171,16 +153,12 @@ async fn a_handler_that_drops_its_context_does_not_spin_the_worker() {
         tokio::time::sleep(Duration::from_millis(600)).await;
         Ok::<_, ToolError>(Map::new())
     });
-    let workers = workers_on(
-        WorkerConfig {
-            concurrency: 1,
-            heartbeat_ms: 200,
-            ..WorkerConfig::default()
-        },
-        &store,
-        reg,
-        Arc::new(lacre_server::SystemClock),
-    );
+    let config = WorkerConfig {
+        concurrency: 1,
+        heartbeat_ms: 200,
+        ..WorkerConfig::default()
+    };
+    let workers = workers_on(&store, reg, config);
     store.create(job_j("sleepy")).await.unwrap();
     until(&store, "finished", |j| j.state == JobState::Done).await;
     // 600 ms at one heartbeat every 200 ms: a handful, not thousands.
@@ -198,16 +176,12 @@ async fn a_new_job_wakes_one_idle_worker_not_all_of_them() {
     });
     // Eight idle workers; polls far apart, so every claim below is a
     // worker that was woken.
-    let workers = workers_on(
-        WorkerConfig {
-            concurrency: 8,
-            poll_interval_ms: 60_000,
-            ..WorkerConfig::default()
-        },
-        &store,
-        reg,
-        Arc::new(lacre_server::SystemClock),
-    );
+    let config = WorkerConfig {
+        concurrency: 8,
+        poll_interval_ms: 60_000,
+        ..WorkerConfig::default()
+    };
+    let workers = workers_on(&store, reg, config);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while store.claims.load(Ordering::SeqCst) < 8 {
         assert!(std::time::Instant::now() < deadline, "workers never looked");
@@ -249,17 +223,13 @@ async fn a_cancelled_job_stops_at_once_not_at_the_next_heartbeat() {
             Ok::<_, ToolError>(Map::new())
         }
     });
-    let workers = workers_on(
-        WorkerConfig {
-            concurrency: 1,
-            // Without a look at the job's changes, a cancel would wait 10 s.
-            heartbeat_ms: 10_000,
-            ..WorkerConfig::default()
-        },
-        &store,
-        reg,
-        Arc::new(lacre_server::SystemClock),
-    );
+    let config = WorkerConfig {
+        concurrency: 1,
+        // Without a look at the job's changes, a cancel would wait 10 s.
+        heartbeat_ms: 10_000,
+        ..WorkerConfig::default()
+    };
+    let workers = workers_on(&store, reg, config);
     store.create(job_j("forever")).await.unwrap();
     until(&store, "running", |j| j.state == JobState::Running).await;
     assert!(!stopped.load(Ordering::SeqCst));
@@ -275,11 +245,16 @@ async fn a_cancelled_job_stops_at_once_not_at_the_next_heartbeat() {
     workers.shutdown(Duration::from_secs(1)).await;
 }
 
+/// A pool of workers on `store` running `reg`'s tools.
+fn workers_on(store: &Arc<Counting>, reg: Registry, config: WorkerConfig) -> lacre_server::Workers {
+    workers_at(store, reg, config, Arc::new(lacre_server::SystemClock))
+}
+
 /// A pool of workers on `store` running `reg`'s tools, on `clock`.
-fn workers_on(
-    config: WorkerConfig,
+fn workers_at(
     store: &Arc<Counting>,
     reg: Registry,
+    config: WorkerConfig,
     clock: Arc<dyn lacre_proto::Clock>,
 ) -> lacre_server::Workers {
     lacre_server::Workers::spawn(config, store.clone(), Arc::new(reg), clock)
@@ -335,19 +310,15 @@ async fn lease_renewal_keeps_a_slow_job_from_running_twice() {
     });
     // A 300 ms lease, renewed every 100 ms, and a rescue pass every 50 ms
     // that re-queues any job whose lease ran out.
-    let workers = workers_on(
-        WorkerConfig {
-            concurrency: 2,
-            lease_ms: 300,
-            heartbeat_ms: 100,
-            maintenance_interval_ms: 50,
-            poll_interval_ms: 20,
-            ..WorkerConfig::default()
-        },
-        &store,
-        reg,
-        Arc::new(lacre_server::SystemClock),
-    );
+    let config = WorkerConfig {
+        concurrency: 2,
+        lease_ms: 300,
+        heartbeat_ms: 100,
+        maintenance_interval_ms: 50,
+        poll_interval_ms: 20,
+        ..WorkerConfig::default()
+    };
+    let workers = workers_on(&store, reg, config);
     store.create(job_j("slow")).await.unwrap();
     let done = until(&store, "done", |j| j.state == JobState::Done).await;
     assert_eq!(done.attempt, 1, "{done:?}");
@@ -368,16 +339,12 @@ async fn a_panicking_job_fails_and_its_worker_goes_on() {
     reg.long_running("fine", "answers", |_a: SleepIn, _ctx| async move {
         Ok::<_, ToolError>(Map::new())
     });
-    let workers = workers_on(
-        WorkerConfig {
-            concurrency: 1,
-            poll_interval_ms: 20,
-            ..WorkerConfig::default()
-        },
-        &store,
-        reg,
-        Arc::new(lacre_server::SystemClock),
-    );
+    let config = WorkerConfig {
+        concurrency: 1,
+        poll_interval_ms: 20,
+        ..WorkerConfig::default()
+    };
+    let workers = workers_on(&store, reg, config);
     store.create(job_j("boom")).await.unwrap();
     let failed = until(&store, "failed", |j| j.state == JobState::Failed).await;
     assert_eq!(failed.error.as_deref(), Some("tool panicked"));
@@ -421,20 +388,16 @@ async fn a_result_from_a_superseded_claim_is_discarded() {
             Ok::<_, ToolError>(result)
         }
     });
-    let workers = workers_on(
-        WorkerConfig {
-            concurrency: 2,
-            lease_ms: 1_000,
-            // No renewal and no rescue pass of its own in this test's time.
-            heartbeat_ms: 600_000,
-            maintenance_interval_ms: 600_000,
-            poll_interval_ms: 20,
-            ..WorkerConfig::default()
-        },
-        &store,
-        reg,
-        clock.clone(),
-    );
+    let config = WorkerConfig {
+        concurrency: 2,
+        lease_ms: 1_000,
+        // No renewal and no rescue pass of its own in this test's time.
+        heartbeat_ms: 600_000,
+        maintenance_interval_ms: 600_000,
+        poll_interval_ms: 20,
+        ..WorkerConfig::default()
+    };
+    let workers = workers_at(&store, reg, config, clock.clone());
     let mut job = job_j("tagged");
     job.now_ms = 1_000_000;
     store.create(job).await.unwrap();

@@ -7,7 +7,7 @@ use super::{corrupt, unavailable, Change, SqlStore, PRUNE_BATCH};
 use crate::error::StoreError;
 use crate::jobs::{
     Claim, CreateOutcome, Finish, Heartbeat, JobOutcome, JobRecord, JobState, JobStatus, JobStore,
-    JobWatch, LeaseStatus, NewJob, Prune, PruneStats, WorkSignal,
+    JobWatch, LeaseStatus, Listing, NewJob, Prune, PruneStats, WorkSignal,
 };
 use crate::store::StoreKind;
 use crate::webhooks::{EventMask, EventType};
@@ -38,13 +38,8 @@ impl JobStore for SqlStore {
         self.fetch_job(id).await
     }
 
-    async fn list(
-        &self,
-        client_id: &str,
-        state: Option<JobState>,
-        limit: usize,
-    ) -> Result<Vec<JobRecord>, StoreError> {
-        self.newest_first(Some(client_id), state, limit).await
+    async fn list(&self, which: Listing<'_, JobState>) -> Result<Vec<JobRecord>, StoreError> {
+        self.newest_first(which).await
     }
 
     async fn claim(&self, now_ms: i64, lease_ms: i64) -> Result<Option<Claim>, StoreError> {
@@ -386,14 +381,6 @@ impl JobStore for SqlStore {
         Ok(stats)
     }
 
-    async fn list_all(
-        &self,
-        state: Option<JobState>,
-        limit: usize,
-    ) -> Result<Vec<JobRecord>, StoreError> {
-        self.newest_first(None, state, limit).await
-    }
-
     async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT state, COUNT(*) AS n FROM lacre_jobs GROUP BY state ORDER BY state",
@@ -429,16 +416,9 @@ impl JobStore for SqlStore {
         row.map(|r| status_from_row(&r)).transpose()
     }
 
-    async fn summaries(
-        &self,
-        client_id: &str,
-        state: Option<JobState>,
-        limit: usize,
-    ) -> Result<Vec<JobSummary>, StoreError> {
+    async fn summaries(&self, which: Listing<'_, JobState>) -> Result<Vec<JobSummary>, StoreError> {
         let columns = "id, tool, state, created_ms, updated_ms, progress, message";
-        let rows = self
-            .newest_rows(columns, Some(client_id), state, limit)
-            .await?;
+        let rows = self.newest_rows(columns, which).await?;
         Ok(rows
             .iter()
             .filter_map(|row| match summary_from_row(row) {

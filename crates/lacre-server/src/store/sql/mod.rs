@@ -19,7 +19,7 @@ mod rows;
 
 use super::StoreKind;
 use crate::error::{Cause, StoreError};
-use crate::jobs::{JobRecord, JobState};
+use crate::jobs::{JobRecord, JobState, Listing};
 use lacre_proto::ParseLimits;
 use rows::job_from_row;
 use sqlx::any::AnyPoolOptions;
@@ -740,14 +740,12 @@ impl SqlStore {
         Ok(Some((row, u64::try_from(fence).unwrap_or(0))))
     }
 
-    /// Jobs, newest first, optionally of one client and in one state.
+    /// The jobs `which` selects, newest first.
     async fn newest_first(
         &self,
-        client_id: Option<&str>,
-        state: Option<JobState>,
-        limit: usize,
+        which: Listing<'_, JobState>,
     ) -> Result<Vec<JobRecord>, StoreError> {
-        let rows = self.newest_rows("*", client_id, state, limit).await?;
+        let rows = self.newest_rows("*", which).await?;
         // One row that no longer decodes must not hide every other job.
         Ok(rows
             .iter()
@@ -761,15 +759,17 @@ impl SqlStore {
             .collect())
     }
 
-    /// The `columns` of jobs, newest first, optionally of one client and
-    /// in one state.
+    /// The `columns` of the jobs `which` selects, newest first.
     pub(super) async fn newest_rows(
         &self,
         columns: &str,
-        client_id: Option<&str>,
-        state: Option<JobState>,
-        limit: usize,
+        which: Listing<'_, JobState>,
     ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        let Listing {
+            client_id,
+            state,
+            limit,
+        } = which;
         let mut sql = format!("SELECT {columns} FROM lacre_jobs WHERE 1 = 1");
         let mut n = 0;
         let mut param = |sql: &mut String, column: &str| {

@@ -4,7 +4,7 @@
 use super::rows::{delivery_from_row, to_i64};
 use super::{corrupt, unavailable, Change, SqlStore};
 use crate::error::StoreError;
-use crate::jobs::{JobRecord, JobState};
+use crate::jobs::{JobRecord, JobState, Listing};
 use crate::store::StoreKind;
 use crate::webhooks::{
     webhook_id, Attempt, AttemptOutcome, Delivery, DeliveryClaim, DeliveryState, DisabledEndpoint,
@@ -170,18 +170,16 @@ impl Outbox for SqlStore {
 
     async fn deliveries(
         &self,
-        client_id: Option<&str>,
-        state: Option<DeliveryState>,
-        limit: usize,
+        which: Listing<'_, DeliveryState>,
     ) -> Result<Vec<Delivery>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM lacre_deliveries
              WHERE ($1 = '' OR client_id = $1) AND ($2 = '' OR state = $2)
              ORDER BY created_ms DESC, id DESC LIMIT $3",
         )
-        .bind(client_id.unwrap_or_default().to_owned())
-        .bind(state.map_or("", DeliveryState::as_str))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(which.client_id.unwrap_or_default().to_owned())
+        .bind(which.state.map_or("", DeliveryState::as_str))
+        .bind(i64::try_from(which.limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;

@@ -49,6 +49,13 @@ pub(super) fn sum() -> Envelope {
     make("batch_sum", r#"{"numbers":[1,2]}"#, |_| {})
 }
 
+/// A valid `batch_sum` call from the Ed25519 client.
+pub(super) fn ed_sum() -> Envelope {
+    make("batch_sum", r#"{"numbers":[1]}"#, |e| {
+        e.client_id = ED_CLIENT.into()
+    })
+}
+
 /// JSON string literal (canonical form) of `s`.
 pub(super) fn q(s: &str) -> Vec<u8> {
     Value::String(s.to_owned()).to_canonical()

@@ -69,40 +69,35 @@ pub(super) fn field_cases(t: &mut Table) {
         }
     }
     // 128 characters is accepted by the parser; what follows depends on the field.
-    let l128 = "a".repeat(128);
-    let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
-        e.request_id = padded("", 128)
-    });
-    t.accept("field/request_id 128 characters", &e);
-    let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
-        e.nonce = padded("", 128)
-    });
-    t.accept("field/nonce 128 characters", &e);
-    let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
-        e.client_id = l128.clone()
-    });
-    t.refuse(
-        "field/client_id 128 characters: unknown client",
-        &e,
-        401,
-        ErrorCode::UnknownClient,
-    );
-    let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
-        e.server_id = l128.clone()
-    });
-    t.refuse(
-        "field/server_id 128 characters: wrong server",
-        &e,
-        401,
-        ErrorCode::WrongServer,
-    );
-    let e = make("batch_sum", "{}", |e| e.tool = l128.clone());
-    t.refuse(
-        "field/tool 128 characters: unknown tool",
-        &e,
-        404,
-        ErrorCode::UnknownTool,
-    );
+    type Tweak = fn(&mut Envelope);
+    type Refusal = Option<(u16, ErrorCode)>;
+    let at_128: [(&str, Tweak, Refusal); 5] = [
+        ("request_id", |e| e.request_id = padded("", 128), None),
+        ("nonce", |e| e.nonce = padded("", 128), None),
+        (
+            "client_id",
+            |e| e.client_id = "a".repeat(128),
+            Some((401, ErrorCode::UnknownClient)),
+        ),
+        (
+            "server_id",
+            |e| e.server_id = "a".repeat(128),
+            Some((401, ErrorCode::WrongServer)),
+        ),
+        (
+            "tool",
+            |e| e.tool = "a".repeat(128),
+            Some((404, ErrorCode::UnknownTool)),
+        ),
+    ];
+    for (field, tweak, refusal) in at_128 {
+        let e = make("batch_sum", r#"{"numbers":[1]}"#, tweak);
+        let name = format!("field/{field} 128 characters");
+        match refusal {
+            None => t.accept(name, &e),
+            Some((http, code)) => t.refuse(format!("{name}: {code}"), &e, http, code),
+        }
+    }
     let e = sum();
     let body = Raw::of(&e).set("signature", q(&"ab".repeat(64))).bytes();
     t.add(

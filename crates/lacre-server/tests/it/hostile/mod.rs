@@ -406,7 +406,7 @@ async fn hostile_inputs_table() {
     let job = make("start_long_task", r#"{"seconds":20}"#, |_| {});
     let (http, resp) = s.send(&job).await;
     assert_eq!(http, 202, "{resp:?}");
-    let job_id = result_json(&resp)["job_id"].as_str().unwrap().to_owned();
+    let job_id = job_id_of(&resp);
 
     let table = main_table(&job_id);
     let count = table.len();
@@ -675,21 +675,11 @@ async fn hostile_replay_after_restart_with_sqlite_store() {
     // A new server on the same file: the replay is refused.
     let stores = store::open(&url).await.unwrap();
     let s = TestServer::on_stores(&stores).await;
-    assert_error(
-        &s.send(&env).await,
-        401,
-        ErrorCode::ReplayedNonce,
-        &env.request_id,
-    );
+    s.expect(&env, 401, ErrorCode::ReplayedNonce).await;
     let mut again = env.clone();
     again.ts_ms = now_ms();
     again.sign(&SigningKey::hmac(CLIENT_SECRET).unwrap());
-    assert_error(
-        &s.send(&again).await,
-        401,
-        ErrorCode::ReplayedNonce,
-        &env.request_id,
-    );
+    s.expect(&again, 401, ErrorCode::ReplayedNonce).await;
     let mut other = env.clone();
     other.client_id = "client-002".into();
     other.sign(&SigningKey::hmac(OTHER_SECRET).unwrap());

@@ -47,48 +47,43 @@ pub(super) fn replay_cases(t: &mut Table) {
         other2.to_json(),
         replayed(&other2),
     );
-    let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
-        e.client_id = ED_CLIENT.into()
-    });
+    let e = ed_sum();
     t.accept("replay/Ed25519 client first use", &e);
     t.add("replay/Ed25519 client replay", e.to_json(), replayed(&e));
 
     // Refusals before the nonce step do not burn the nonce.
-    let genuine = sum();
-    let mut forged = genuine.clone();
-    forged.args = parse_args(r#"{"numbers":[666]}"#);
-    forged.request_id = unique("rid");
-    t.refuse(
-        "replay/forged use of a nonce",
-        &forged,
-        401,
-        ErrorCode::BadSignature,
-    );
-    t.accept("replay/genuine use after the forged one", &genuine);
-    let genuine = sum();
-    let mut stale = genuine.clone();
-    stale.ts_ms = NOW - WINDOW - 1;
-    stale.request_id = unique("rid");
-    stale.sign(&key_of("client-001"));
-    t.refuse(
-        "replay/stale use of a nonce",
-        &stale,
-        401,
-        ErrorCode::StaleTimestamp,
-    );
-    t.accept("replay/genuine use after the stale one", &genuine);
-    let genuine = sum();
-    let mut wrong = genuine.clone();
-    wrong.server_id = "elsewhere".into();
-    wrong.request_id = unique("rid");
-    wrong.sign(&key_of("client-001"));
-    t.refuse(
-        "replay/wrong-server use of a nonce",
-        &wrong,
-        401,
-        ErrorCode::WrongServer,
-    );
-    t.accept("replay/genuine use after the wrong-server one", &genuine);
+    type Tweak = fn(&mut Envelope);
+    let before: [(&str, Tweak, ErrorCode); 3] = [
+        (
+            "forged",
+            |e| e.args = parse_args(r#"{"numbers":[666]}"#),
+            ErrorCode::BadSignature,
+        ),
+        (
+            "stale",
+            |e| {
+                e.ts_ms = NOW - WINDOW - 1;
+                e.sign(&key_of("client-001"));
+            },
+            ErrorCode::StaleTimestamp,
+        ),
+        (
+            "wrong-server",
+            |e| {
+                e.server_id = "elsewhere".into();
+                e.sign(&key_of("client-001"));
+            },
+            ErrorCode::WrongServer,
+        ),
+    ];
+    for (what, tweak, code) in before {
+        let genuine = sum();
+        let mut other = genuine.clone();
+        other.request_id = unique("rid");
+        tweak(&mut other);
+        t.refuse(format!("replay/{what} use of a nonce"), &other, 401, code);
+        t.accept(format!("replay/genuine use after the {what} one"), &genuine);
+    }
 
     // Refusals after the nonce step burn it.
     let bad_args = make("batch_sum", r#"{"numbers":[]}"#, |_| {});

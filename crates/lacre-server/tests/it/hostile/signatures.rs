@@ -146,39 +146,29 @@ pub(super) fn signature_cases(t: &mut Table) {
     );
 
     // The Ed25519 client.
-    let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
-        e.client_id = ED_CLIENT.into()
-    });
+    let e = ed_sum();
     t.accept("signature/Ed25519 client, valid", &e);
-    let mut e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
-        e.client_id = ED_CLIENT.into()
-    });
+    let mut e = ed_sum();
     e.sign(&SigningKey::hmac(CLIENT_SECRET).unwrap());
     t.add(
         "signature/HMAC-length signature for an Ed25519 client",
         e.to_json(),
         bad_sig(&e),
     );
-    let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
-        e.client_id = ED_CLIENT.into()
-    });
+    let e = ed_sum();
     let upper = e.signature.to_uppercase();
     t.add(
         "signature/Ed25519 uppercase",
         Raw::of(&e).set("signature", q(&upper)).bytes(),
         bad_sig(&e),
     );
-    let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
-        e.client_id = ED_CLIENT.into()
-    });
+    let e = ed_sum();
     t.add(
         "signature/Ed25519 all zeros",
         Raw::of(&e).set("signature", q(&"0".repeat(128))).bytes(),
         bad_sig(&e),
     );
-    let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
-        e.client_id = ED_CLIENT.into()
-    });
+    let e = ed_sum();
     let raw = lacre_proto::from_hex(&e.signature).unwrap();
     const L: [u8; 32] = [
         0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
@@ -193,60 +183,55 @@ pub(super) fn signature_cases(t: &mut Table) {
         body,
         bad_sig(&e),
     );
-    let mut e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
-        e.client_id = ED_CLIENT.into()
-    });
+    let mut e = ed_sum();
     e.signature = SigningKey::ed25519_from_seed(&[8u8; 32])
         .unwrap()
         .sign_hex(&e.signing_bytes());
     t.add("signature/Ed25519 by another key", e.to_json(), bad_sig(&e));
 
     // Who: unknown client, another server, and the order of the checks.
-    type Tweak = fn(&mut Envelope);
-    let who: [(&str, Tweak, ErrorCode); 6] = [
-        (
-            "who/unknown client",
-            |e| e.client_id = "client-999".into(),
-            ErrorCode::UnknownClient,
-        ),
-        (
-            "who/client id in another case",
-            |e| e.client_id = "CLIENT-001".into(),
-            ErrorCode::UnknownClient,
-        ),
-        (
-            "who/client id with a trailing space",
-            |e| e.client_id = "client-001 ".into(),
-            ErrorCode::UnknownClient,
-        ),
-        (
-            "who/valid signature for another server_id",
-            |e| e.server_id = "mcp-server-002".into(),
-            ErrorCode::WrongServer,
-        ),
-        (
-            "who/server id in another case",
-            |e| e.server_id = "MCP-SERVER-001".into(),
-            ErrorCode::WrongServer,
-        ),
-        (
-            "order/wrong server before unknown client",
-            |e| {
-                e.server_id = "elsewhere".into();
-                e.client_id = "client-999".into();
-                e.ts_ms = 0;
-            },
-            ErrorCode::WrongServer,
-        ),
+    let clients = [
+        ("client-999", "unknown"),
+        ("CLIENT-001", "in another case"),
+        ("client-001 ", "with a trailing space"),
     ];
-    for (name, tweak, code) in who {
+    for (id, why) in clients {
+        let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
+            e.client_id = id.into()
+        });
         t.refuse(
-            name,
-            &make("batch_sum", r#"{"numbers":[1]}"#, tweak),
+            format!("who/client id {why}"),
+            &e,
             401,
-            code,
+            ErrorCode::UnknownClient,
         );
     }
+    let servers = [
+        ("mcp-server-002", "another"),
+        ("MCP-SERVER-001", "in another case"),
+    ];
+    for (id, why) in servers {
+        let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
+            e.server_id = id.into()
+        });
+        t.refuse(
+            format!("who/server id {why}"),
+            &e,
+            401,
+            ErrorCode::WrongServer,
+        );
+    }
+    let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
+        e.server_id = "elsewhere".into();
+        e.client_id = "client-999".into();
+        e.ts_ms = 0;
+    });
+    t.refuse(
+        "order/wrong server before unknown client",
+        &e,
+        401,
+        ErrorCode::WrongServer,
+    );
     let e = sum();
     let body = Raw::of(&e)
         .set("client_id", q("client-999"))
