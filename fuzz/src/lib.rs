@@ -40,19 +40,26 @@ pub fn envelope_parse(data: &[u8]) {
     assert_eq!(Envelope::parse(data, limits), env_general, "two envelope parses differ");
     assert_eq!(Response::parse(data, limits), resp_general, "two response parses differ");
     if let Ok(env) = Envelope::parse(data, limits) {
-        let json = env.to_json();
-        let back = Envelope::parse(&json, limits)
-            .unwrap_or_else(|e| panic!("Envelope::to_json output does not parse: {e}"));
-        assert_eq!(back, env, "envelope changed in a to_json round trip");
-        check_wire_bytes(&json, &env.signing_bytes());
+        let wire = [env.to_json(), env.signing_bytes()];
+        round_trip("envelope", &env, wire, |b| Envelope::parse(b, limits));
     }
     if let Ok(resp) = Response::parse(data, limits) {
-        let json = resp.to_json();
-        let back = Response::parse(&json, limits)
-            .unwrap_or_else(|e| panic!("Response::to_json output does not parse: {e}"));
-        assert_eq!(back, resp, "response changed in a to_json round trip");
-        check_wire_bytes(&json, &resp.signing_bytes());
+        let wire = [resp.to_json(), resp.signing_bytes()];
+        round_trip("response", &resp, wire, |b| Response::parse(b, limits));
     }
+}
+
+/// A parsed message's `to_json` parses back to it, and its wire bytes
+/// (`to_json`, then `signing_bytes`) agree (see [`check_wire_bytes`]).
+fn round_trip<T: PartialEq + std::fmt::Debug, E: std::fmt::Display>(
+    what: &str,
+    msg: &T,
+    [json, signed]: [Vec<u8>; 2],
+    parse: impl Fn(&[u8]) -> Result<T, E>,
+) {
+    let back = parse(&json).unwrap_or_else(|e| panic!("{what}: to_json output does not parse: {e}"));
+    assert_eq!(&back, msg, "{what} changed in a to_json round trip");
+    check_wire_bytes(&json, &signed);
 }
 
 /// `json` (a message's `to_json`) is canonical JSON, and `signed` is the

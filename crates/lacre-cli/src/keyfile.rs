@@ -37,10 +37,8 @@ pub fn client_key_flags(
     key_file: Option<&PathBuf>,
     secret_file: Option<&PathBuf>,
 ) -> Option<Named> {
-    key_file
-        .map(|f| (Algorithm::Ed25519, KeySource::File(f.clone())))
-        .or_else(|| secret_file.map(|f| (Algorithm::HmacSha256, KeySource::File(f.clone()))))
-        .or_else(|| env_secret(SECRET_ENV))
+    let ed25519 = key_file.cloned().map(KeySource::File);
+    ed25519_or_secret_file(ed25519, secret_file).or_else(|| env_secret(SECRET_ENV))
 }
 
 /// The server's verifying key named by flags: `--server-public-key`
@@ -49,9 +47,16 @@ pub fn server_key_flags(
     public_key: Option<&String>,
     secret_file: Option<&PathBuf>,
 ) -> Option<Named> {
-    public_key
-        .map(|h| (Algorithm::Ed25519, KeySource::Hex(h.clone())))
-        .or_else(|| secret_file.map(|f| (Algorithm::HmacSha256, KeySource::File(f.clone()))))
+    ed25519_or_secret_file(public_key.cloned().map(KeySource::Hex), secret_file)
+}
+
+/// The Ed25519 key if one is named, else the HMAC secret file if one is.
+fn ed25519_or_secret_file(
+    ed25519: Option<KeySource>,
+    secret_file: Option<&PathBuf>,
+) -> Option<Named> {
+    let secret = || secret_file.map(|f| (Algorithm::HmacSha256, KeySource::File(f.clone())));
+    ed25519.map(|k| (Algorithm::Ed25519, k)).or_else(secret)
 }
 
 /// Where a signing key comes from on the command line.

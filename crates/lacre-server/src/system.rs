@@ -34,37 +34,35 @@ impl ToolArgs for CancelJobIn {}
 
 impl ToolArgs for ListJobsIn {
     fn validate(&self) -> Result<(), String> {
-        if let Some(s) = &self.state {
-            if JobState::parse(s).is_none() {
-                return Err(format!(
-                    "state: must be one of queued, running, done, failed, cancelled, got {s:?}"
-                ));
-            }
-        }
-        match self.limit {
-            Some(l) if !(1..=MAX_LIST_LIMIT).contains(&l) => Err(format!(
-                "limit: must be between 1 and {MAX_LIST_LIMIT}, got {l}"
-            )),
-            _ => Ok(()),
-        }
+        let known = |s: &str| JobState::parse(s).is_some();
+        let states = "queued, running, done, failed, cancelled";
+        check_listing(self.state.as_deref(), known, states, self.limit)
     }
 }
 
 impl ToolArgs for ListDeliveriesIn {
     fn validate(&self) -> Result<(), String> {
-        if let Some(s) = &self.state {
-            if crate::webhooks::DeliveryState::parse(s).is_none() {
-                return Err(format!(
-                    "state: must be one of pending, sending, delivered, failed, got {s:?}"
-                ));
-            }
-        }
-        match self.limit {
-            Some(l) if !(1..=MAX_LIST_LIMIT).contains(&l) => Err(format!(
-                "limit: must be between 1 and {MAX_LIST_LIMIT}, got {l}"
-            )),
-            _ => Ok(()),
-        }
+        let known = |s: &str| crate::webhooks::DeliveryState::parse(s).is_some();
+        let states = "pending, sending, delivered, failed";
+        check_listing(self.state.as_deref(), known, states, self.limit)
+    }
+}
+
+/// The arguments of a listing: a state among `states`, a limit in range.
+fn check_listing(
+    state: Option<&str>,
+    known: impl Fn(&str) -> bool,
+    states: &str,
+    limit: Option<u64>,
+) -> Result<(), String> {
+    if let Some(s) = state.filter(|s| !known(s)) {
+        return Err(format!("state: must be one of {states}, got {s:?}"));
+    }
+    match limit {
+        Some(l) if !(1..=MAX_LIST_LIMIT).contains(&l) => Err(format!(
+            "limit: must be between 1 and {MAX_LIST_LIMIT}, got {l}"
+        )),
+        _ => Ok(()),
     }
 }
 

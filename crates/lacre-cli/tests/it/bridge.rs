@@ -300,10 +300,7 @@ fn stateless_requests_and_malformed_input() {
 #[test]
 fn host_to_bridge_to_gateway_to_an_mcp_server() {
     let name = "host_to_bridge_to_gateway_to_an_mcp_server";
-    if !mcp_python_or_skip(name) {
-        return;
-    }
-    let Some(entry) = server_everything_or_skip(name) else {
+    let Some(entry) = server_everything_with(name, &[mcp_python_or_skip]) else {
         return;
     };
     let cfg = format!(

@@ -994,19 +994,26 @@ fn metrics_listen_takes_metrics_off_the_public_listener() {
 const ED_SEED: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 const ED_PUBLIC: &str = "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8";
 
+/// A directory with the default configuration and `more` after it (and
+/// client-002's secret file): the directory and the configuration's path.
+fn config_dir(name: &str, more: &str) -> (TempDir, String) {
+    let dir = TempDir::new(name);
+    dir.write("client-002.secret", CLIENT2_SECRET);
+    let config = format!("{}\n{more}", default_config());
+    let path = dir.write("lacre.toml", &config).display().to_string();
+    (dir, path)
+}
+
 #[test]
 fn one_client_with_keys_of_every_kind_over_http() {
     // Three active keys of two algorithms from three sources: a file with
     // `hex:` and a CRLF ending, an environment variable, an inline
     // Ed25519 public key. Each signs a call that verifies over HTTP.
-    let config = format!(
-        "{}\n[[clients]]\nid = \"mixed\"\nkeys = [{{ secret_file = \"mixed-hex.secret\" }}, {{ secret_env = \"LACRE_TEST_MIXED\" }}, {{ alg = \"ed25519\", public_key_hex = \"{ED_PUBLIC}\" }}]\n",
-        default_config()
+    let client = format!(
+        "[[clients]]\nid = \"mixed\"\nkeys = [{{ secret_file = \"mixed-hex.secret\" }}, {{ secret_env = \"LACRE_TEST_MIXED\" }}, {{ alg = \"ed25519\", public_key_hex = \"{ED_PUBLIC}\" }}]\n"
     );
-    let dir = TempDir::new("mixed_keys");
-    dir.write("client-002.secret", CLIENT2_SECRET);
+    let (dir, path) = config_dir("mixed_keys", &client);
     dir.write("mixed-hex.secret", "hex:6d697865642d6f6e65\r\n"); // "mixed-one"
-    let path = dir.write("lacre.toml", &config).display().to_string();
     let args = ["serve", "--config", &path, "--listen", "127.0.0.1:0"].map(String::from);
     let s = ServeGuard::spawn_with_env(
         dir,
@@ -1056,14 +1063,9 @@ fn one_client_with_keys_of_every_kind_over_http() {
 
 #[test]
 fn a_client_with_four_keys_is_refused_at_start() {
-    let config = format!(
-        "{}\n[[clients]]\nid = \"many\"\nkeys = [\"k1\", \"k2\", \"k3\", \"k4\"]\n",
-        default_config()
-    );
-    let dir = TempDir::new("four_keys");
-    dir.write("client-002.secret", CLIENT2_SECRET);
-    let path = dir.write("lacre.toml", &config);
-    let out = Cmd::lacre(&["serve", "--config", &path.display().to_string()]).run();
+    let client = "[[clients]]\nid = \"many\"\nkeys = [\"k1\", \"k2\", \"k3\", \"k4\"]\n";
+    let (_dir, path) = config_dir("four_keys", client);
+    let out = Cmd::lacre(&["serve", "--config", &path]).run();
     // A configuration error: exit 1, before anything is served.
     out.expect_code(1, "serve with four keys");
     assert!(

@@ -538,12 +538,9 @@ long_running = ["count_*"]
 fn an_upstream_job_started_on_one_replica_is_polled_on_another() {
     use crate::durable::{pg_available, PgSchema};
     let name = "an_upstream_job_started_on_one_replica_is_polled_on_another";
-    let Some(entry) = server_everything_or_skip(name) else {
+    let Some(entry) = server_everything_with(name, &[pg_available]) else {
         return;
     };
-    if !pg_available(name) {
-        return;
-    }
     let schema = PgSchema::new("gateway");
     let cfg = config_with(&everything(&entry)).replace(
         "store = \"memory\"",
@@ -707,12 +704,9 @@ fn an_upstream_down_at_start_offers_its_tools_once_up() {
 #[test]
 fn a_server_killed_with_sigkill_leaves_no_child_behind() {
     let name = "a_server_killed_with_sigkill_leaves_no_child_behind";
-    let Some(entry) = server_everything_or_skip(name) else {
+    let Some(entry) = server_everything_with(name, &[python3_or_skip]) else {
         return;
     };
-    if !python3_or_skip(name) {
-        return;
-    }
     let pid_file_dir = TempDir::new("gw-sigkill-pids");
     let pid_file = pid_file_dir.join("job.pid").display().to_string();
     let mut s = ServeGuard::start_with_config(

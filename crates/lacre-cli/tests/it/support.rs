@@ -560,15 +560,19 @@ pub fn skip_or_panic(name: &str, why: &str) -> bool {
     false
 }
 
-/// Whether `python3` runs; see [`skip_or_panic`].
-pub fn python3_or_skip(name: &str) -> bool {
-    let found = Command::new("python3")
+/// Whether `program --version` runs and succeeds.
+fn runs(program: &str) -> bool {
+    Command::new(program)
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success());
-    found || skip_or_panic(name, "python3 not found")
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether `python3` runs; see [`skip_or_panic`].
+pub fn python3_or_skip(name: &str) -> bool {
+    runs("python3") || skip_or_panic(name, "python3 not found")
 }
 
 /// Whether `python3` runs and imports pydantic and aiohttp (what the seed's
@@ -589,6 +593,15 @@ pub fn seed_python_or_skip(name: &str) -> bool {
         )
 }
 
+/// [`server_everything_or_skip`] once each of `needs` holds (each one
+/// skips or fails as its own `…_or_skip` does).
+pub fn server_everything_with(name: &str, needs: &[fn(&str) -> bool]) -> Option<String> {
+    if !needs.iter().all(|holds| holds(name)) {
+        return None;
+    }
+    server_everything_or_skip(name)
+}
+
 /// The reference MCP server `@modelcontextprotocol/server-everything`,
 /// pinned in `testdata/peers/package.json` and installed by `.ci/run`
 /// (`npm ci --prefix testdata/peers`): its entry point, if node and the
@@ -596,13 +609,7 @@ pub fn seed_python_or_skip(name: &str) -> bool {
 pub fn server_everything_or_skip(name: &str) -> Option<String> {
     let entry =
         testdata("peers/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    let node = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !node {
+    if !runs("node") {
         skip_or_panic(name, "node not found");
         return None;
     }

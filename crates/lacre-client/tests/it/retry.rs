@@ -9,12 +9,15 @@ use tokio::net::{TcpListener, TcpStream};
 /// A proxy that forwards the first request to the server, waits for its
 /// reply, and then drops the client's connection without sending it: the
 /// server has acted, the client has heard nothing. Later requests pass.
-async fn dropping_proxy(upstream: std::net::SocketAddr, seen: Arc<AtomicUsize>) -> String {
+/// Its URL, and the count of requests it has seen.
+async fn dropping_proxy(upstream: std::net::SocketAddr) -> (String, Arc<AtomicUsize>) {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counted = seen.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut client, _)) = listener.accept().await {
-            let seen = seen.clone();
+            let seen = counted.clone();
             tokio::spawn(async move {
                 if let Some((head, body)) = read_request(&mut client).await {
                     let n = seen.fetch_add(1, Ordering::SeqCst);
@@ -39,14 +42,13 @@ async fn dropping_proxy(upstream: std::net::SocketAddr, seen: Arc<AtomicUsize>) 
             });
         }
     });
-    format!("http://{addr}/mcp")
+    (format!("http://{addr}/mcp"), seen)
 }
 
 #[tokio::test]
 async fn retry_after_a_dropped_connection_returns_the_same_job() {
     let real = real_server().await;
-    let seen = Arc::new(AtomicUsize::new(0));
-    let url = dropping_proxy(real.addr, seen.clone()).await;
+    let (url, seen) = dropping_proxy(real.addr).await;
     let job = client(&url)
         .start(
             "start_long_task",
@@ -95,8 +97,7 @@ async fn an_immediate_call_that_may_have_run_is_not_retried() {
     // batch_sum was sent again (and ran again). Now the client says it
     // does not know the outcome, and the server saw the call once.
     let real = real_server().await;
-    let seen = Arc::new(AtomicUsize::new(0));
-    let url = dropping_proxy(real.addr, seen.clone()).await;
+    let (url, seen) = dropping_proxy(real.addr).await;
     let err = client(&url)
         .call("batch_sum", serde_json::json!({"numbers": [1]}))
         .await

@@ -76,6 +76,25 @@ impl Value {
     }
 }
 
+/// What an integer beyond 64 bits becomes through serde, which has no such
+/// number: a `u64` when it fits, else the nearest float (what a Python
+/// `float` field would read), else its decimal text.
+pub(crate) enum BigIntForm<'a> {
+    U64(u64),
+    F64(f64),
+    Text(&'a str),
+}
+
+impl<'a> BigIntForm<'a> {
+    pub(crate) fn of(text: &'a str) -> BigIntForm<'a> {
+        match (text.parse::<u64>(), text.parse::<f64>()) {
+            (Ok(u), _) => BigIntForm::U64(u),
+            (_, Ok(f)) if f.is_finite() => BigIntForm::F64(f),
+            _ => BigIntForm::Text(text),
+        }
+    }
+}
+
 /// Serializes as the equivalent serde data. An integer beyond 64 bits has
 /// no serde form: it becomes the nearest float when it has one, else its
 /// decimal text (use [`crate::canonical`] for exact bytes).
@@ -86,10 +105,10 @@ impl serde::Serialize for Value {
             Value::Null => s.serialize_unit(),
             Value::Bool(b) => s.serialize_bool(*b),
             Value::Number(Number::Int(n)) => s.serialize_i64(*n),
-            Value::Number(Number::BigInt(t)) => match (t.parse::<u64>(), t.parse::<f64>()) {
-                (Ok(u), _) => s.serialize_u64(u),
-                (_, Ok(f)) if f.is_finite() => s.serialize_f64(f),
-                _ => s.serialize_str(t),
+            Value::Number(Number::BigInt(t)) => match BigIntForm::of(t) {
+                BigIntForm::U64(u) => s.serialize_u64(u),
+                BigIntForm::F64(f) => s.serialize_f64(f),
+                BigIntForm::Text(t) => s.serialize_str(t),
             },
             Value::Number(Number::Float(f)) => s.serialize_f64(*f),
             Value::String(t) => s.serialize_str(t),

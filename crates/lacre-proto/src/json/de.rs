@@ -1,6 +1,7 @@
 //! Typed deserialization straight from a [`Value`] (no intermediate
 //! `serde_json::Value` tree), for tool arguments.
 
+use super::convert::BigIntForm;
 use super::{Map, Number, Value};
 use serde::de::value::{MapDeserializer, SeqDeserializer};
 use serde::de::{self, IntoDeserializer, Visitor};
@@ -51,12 +52,10 @@ impl<'de> de::Deserializer<'de> for &'de Value {
             Value::Null => visitor.visit_unit(),
             Value::Bool(b) => visitor.visit_bool(*b),
             Value::Number(Number::Int(n)) => visitor.visit_i64(*n),
-            // Beyond 64 bits: as u64 when it fits, else the nearest float
-            // (what a Python `float` field would read), else the text.
-            Value::Number(Number::BigInt(t)) => match (t.parse::<u64>(), t.parse::<f64>()) {
-                (Ok(u), _) => visitor.visit_u64(u),
-                (_, Ok(f)) if f.is_finite() => visitor.visit_f64(f),
-                _ => visitor.visit_borrowed_str(t),
+            Value::Number(Number::BigInt(t)) => match BigIntForm::of(t) {
+                BigIntForm::U64(u) => visitor.visit_u64(u),
+                BigIntForm::F64(f) => visitor.visit_f64(f),
+                BigIntForm::Text(t) => visitor.visit_borrowed_str(t),
             },
             Value::Number(Number::Float(f)) => visitor.visit_f64(*f),
             Value::String(s) => visitor.visit_borrowed_str(s),

@@ -205,18 +205,13 @@ impl MemoryJobStore {
         view: impl Fn(&JobRecord) -> T,
     ) -> Vec<T> {
         let st = self.lock();
-        let mut jobs: Vec<&JobRecord> = st
-            .jobs
-            .values()
-            .map(|e| &e.job)
-            .filter(|j| which.keeps(&j.client_id, j.state))
-            .collect();
-        jobs.sort_by(|a, b| {
-            b.created_ms
-                .cmp(&a.created_ms)
-                .then_with(|| b.id.cmp(&a.id))
-        });
-        jobs.into_iter().take(which.limit).map(view).collect()
+        let jobs = st.jobs.values().map(|e| &e.job);
+        newest(
+            jobs,
+            which,
+            |j| (&j.client_id, j.state, j.created_ms, &j.id),
+            view,
+        )
     }
 
     /// Number of jobs held (all states).
@@ -233,6 +228,29 @@ impl MemoryJobStore {
 fn touch(job: &mut JobRecord, now_ms: i64) {
     job.updated_ms = now_ms;
     job.version = job.version.wrapping_add(1);
+}
+
+/// The records `which` selects, newest first, as `view` makes them
+/// (without copying what the view does not need).
+/// `key` tells a record's owner, state, creation time and id (the order is
+/// by creation time, then id).
+fn newest<'r, R: 'r, S: Copy + PartialEq, T>(
+    records: impl Iterator<Item = &'r R>,
+    which: Listing<'_, S>,
+    key: impl Fn(&R) -> (&String, S, i64, &String),
+    view: impl Fn(&R) -> T,
+) -> Vec<T> {
+    let mut kept: Vec<&R> = records
+        .filter(|r| {
+            let (owner, state, _, _) = key(r);
+            which.keeps(owner, state)
+        })
+        .collect();
+    kept.sort_by(|a, b| {
+        let ((_, _, a_ms, a_id), (_, _, b_ms, b_id)) = (key(a), key(b));
+        (b_ms, b_id).cmp(&(a_ms, a_id))
+    });
+    kept.into_iter().take(which.limit).map(view).collect()
 }
 
 #[async_trait::async_trait]
@@ -351,35 +369,28 @@ impl JobStore for MemoryJobStore {
     }
 
     async fn heartbeat(&self, beat: Heartbeat<'_>) -> Result<LeaseStatus, StoreError> {
-        let Heartbeat {
-            id,
-            fence,
-            now_ms,
-            lease_ms,
-            progress,
-        } = beat;
         let status = {
             let mut st = self.lock();
-            let Some(e) = st.jobs.get_mut(id) else {
+            let Some(e) = st.jobs.get_mut(beat.id) else {
                 return Ok(LeaseStatus::Lost);
             };
             if e.job.state == JobState::Cancelled {
                 return Ok(LeaseStatus::Cancelled);
             }
-            if e.fence != fence || e.job.state != JobState::Running {
+            if e.fence != beat.fence || e.job.state != JobState::Running {
                 return Ok(LeaseStatus::Lost);
             }
-            e.lease_until_ms = now_ms.saturating_add(lease_ms);
-            let Some((fraction, message)) = progress else {
+            e.lease_until_ms = beat.now_ms.saturating_add(beat.lease_ms);
+            let Some((fraction, message)) = beat.progress else {
                 // A bare lease renewal changes nothing anyone waits for.
                 return Ok(LeaseStatus::Held);
             };
             e.job.progress = Some(fraction);
             e.job.message = message;
-            touch(&mut e.job, now_ms);
+            touch(&mut e.job, beat.now_ms);
             LeaseStatus::Held
         };
-        self.bump(Some(id));
+        self.bump(Some(beat.id));
         Ok(status)
     }
 
@@ -621,14 +632,13 @@ impl Outbox for MemoryJobStore {
         which: Listing<'_, DeliveryState>,
     ) -> Result<Vec<Delivery>, StoreError> {
         let st = self.lock();
-        let mut list: Vec<&Delivery> = st
-            .deliveries
-            .values()
-            .map(|h| &h.d)
-            .filter(|d| which.keeps(&d.client_id, d.state))
-            .collect();
-        list.sort_by(|a, b| (b.created_ms, &b.id).cmp(&(a.created_ms, &a.id)));
-        Ok(list.into_iter().take(which.limit).cloned().collect())
+        let held = st.deliveries.values().map(|h| &h.d);
+        Ok(newest(
+            held,
+            which,
+            |d| (&d.client_id, d.state, d.created_ms, &d.id),
+            Clone::clone,
+        ))
     }
 
     async fn retry_deliveries(

@@ -115,6 +115,20 @@ async fn a_run_of_calls_verifies_on_memory() {
 }
 
 /// One stored field changed with SQL, as someone with the database could.
+/// The first `limit` entries of one chain.
+async fn entries_of(
+    stores: &Stores,
+    chain: &str,
+    limit: usize,
+) -> Vec<lacre_server::audit::AuditEntry> {
+    let query = AuditQuery {
+        chain: Some(chain.to_owned()),
+        limit,
+        ..AuditQuery::default()
+    };
+    stores.audit.entries(&query).await.unwrap()
+}
+
 async fn tamper(url: &str, sql: &str) {
     let pool = sqlx::sqlite::SqlitePoolOptions::new()
         .connect(url)
@@ -136,15 +150,7 @@ async fn one_changed_byte_breaks_the_log_at_its_entry() {
     assert_eq!(report.entries, (n + second) as u64);
     assert_eq!(report.chains.len(), 2);
     let chain = report.chains[0].chain.clone();
-    let entries = stores
-        .audit
-        .entries(&AuditQuery {
-            chain: Some(chain.clone()),
-            limit: 100,
-            ..AuditQuery::default()
-        })
-        .await
-        .unwrap();
+    let entries = entries_of(&stores, &chain, 100).await;
     assert_eq!(entries.len(), n);
     assert!(
         entries[0].request.contains("\"numbers\":[1,2]"),
@@ -225,15 +231,7 @@ async fn a_removed_or_rehashed_entry_is_found() {
     // Someone who rewrites a request and recomputes its hash still cannot
     // sign it: the link to the next entry breaks, and so would the
     // signature.
-    let e = &stores
-        .audit
-        .entries(&AuditQuery {
-            chain: Some(chain.clone()),
-            limit: 1,
-            ..AuditQuery::default()
-        })
-        .await
-        .unwrap()[0];
+    let e = &entries_of(&stores, &chain, 1).await[0];
     let mut forged = e.clone();
     forged.request = forged.request.replace("[1,2]", "[1,3]");
     forged.hash = lacre_server::audit::entry_hash(&forged);

@@ -125,14 +125,6 @@ async fn long_running_dynamic_tools_are_jobs() {
 #[tokio::test]
 async fn tools_change_while_the_server_runs() {
     let s = server(Arc::default()).await;
-    let listed = |resp: &lacre_proto::Response| -> Vec<String> {
-        result_json(resp)["capabilities"]["tools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["name"].as_str().unwrap().to_owned())
-            .collect()
-    };
     s.refused("late", json!({}), 404, ErrorCode::UnknownTool)
         .await;
     // A tool added while the server runs: called, listed, run as a job.
@@ -149,7 +141,7 @@ async fn tools_change_while_the_server_runs() {
         reg.remove("greet");
     });
     let (_, identity) = s.call("server_identity", json!({})).await;
-    let names = listed(&identity);
+    let names = tool_names(&identity);
     assert!(names.contains(&"late".to_owned()), "{names:?}");
     assert!(!names.contains(&"greet".to_owned()), "{names:?}");
     let (http, resp) = s.call("late", json!({"x": 1})).await;

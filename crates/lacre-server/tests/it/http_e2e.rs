@@ -19,12 +19,7 @@ async fn server_identity_lists_the_callers_tools() {
     assert_eq!(r["fingerprint"], fp.as_str());
     assert_eq!(r["capabilities"]["version"], "mcp/0.1");
     assert_eq!(r["capabilities"]["max_skew_ms"], 300000);
-    let names: Vec<&str> = r["capabilities"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let names = tool_names(&resp);
     for t in [
         "batch_sum",
         "start_long_task",
@@ -33,7 +28,7 @@ async fn server_identity_lists_the_callers_tools() {
         "list_jobs",
         "server_identity",
     ] {
-        assert!(names.contains(&t), "{t} missing from {names:?}");
+        assert!(names.iter().any(|n| n == t), "{t} missing from {names:?}");
     }
     let long = r["capabilities"]["tools"]
         .as_array()
@@ -53,15 +48,9 @@ async fn server_identity_lists_the_callers_tools() {
             json!({}),
         ))
         .await;
-    let r = result_json(&resp);
-    let names: Vec<&str> = r["capabilities"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
-    assert!(!names.contains(&"start_long_task"));
-    assert!(names.contains(&"batch_sum"));
+    let names = tool_names(&resp);
+    assert!(!names.iter().any(|n| n == "start_long_task"), "{names:?}");
+    assert!(names.iter().any(|n| n == "batch_sum"), "{names:?}");
     s.stop().await;
 }
 
@@ -69,13 +58,7 @@ async fn server_identity_lists_the_callers_tools() {
 async fn batch_sum_gives_a_float_total() {
     let s = TestServer::start().await;
     let env = envelope_001("batch_sum", json!({"numbers": [10, 20, 30]}));
-    let resp = s
-        .http
-        .post(&s.url)
-        .body(env.to_json())
-        .send()
-        .await
-        .unwrap();
+    let resp = s.post(env.to_json()).await;
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
     assert!(
@@ -424,19 +407,11 @@ async fn unreachable_nonce_store_refuses_requests() {
 #[tokio::test]
 async fn health_and_well_known() {
     let s = TestServer::start().await;
-    let r = s
-        .http
-        .get(format!("{}/healthz", s.base))
-        .send()
-        .await
-        .unwrap();
+    let r = s.get("/healthz").await;
     assert_eq!(r.status(), 200);
     let body = s
-        .http
-        .get(format!("{}/.well-known/lacre.json", s.base))
-        .send()
+        .get("/.well-known/lacre.json")
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();
@@ -645,15 +620,7 @@ async fn metrics_count_requests_by_tool_and_outcome() {
         s.call("start_long_task", json!({"seconds": 1})).await.0,
         202
     );
-    let text = s
-        .http
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.get("/metrics").await.text().await.unwrap();
     assert!(
         text.contains(r#"lacre_requests_total{tool="batch_sum",outcome="ok"} 1"#),
         "{text}"

@@ -38,6 +38,11 @@ fn used<'a>(client: &'a str, nonce: &'a str, now_ms: i64) -> NonceUse<'a> {
     }
 }
 
+/// Records client `c`'s `nonce` at `T0`.
+async fn record(j: &NonceJournal, nonce: &str) -> Result<(), NonceError> {
+    j.check_and_record(&used("c", nonce, T0)).await
+}
+
 async fn open(dir: &Path, now_ms: i64) -> Arc<NonceJournal> {
     NonceJournal::open_with_clock(dir, false, Arc::new(TestClock(AtomicI64::new(now_ms))))
         .await
@@ -73,7 +78,7 @@ fn bucket_files(dir: &Path) -> Vec<PathBuf> {
 async fn a_replay_is_refused_before_and_after_a_reopen() {
     let d = dir("reopen");
     let j = open(&d, T0).await;
-    assert_eq!(j.check_and_record(&used("c", "n1", T0)).await, Ok(()));
+    assert_eq!(record(&j, "n1").await, Ok(()));
     assert_eq!(
         j.check_and_record(&used("c", "n1", T0 + 1)).await,
         Err(NonceError::Replayed)
@@ -134,7 +139,7 @@ async fn a_nonce_takes_twelve_bytes_on_disk() {
 async fn expired_buckets_are_forgotten_and_their_files_removed() {
     let d = dir("sweep");
     let j = open(&d, T0).await;
-    assert_eq!(j.check_and_record(&used("c", "old", T0)).await, Ok(()));
+    assert_eq!(record(&j, "old").await, Ok(()));
     let later = T0 + 200_000;
     assert_eq!(j.check_and_record(&used("c", "new", later)).await, Ok(()));
     assert_eq!(bucket_files(&d).len(), 2);
@@ -161,7 +166,7 @@ async fn expired_buckets_are_forgotten_and_their_files_removed() {
 async fn a_digest_cut_short_by_a_crash_is_cut_off() {
     let d = dir("torn");
     let j = open(&d, T0).await;
-    assert_eq!(j.check_and_record(&used("c", "a", T0)).await, Ok(()));
+    assert_eq!(record(&j, "a").await, Ok(()));
     close(j).await;
     let file = bucket_files(&d).remove(0);
     // A crash in the middle of an append leaves part of a digest.
@@ -170,26 +175,20 @@ async fn a_digest_cut_short_by_a_crash_is_cut_off() {
     std::fs::write(&file, &bytes).unwrap();
     let j = open(&d, T0).await;
     assert_eq!(std::fs::metadata(&file).unwrap().len(), 16 + 12);
-    assert_eq!(
-        j.check_and_record(&used("c", "a", T0)).await,
-        Err(NonceError::Replayed)
-    );
+    assert_eq!(record(&j, "a").await, Err(NonceError::Replayed));
     // Later appends stay aligned: both survive the next reopen.
-    assert_eq!(j.check_and_record(&used("c", "b", T0)).await, Ok(()));
+    assert_eq!(record(&j, "b").await, Ok(()));
     close(j).await;
     let j = open(&d, T0).await;
     assert_eq!(j.len(), 2);
-    assert_eq!(
-        j.check_and_record(&used("c", "b", T0)).await,
-        Err(NonceError::Replayed)
-    );
+    assert_eq!(record(&j, "b").await, Err(NonceError::Replayed));
 }
 
 #[tokio::test]
 async fn files_it_cannot_trust_stop_the_start() {
     let d = dir("foreign");
     let j = open(&d, T0).await;
-    assert_eq!(j.check_and_record(&used("c", "a", T0)).await, Ok(()));
+    assert_eq!(record(&j, "a").await, Ok(()));
     close(j).await;
     // Without the key, the digests mean nothing: every nonce in them
     // could be replayed, so the journal does not start.
@@ -285,10 +284,7 @@ async fn with_fsync_a_caller_dropped_during_the_sync_does_not_stall_the_next() {
         "the next nonce waited for a sync that never reported"
     );
     // The dropped caller's nonce was journaled all the same.
-    assert_eq!(
-        j.check_and_record(&used("c", "n1", T0)).await,
-        Err(NonceError::Replayed)
-    );
+    assert_eq!(record(&j, "n1").await, Err(NonceError::Replayed));
 }
 
 /// Many requests at once on one thread: each nonce is accepted once and

@@ -536,28 +536,15 @@ async fn contract(stores: Stores) {
     ));
 
     // nonces
-    let n = &stores.nonces;
+    let n = &*stores.nonces;
+    assert_eq!(record(n, "c1", "n1", 10_000, 1_000).await, Ok(()));
     assert_eq!(
-        n.check_and_record(&nonce_use("c1", "n1", 10_000, 1_000))
-            .await,
-        Ok(())
-    );
-    assert_eq!(
-        n.check_and_record(&nonce_use("c1", "n1", 10_000, 2_000))
-            .await,
+        record(n, "c1", "n1", 10_000, 2_000).await,
         Err(NonceError::Replayed)
     );
-    assert_eq!(
-        n.check_and_record(&nonce_use("c2", "n1", 10_000, 2_000))
-            .await,
-        Ok(())
-    );
+    assert_eq!(record(n, "c2", "n1", 10_000, 2_000).await, Ok(()));
     // Once expired, the pair may be used again (its envelope is stale by then).
-    assert_eq!(
-        n.check_and_record(&nonce_use("c1", "n1", 30_000, 20_000))
-            .await,
-        Ok(())
-    );
+    assert_eq!(record(n, "c1", "n1", 30_000, 20_000).await, Ok(()));
     if stores.kind != store::StoreKind::Memory {
         let stats = s.prune(prune(40_000, 1_000_000)).await.unwrap();
         assert_eq!(stats.nonces, 2, "{stats:?}");
@@ -604,22 +591,16 @@ async fn replays_are_refused_by_the_database(url: &str) {
     let a = store::open(url).await.unwrap();
     let b = store::open(url).await.unwrap();
     assert_eq!(
-        a.nonces
-            .check_and_record(&nonce_use("c9", "shared", 50_000, 1_000))
-            .await,
+        record(&*a.nonces, "c9", "shared", 50_000, 1_000).await,
         Ok(())
     );
     assert_eq!(
-        b.nonces
-            .check_and_record(&nonce_use("c9", "shared", 50_000, 2_000))
-            .await,
+        record(&*b.nonces, "c9", "shared", 50_000, 2_000).await,
         Err(NonceError::Replayed)
     );
     // Expired records may be reused, through the database too.
     assert_eq!(
-        b.nonces
-            .check_and_record(&nonce_use("c9", "shared", 90_000, 60_000))
-            .await,
+        record(&*b.nonces, "c9", "shared", 90_000, 60_000).await,
         Ok(())
     );
 }
@@ -772,16 +753,9 @@ async fn postgres_replicas_share_state_and_wake_each_other() {
         .unwrap();
     assert!(b.jobs.get("x").await.unwrap().is_some());
     // A nonce recorded through A is a replay through B.
+    assert_eq!(record(&*a.nonces, "c", "n", 1_000, 1).await, Ok(()));
     assert_eq!(
-        a.nonces
-            .check_and_record(&nonce_use("c", "n", 1_000, 1))
-            .await,
-        Ok(())
-    );
-    assert_eq!(
-        b.nonces
-            .check_and_record(&nonce_use("c", "n", 1_000, 2))
-            .await,
+        record(&*b.nonces, "c", "n", 1_000, 2).await,
         Err(NonceError::Replayed)
     );
     // Concurrent claims never hand one job to two replicas.
@@ -860,6 +834,18 @@ async fn postgres_replicas_share_state_and_wake_each_other() {
     tokio::time::timeout(Duration::from_secs(5), watch_w1.changed())
         .await
         .expect("a change of w1 on replica A wakes a poll of w1 on replica B");
+}
+
+/// Records `client_id`'s `nonce` (valid until `expires_at_ms`) at `now_ms`.
+async fn record(
+    nonces: &dyn lacre_server::NonceBackend,
+    client_id: &str,
+    nonce: &str,
+    expires_at_ms: i64,
+    now_ms: i64,
+) -> Result<(), NonceError> {
+    let used = nonce_use(client_id, nonce, expires_at_ms, now_ms);
+    nonces.check_and_record(&used).await
 }
 
 fn nonce_use<'a>(
@@ -953,10 +939,7 @@ async fn concurrent_nonces_are_accepted_once(url: &str) {
             } else {
                 b.nonces.clone()
             };
-            tokio::spawn(async move {
-                n.check_and_record(&nonce_use("race", "same", 1_000_000, 1))
-                    .await
-            })
+            tokio::spawn(async move { record(&*n, "race", "same", 1_000_000, 1).await })
         })
         .collect();
     let mut accepted = 0;

@@ -132,17 +132,22 @@ impl TestServer {
         }
     }
 
+    /// Posts `body` to the protocol's route, as it is.
+    pub async fn post(&self, body: Vec<u8>) -> reqwest::Response {
+        self.http.post(&self.url).body(body).send().await.unwrap()
+    }
+
+    /// Gets `path` (from the server's root).
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        let url = format!("{}{path}", self.base);
+        self.http.get(url).send().await.unwrap()
+    }
+
     /// Posts raw bytes; returns the HTTP status and the reply, after
     /// checking that it is a well-formed response signed by the server.
     pub async fn post_raw(&self, body: impl Into<Vec<u8>>) -> (u16, Response) {
         let body: Vec<u8> = body.into();
-        let resp = self
-            .http
-            .post(&self.url)
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let resp = self.post(body.clone()).await;
         let status = resp.status().as_u16();
         let ct = resp
             .headers()
@@ -360,6 +365,16 @@ pub fn check_binding(resp: &Response, request: &[u8]) -> Result<(), String> {
 
 pub fn result_json(resp: &Response) -> serde_json::Value {
     Value::Object(resp.result.clone().unwrap_or_default()).to_serde()
+}
+
+/// The names of the tools a `server_identity` reply lists.
+pub fn tool_names(resp: &Response) -> Vec<String> {
+    let r = result_json(resp);
+    let tools = r["capabilities"]["tools"].as_array().unwrap();
+    tools
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// The job id of an `accepted` reply.

@@ -123,33 +123,21 @@ async fn with_a_metrics_listener_each_listener_serves_its_own_paths() {
         std::future::pending(),
     ));
     let internal = format!("http://{addr}");
-    // SPEC §7.1's table, row by row.
-    let public = [
+    // SPEC §7.1's table, row by row: the status on the public listener and
+    // on the metrics listener.
+    let table = [
         // `{}` is no envelope: a signed bad_envelope, from the route.
-        ("POST", "/mcp", 400),
-        ("GET", "/.well-known/lacre.json", 200),
-        ("GET", "/healthz", 200),
-        ("GET", "/metrics", 404),
+        ("POST", "/mcp", 400, 404),
+        ("GET", "/.well-known/lacre.json", 200, 404),
+        ("GET", "/healthz", 200, 200),
+        ("GET", "/metrics", 404, 200),
     ];
-    for (method, path, want) in public {
-        assert_eq!(
+    for (method, path, public, metrics) in table {
+        let got = (
             status_of(&s.base, method, path).await,
-            want,
-            "public {path}"
-        );
-    }
-    let metrics = [
-        ("POST", "/mcp", 404),
-        ("GET", "/.well-known/lacre.json", 404),
-        ("GET", "/healthz", 200),
-        ("GET", "/metrics", 200),
-    ];
-    for (method, path, want) in metrics {
-        assert_eq!(
             status_of(&internal, method, path).await,
-            want,
-            "metrics {path}"
         );
+        assert_eq!(got, (public, metrics), "{method} {path}");
     }
     let text = reqwest::get(format!("{internal}/metrics"))
         .await

@@ -74,51 +74,39 @@ pub struct SqlStore {
     group: Option<group::Writes>,
 }
 
-/// A write transaction (and, on SQLite, this process's turn to write).
-pub(super) struct WriteTx {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
+/// A connection or transaction that writes (and, on SQLite, holds this
+/// process's turn to write until it is dropped).
+pub(super) struct Writing<C> {
+    inner: C,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
+
+/// A write transaction.
+pub(super) type WriteTx = Writing<sqlx::Transaction<'static, sqlx::Any>>;
+
+/// A connection for one writing statement.
+pub(super) type WriteConn = Writing<sqlx::pool::PoolConnection<sqlx::Any>>;
 
 impl WriteTx {
     pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        self.inner.commit().await
     }
 
     pub(super) async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.tx.rollback().await
+        self.inner.rollback().await
     }
 }
 
-impl std::ops::Deref for WriteTx {
+impl<C: std::ops::Deref<Target = sqlx::AnyConnection>> std::ops::Deref for Writing<C> {
     type Target = sqlx::AnyConnection;
     fn deref(&self) -> &sqlx::AnyConnection {
-        &self.tx
+        &self.inner
     }
 }
 
-impl std::ops::DerefMut for WriteTx {
+impl<C: std::ops::DerefMut<Target = sqlx::AnyConnection>> std::ops::DerefMut for Writing<C> {
     fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.tx
-    }
-}
-
-/// A connection for one writing statement (and, on SQLite, the turn).
-pub(super) struct WriteConn {
-    conn: sqlx::pool::PoolConnection<sqlx::Any>,
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl std::ops::Deref for WriteConn {
-    type Target = sqlx::AnyConnection;
-    fn deref(&self) -> &sqlx::AnyConnection {
-        &self.conn
-    }
-}
-
-impl std::ops::DerefMut for WriteConn {
-    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.conn
+        &mut self.inner
     }
 }
 
@@ -493,7 +481,10 @@ impl SqlStore {
             _ => self.pool.begin().await,
         }
         .map_err(unavailable)?;
-        Ok(WriteTx { tx, _turn: turn })
+        Ok(Writing {
+            inner: tx,
+            _turn: turn,
+        })
     }
 
     fn write_pool(&self) -> &AnyPool {
@@ -504,7 +495,10 @@ impl SqlStore {
     async fn writer(&self) -> Result<WriteConn, StoreError> {
         let turn = self.turn().await;
         let conn = self.write_pool().acquire().await.map_err(unavailable)?;
-        Ok(WriteConn { conn, _turn: turn })
+        Ok(Writing {
+            inner: conn,
+            _turn: turn,
+        })
     }
 
     /// Runs a claim (`sql` binds now as `$1` and the lease's end as `$2`,

@@ -49,6 +49,19 @@ pub(super) fn sum() -> Envelope {
     make("batch_sum", r#"{"numbers":[1,2]}"#, |_| {})
 }
 
+/// `e` as a new request (same nonce), signed again by its client.
+pub(super) fn anew(e: &Envelope) -> Envelope {
+    let mut again = e.clone();
+    again.request_id = unique("rid");
+    again.sign(&key_of(&again.client_id));
+    again
+}
+
+/// The wire bytes of `e` with its signature replaced by `signature`.
+pub(super) fn with_signature(e: &Envelope, signature: &str) -> Vec<u8> {
+    Raw::of(e).set("signature", q(signature)).bytes()
+}
+
 /// A valid `batch_sum` call from the Ed25519 client.
 pub(super) fn ed_sum() -> Envelope {
     make("batch_sum", r#"{"numbers":[1]}"#, |e| {

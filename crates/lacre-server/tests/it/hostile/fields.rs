@@ -99,7 +99,7 @@ pub(super) fn field_cases(t: &mut Table) {
         }
     }
     let e = sum();
-    let body = Raw::of(&e).set("signature", q(&"ab".repeat(64))).bytes();
+    let body = with_signature(&e, &"ab".repeat(64));
     t.add(
         "field/signature 128 hex characters: bad signature",
         body,

@@ -20,9 +20,7 @@ pub(super) fn replay_cases(t: &mut Table) {
         again.to_json(),
         replayed(&first),
     );
-    let mut again = first.clone();
-    again.request_id = unique("rid");
-    again.sign(&key_of("client-001"));
+    let again = anew(&first);
     t.add(
         "replay/same nonce, new request_id",
         again.to_json(),
@@ -39,9 +37,7 @@ pub(super) fn replay_cases(t: &mut Table) {
     other.request_id = unique("rid");
     other.sign(&key_of("client-002"));
     t.accept("replay/same nonce, other client: accepted", &other);
-    let mut other2 = other.clone();
-    other2.request_id = unique("rid");
-    other2.sign(&key_of("client-002"));
+    let other2 = anew(&other);
     t.add(
         "replay/same nonce, other client, again",
         other2.to_json(),

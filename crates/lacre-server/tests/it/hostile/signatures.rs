@@ -13,7 +13,7 @@ pub(super) fn signature_cases(t: &mut Table) {
         let sig: String = e.signature.chars().cycle().take(n).collect();
         t.add(
             format!("signature/{n} hex digits"),
-            Raw::of(&e).set("signature", q(&sig)).bytes(),
+            with_signature(&e, &sig),
             bad_sig(&e),
         );
     }
@@ -22,7 +22,7 @@ pub(super) fn signature_cases(t: &mut Table) {
     assert_ne!(upper, e.signature);
     t.add(
         "signature/valid but uppercase",
-        Raw::of(&e).set("signature", q(&upper)).bytes(),
+        with_signature(&e, &upper),
         bad_sig(&e),
     );
     let e = sum();
@@ -40,7 +40,7 @@ pub(super) fn signature_cases(t: &mut Table) {
         .collect();
     t.add(
         "signature/valid but mixed case",
-        Raw::of(&e).set("signature", q(&mixed)).bytes(),
+        with_signature(&e, &mixed),
         bad_sig(&e),
     );
     let damaged: [(&str, SigEdit); 6] = [
@@ -58,66 +58,46 @@ pub(super) fn signature_cases(t: &mut Table) {
         let s = sig(&e.signature);
         t.add(
             format!("signature/non-hex: {name}"),
-            Raw::of(&e).set("signature", q(&s)).bytes(),
+            with_signature(&e, &s),
             bad_sig(&e),
         );
     }
     let e = sum();
-    let with_ws = Raw::of(&e)
-        .set("signature", q(&format!(" {}", e.signature)))
-        .bytes();
+    let with_ws = with_signature(&e, &format!(" {}", e.signature));
     t.add("signature/valid with a leading space", with_ws, bad_sig(&e));
 
     // Right length and alphabet, wrong key or message.
-    let mut e = sum();
-    e.signature = SigningKey::ed25519_from_seed(&ED_SEED)
-        .unwrap()
-        .sign_hex(&e.signing_bytes());
-    t.add(
-        "signature/valid Ed25519 signature for an HMAC client",
-        e.to_json(),
-        bad_sig(&e),
-    );
-    let mut e = sum();
-    e.sign(&SigningKey::hmac(OTHER_SECRET).unwrap());
-    t.add(
-        "signature/valid HMAC by another client's key",
-        e.to_json(),
-        bad_sig(&e),
-    );
-    let mut e = sum();
-    e.sign(&SigningKey::hmac(SERVER_SECRET).unwrap());
-    t.add(
-        "signature/valid HMAC by the server's key",
-        e.to_json(),
-        bad_sig(&e),
-    );
-    let mut e = sum();
-    e.signature = sum().signature;
-    t.add(
-        "signature/valid signature of another envelope",
-        e.to_json(),
-        bad_sig(&e),
-    );
-    let mut e = sum();
-    e.args = parse_args(r#"{"numbers":[1000]}"#);
-    t.add(
-        "signature/args changed after signing",
-        e.to_json(),
-        bad_sig(&e),
-    );
-    let mut e = sum();
-    e.ts_ms += 1;
-    t.add(
-        "signature/ts_ms changed after signing",
-        e.to_json(),
-        bad_sig(&e),
-    );
+    type Tweak = fn(&mut Envelope);
+    let wrong: [(&str, Tweak); 6] = [
+        ("valid Ed25519 signature for an HMAC client", |e| {
+            e.signature = SigningKey::ed25519_from_seed(&ED_SEED)
+                .unwrap()
+                .sign_hex(&e.signing_bytes())
+        }),
+        ("valid HMAC by another client's key", |e| {
+            e.sign(&SigningKey::hmac(OTHER_SECRET).unwrap())
+        }),
+        ("valid HMAC by the server's key", |e| {
+            e.sign(&SigningKey::hmac(SERVER_SECRET).unwrap())
+        }),
+        ("valid signature of another envelope", |e| {
+            e.signature = sum().signature
+        }),
+        ("args changed after signing", |e| {
+            e.args = parse_args(r#"{"numbers":[1000]}"#)
+        }),
+        ("ts_ms changed after signing", |e| e.ts_ms += 1),
+    ];
+    for (name, tweak) in wrong {
+        let mut e = sum();
+        tweak(&mut e);
+        t.add(format!("signature/{name}"), e.to_json(), bad_sig(&e));
+    }
     let e = sum();
     let signed_over_key = SigningKey::hmac(CLIENT_SECRET)
         .unwrap()
         .sign_hex(&e.to_json());
-    let body = Raw::of(&e).set("signature", q(&signed_over_key)).bytes();
+    let body = with_signature(&e, &signed_over_key);
     t.add(
         "signature/MAC over the wire text incl. signature",
         body,
@@ -138,12 +118,6 @@ pub(super) fn signature_cases(t: &mut Table) {
         body,
         bad_sig(&e),
     );
-    let e = sum();
-    t.add(
-        "signature/all zeros",
-        Raw::of(&e).set("signature", q(&"0".repeat(64))).bytes(),
-        bad_sig(&e),
-    );
 
     // The Ed25519 client.
     let e = ed_sum();
@@ -155,19 +129,19 @@ pub(super) fn signature_cases(t: &mut Table) {
         e.to_json(),
         bad_sig(&e),
     );
-    let e = ed_sum();
-    let upper = e.signature.to_uppercase();
-    t.add(
-        "signature/Ed25519 uppercase",
-        Raw::of(&e).set("signature", q(&upper)).bytes(),
-        bad_sig(&e),
-    );
-    let e = ed_sum();
-    t.add(
-        "signature/Ed25519 all zeros",
-        Raw::of(&e).set("signature", q(&"0".repeat(128))).bytes(),
-        bad_sig(&e),
-    );
+    // Of the right length and alphabet, but not the signature.
+    type Replace = fn(&Envelope) -> String;
+    let replaced: [(&str, Envelope, Replace); 3] = [
+        ("all zeros", sum(), |_| "0".repeat(64)),
+        ("Ed25519 uppercase", ed_sum(), |e| {
+            e.signature.to_uppercase()
+        }),
+        ("Ed25519 all zeros", ed_sum(), |_| "0".repeat(128)),
+    ];
+    for (name, e, replace) in replaced {
+        let body = with_signature(&e, &replace(&e));
+        t.add(format!("signature/{name}"), body, bad_sig(&e));
+    }
     let e = ed_sum();
     let raw = lacre_proto::from_hex(&e.signature).unwrap();
     const L: [u8; 32] = [
@@ -175,9 +149,7 @@ pub(super) fn signature_cases(t: &mut Table) {
         0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
     ];
     let malleated = [&raw[..32], &add_le(&raw[32..], &L)[..]].concat();
-    let body = Raw::of(&e)
-        .set("signature", q(&lacre_proto::to_hex(&malleated)))
-        .bytes();
+    let body = with_signature(&e, &lacre_proto::to_hex(&malleated));
     t.add(
         "signature/Ed25519 malleated S + L (non-canonical)",
         body,
