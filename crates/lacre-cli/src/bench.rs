@@ -5,7 +5,7 @@
 //! `request_id` and nonce each) before the clock starts, then sends them over
 //! C HTTP/1.1 keep-alive connections and measures.
 
-use crate::keyfile::{client_key_flags, server_key_flags, signing, verifying};
+use crate::keyfile::{client_key_flags, load, server_key_flags};
 use crate::ExitCode;
 use anyhow::{bail, Context, Result};
 use http_body_util::{BodyExt, Full};
@@ -119,14 +119,14 @@ pub struct Report {
 
 fn client_key(a: &BenchArgs) -> Result<SigningKey> {
     match client_key_flags(a.key_file.as_ref(), a.secret_file.as_ref()) {
-        Some(named) => signing(&named, Path::new(".")),
+        Some(named) => load::<SigningKey>(&named, Path::new(".")),
         None => bail!("no client key: use --secret-file, --key-file or LACRE_SECRET"),
     }
 }
 
 fn server_key(a: &BenchArgs) -> Result<Option<VerifyingKey>> {
     server_key_flags(a.server_public_key.as_ref(), a.server_secret_file.as_ref())
-        .map(|n| verifying(&n, Path::new(".")))
+        .map(|n| load::<VerifyingKey>(&n, Path::new(".")))
         .transpose()
 }
 

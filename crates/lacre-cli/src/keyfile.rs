@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Context, Result};
 use lacre_proto::{Algorithm, SigningKey, VerifyingKey};
-use lacre_server::keys::{load_signing_key, load_verifying_key, KeySource};
+use lacre_server::keys::{load_key, KeySource, LoadKey};
 use std::path::{Path, PathBuf};
 
 /// The environment variable with the client's HMAC secret.
@@ -16,14 +16,10 @@ pub const SERVER_SECRET_ENV: &str = "LACRE_SERVER_SECRET";
 /// A key source and the algorithm its key is for.
 pub type Named = (Algorithm, KeySource);
 
-/// Loads a signing key, saying where it came from on failure.
-pub fn signing(named: &Named, base: &Path) -> Result<SigningKey> {
-    load_signing_key(named.0, &named.1, base).with_context(|| format!("key from {}", named.1))
-}
-
-/// Loads a verifying key, saying where it came from on failure.
-pub fn verifying(named: &Named, base: &Path) -> Result<VerifyingKey> {
-    load_verifying_key(named.0, &named.1, base).with_context(|| format!("key from {}", named.1))
+/// Loads a signing key ([`SigningKey`]) or a verifying key
+/// ([`VerifyingKey`]), saying where it came from on failure.
+pub fn load<K: LoadKey>(named: &Named, base: &Path) -> Result<K> {
+    load_key(named.0, &named.1, base).with_context(|| format!("key from {}", named.1))
 }
 
 /// The HMAC secret in an environment variable, when it is set.
@@ -99,7 +95,7 @@ impl KeyArgs {
 
     /// The signing key these arguments name.
     pub fn signing_key(&self) -> Result<SigningKey> {
-        signing(&self.source()?, Path::new("."))
+        load::<SigningKey>(&self.source()?, Path::new("."))
     }
 
     /// The verifying key: an Ed25519 public key given in hex, or the HMAC
@@ -107,7 +103,7 @@ impl KeyArgs {
     pub fn verifying_key(&self, public_key_hex: Option<&str>) -> Result<VerifyingKey> {
         if let Some(hex) = public_key_hex {
             let named = (Algorithm::Ed25519, KeySource::Hex(hex.to_owned()));
-            return verifying(&named, Path::new(".")).context("--public-key");
+            return load::<VerifyingKey>(&named, Path::new(".")).context("--public-key");
         }
         Ok(self.signing_key()?.verifying_key())
     }

@@ -2,12 +2,10 @@
 //! environment, then a profile file (TOML). Secrets come only from files
 //! and environment variables, never from plain flag values.
 
-use crate::keyfile::{
-    client_key_flags, env_secret, server_key_flags, signing, verifying, SERVER_SECRET_ENV,
-};
+use crate::keyfile::{client_key_flags, env_secret, load, server_key_flags, SERVER_SECRET_ENV};
 use anyhow::{Context, Result};
 use lacre_client::{Client, ServerTrust};
-use lacre_proto::{Algorithm, SigningKey};
+use lacre_proto::{Algorithm, SigningKey, VerifyingKey};
 use lacre_server::keys::KeySource;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -106,7 +104,7 @@ impl ClientArgs {
     fn client_key(&self, p: &Profile, base: &Path) -> Result<SigningKey> {
         // Flags and the environment first, then the profile.
         if let Some(named) = client_key_flags(self.key_file.as_ref(), self.secret_file.as_ref()) {
-            return signing(&named, Path::new("."));
+            return load::<SigningKey>(&named, Path::new("."));
         }
         let from_profile = p
             .key_file
@@ -128,7 +126,7 @@ impl ClientArgs {
                     .map(|f| (Algorithm::HmacSha256, KeySource::File(f)))
             });
         match from_profile {
-            Some(named) => signing(&named, base).context("profile"),
+            Some(named) => load::<SigningKey>(&named, base).context("profile"),
             None => Err(usage(
                 "no client key: use --secret-file, LACRE_SECRET, --key-file or a profile",
             )),
@@ -144,7 +142,10 @@ impl ClientArgs {
         )
         .or_else(|| env_secret(SERVER_SECRET_ENV));
         if let Some(named) = from_flags {
-            return Ok(ServerTrust::Key(verifying(&named, Path::new("."))?));
+            return Ok(ServerTrust::Key(load::<VerifyingKey>(
+                &named,
+                Path::new("."),
+            )?));
         }
         if let Some(fp) = &self.server_fingerprint {
             return Ok(ServerTrust::Fingerprint(fp.clone()));
@@ -162,7 +163,7 @@ impl ClientArgs {
             });
         if let Some(named) = from_profile {
             return Ok(ServerTrust::Key(
-                verifying(&named, base).context("profile")?,
+                load::<VerifyingKey>(&named, base).context("profile")?,
             ));
         }
         if let Some(fp) = &p.server_fingerprint {

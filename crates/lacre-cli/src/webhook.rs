@@ -100,7 +100,7 @@ fn sign(
         signatures.extend(webhook::sign_v1(&secret, id, timestamp, &body));
     }
     if let Some(path) = key_file {
-        let key = lacre_server::keys::load_signing_key(
+        let key: lacre_proto::SigningKey = lacre_server::keys::load_key(
             lacre_proto::Algorithm::Ed25519,
             &lacre_server::keys::KeySource::File(path.clone()),
             std::path::Path::new("."),

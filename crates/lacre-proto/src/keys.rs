@@ -166,13 +166,16 @@ pub enum SigningKey {
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "SigningKey({}, fingerprint {})",
-            self.algorithm(),
-            self.fingerprint()
-        )
+        let (alg, print) = (self.algorithm(), self.fingerprint());
+        write!(f, "SigningKey({alg}, fingerprint {print})")
     }
+}
+
+/// The 32 bytes of an Ed25519 seed or public key, or why not.
+fn ed25519_bytes(bytes: &[u8]) -> Result<[u8; 32], KeyError> {
+    bytes
+        .try_into()
+        .map_err(|_| KeyError::WrongLength(bytes.len()))
 }
 
 impl SigningKey {
@@ -183,9 +186,7 @@ impl SigningKey {
 
     /// An Ed25519 key from its 32-byte seed (the RFC 8032 private key).
     pub fn ed25519_from_seed(seed: &[u8]) -> Result<SigningKey, KeyError> {
-        let seed: [u8; 32] = seed
-            .try_into()
-            .map_err(|_| KeyError::WrongLength(seed.len()))?;
+        let seed = ed25519_bytes(seed)?;
         Ok(SigningKey::Ed25519(Box::new(
             ed25519_dalek::SigningKey::from_bytes(&seed),
         )))
@@ -235,12 +236,8 @@ pub enum VerifyingKey {
 
 impl fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "VerifyingKey({}, fingerprint {})",
-            self.algorithm(),
-            self.fingerprint()
-        )
+        let (alg, print) = (self.algorithm(), self.fingerprint());
+        write!(f, "VerifyingKey({alg}, fingerprint {print})")
     }
 }
 
@@ -252,9 +249,7 @@ impl VerifyingKey {
 
     /// An Ed25519 public key from its 32 bytes.
     pub fn ed25519(public: &[u8]) -> Result<VerifyingKey, KeyError> {
-        let bytes: [u8; 32] = public
-            .try_into()
-            .map_err(|_| KeyError::WrongLength(public.len()))?;
+        let bytes = ed25519_bytes(public)?;
         let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
             .map_err(|_| KeyError::InvalidPublicKey)?;
         if key.is_weak() {

@@ -14,11 +14,11 @@
 //!   allowed.
 //!
 //! ```
-//! use lacre_server::keys::{KeySource, load_signing_key};
-//! use lacre_proto::Algorithm;
+//! use lacre_server::keys::{KeySource, load_key};
+//! use lacre_proto::{Algorithm, SigningKey};
 //!
 //! let src = KeySource::Inline("client_secret_key_456".into());
-//! let key = load_signing_key(Algorithm::HmacSha256, &src, std::path::Path::new(".")).unwrap();
+//! let key: SigningKey = load_key(Algorithm::HmacSha256, &src, std::path::Path::new(".")).unwrap();
 //! assert_eq!(key.algorithm(), Algorithm::HmacSha256);
 //! ```
 
@@ -186,37 +186,50 @@ impl KeySource {
     }
 }
 
-/// A signing key (a server's own, or a client's) of `alg` from `src`.
-pub fn load_signing_key(
-    alg: Algorithm,
-    src: &KeySource,
-    base: &Path,
-) -> Result<SigningKey, KeyLoadError> {
-    match alg {
-        Algorithm::HmacSha256 => {
-            SigningKey::hmac(&src.hmac_secret(base)?).map_err(|e| src.key_error(e))
-        }
-        Algorithm::Ed25519 => {
-            SigningKey::ed25519_from_seed(&src.hex32(base)?).map_err(|e| src.key_error(e))
-        }
+/// A key that a [`KeySource`] can hold: a [`SigningKey`] (the secret, or
+/// an Ed25519 seed) or a [`VerifyingKey`] (the shared secret, or an
+/// Ed25519 public key).
+pub trait LoadKey: Sized {
+    /// Whether the key signs, so that its source holds a private key.
+    const SIGNS: bool;
+    /// The key from an HMAC secret.
+    fn hmac(secret: &[u8]) -> Result<Self, lacre_proto::KeyError>;
+    /// The key from the 32 bytes of an Ed25519 key.
+    fn ed25519(bytes: &[u8]) -> Result<Self, lacre_proto::KeyError>;
+}
+
+impl LoadKey for SigningKey {
+    const SIGNS: bool = true;
+    fn hmac(secret: &[u8]) -> Result<Self, lacre_proto::KeyError> {
+        SigningKey::hmac(secret)
+    }
+    fn ed25519(seed: &[u8]) -> Result<Self, lacre_proto::KeyError> {
+        SigningKey::ed25519_from_seed(seed)
     }
 }
 
-/// A verifying key of `alg` from `src`: the shared secret for HMAC, the
-/// public key for Ed25519.
-pub fn load_verifying_key(
+impl LoadKey for VerifyingKey {
+    const SIGNS: bool = false;
+    fn hmac(secret: &[u8]) -> Result<Self, lacre_proto::KeyError> {
+        VerifyingKey::hmac(secret)
+    }
+    fn ed25519(public: &[u8]) -> Result<Self, lacre_proto::KeyError> {
+        VerifyingKey::ed25519(public)
+    }
+}
+
+/// A key of `alg` from `src`: a signing key (a server's own, or a
+/// client's) or a verifying key.
+pub fn load_key<K: LoadKey>(
     alg: Algorithm,
     src: &KeySource,
     base: &Path,
-) -> Result<VerifyingKey, KeyLoadError> {
-    match alg {
-        Algorithm::HmacSha256 => {
-            VerifyingKey::hmac(&src.hmac_secret(base)?).map_err(|e| src.key_error(e))
-        }
-        Algorithm::Ed25519 => {
-            VerifyingKey::ed25519(&src.hex32(base)?).map_err(|e| src.key_error(e))
-        }
-    }
+) -> Result<K, KeyLoadError> {
+    let key = match alg {
+        Algorithm::HmacSha256 => K::hmac(&src.hmac_secret(base)?),
+        Algorithm::Ed25519 => K::ed25519(&src.hex32(base)?),
+    };
+    key.map_err(|e| src.key_error(e))
 }
 
 /// Fresh random bytes from the operating system; an error, never a
@@ -317,7 +330,7 @@ mod tests {
             std::fs::create_dir_all(&dir).unwrap();
             let f = dir.join("k");
             std::fs::write(&f, &g.file_text).unwrap();
-            let back = load_signing_key(alg, &KeySource::File(f), base()).unwrap();
+            let back = load_key::<SigningKey>(alg, &KeySource::File(f), base()).unwrap();
             assert_eq!(back.fingerprint(), g.key.fingerprint());
             std::fs::remove_dir_all(&dir).unwrap();
         }
@@ -326,8 +339,8 @@ mod tests {
     #[test]
     fn ed25519_keys_are_64_hex_digits() {
         let short = KeySource::Hex("00".repeat(31));
-        assert!(load_signing_key(Algorithm::Ed25519, &short, base()).is_err());
+        assert!(load_key::<SigningKey>(Algorithm::Ed25519, &short, base()).is_err());
         let ok = KeySource::Hex(format!(" {} ", "01".repeat(32)));
-        assert!(load_signing_key(Algorithm::Ed25519, &ok, base()).is_ok());
+        assert!(load_key::<SigningKey>(Algorithm::Ed25519, &ok, base()).is_ok());
     }
 }

@@ -28,6 +28,21 @@ fn bridge_check(scenario: &str, s: &ServeGuard, extra: &[&str]) -> Vec<serde_jso
         .collect()
 }
 
+/// Runs `bridge_check.py SCENARIO` against a server of its own, or `None`
+/// (skip) where the MCP Python SDK is missing outside CI.
+fn bridged(
+    test: &str,
+    scenario: &str,
+    extra: &[&str],
+) -> Option<(ServeGuard, Vec<serde_json::Value>)> {
+    if !mcp_python_or_skip(test) {
+        return None;
+    }
+    let s = ServeGuard::start(&format!("bridge-{scenario}"));
+    let lines = bridge_check(scenario, &s, extra);
+    Some((s, lines))
+}
+
 fn step<'a>(lines: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
     lines
         .iter()
@@ -37,11 +52,9 @@ fn step<'a>(lines: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value
 
 #[test]
 fn an_mcp_host_lists_and_calls_lacre_tools() {
-    if !mcp_python_or_skip("an_mcp_host_lists_and_calls_lacre_tools") {
+    let Some((_s, lines)) = bridged("an_mcp_host_lists_and_calls_lacre_tools", "basic", &[]) else {
         return;
-    }
-    let s = ServeGuard::start("bridge-basic");
-    let lines = bridge_check("basic", &s, &[]);
+    };
     let init = step(&lines, "initialize");
     assert_eq!(init["server"], "lacre");
     assert_eq!(
@@ -115,11 +128,9 @@ fn an_mcp_host_lists_and_calls_lacre_tools() {
 
 #[test]
 fn a_host_cancel_cancels_the_job() {
-    if !mcp_python_or_skip("a_host_cancel_cancels_the_job") {
+    let Some((s, lines)) = bridged("a_host_cancel_cancels_the_job", "cancel", &[]) else {
         return;
-    }
-    let s = ServeGuard::start("bridge-cancel");
-    let lines = bridge_check("cancel", &s, &[]);
+    };
     let jobs = &step(&lines, "jobs")["structured"]["jobs"];
     assert_eq!(jobs[0]["tool"], "start_long_task", "{jobs}");
     assert_eq!(jobs[0]["state"], "cancelled", "{jobs}");
@@ -130,11 +141,13 @@ fn a_host_cancel_cancels_the_job() {
 
 #[test]
 fn a_job_outliving_max_wait_is_picked_up_with_lacre_poll_job() {
-    if !mcp_python_or_skip("a_job_outliving_max_wait_is_picked_up_with_lacre_poll_job") {
+    let Some((_s, lines)) = bridged(
+        "a_job_outliving_max_wait_is_picked_up_with_lacre_poll_job",
+        "max_wait",
+        &["--max-wait", "1"],
+    ) else {
         return;
-    }
-    let s = ServeGuard::start("bridge-max-wait");
-    let lines = bridge_check("max_wait", &s, &["--max-wait", "1"]);
+    };
     let first = step(&lines, "first");
     assert_eq!(first["is_error"], false);
     assert_eq!(first["structured"]["state"], "running", "{first}");

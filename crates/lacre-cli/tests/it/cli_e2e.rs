@@ -547,9 +547,8 @@ fn keygen_writes_private_keys_that_work() {
     let dir = TempDir::new("keygen");
     let hmac = dir.join("client.key");
     let hmac_s = hmac.display().to_string();
-    let out = Cmd::lacre(&["keygen", "--alg", "hmac-sha256", "--out", &hmac_s])
-        .cwd(dir.path())
-        .run();
+    let keygen = |args: &[&str]| Cmd::lacre(&["keygen"]).args(args).cwd(dir.path()).run();
+    let out = keygen(&["--alg", "hmac-sha256", "--out", &hmac_s]);
     out.ok("keygen hmac");
     let text = std::fs::read_to_string(&hmac).expect("hmac key file");
     let hex = text
@@ -569,9 +568,7 @@ fn keygen_writes_private_keys_that_work() {
 
     let ed = dir.join("server.key");
     let ed_s = ed.display().to_string();
-    let out = Cmd::lacre(&["keygen", "--alg", "ed25519", "--out", &ed_s])
-        .cwd(dir.path())
-        .run();
+    let out = keygen(&["--alg", "ed25519", "--out", &ed_s]);
     out.ok("keygen ed25519");
     let public = out
         .stdout
@@ -586,15 +583,11 @@ fn keygen_writes_private_keys_that_work() {
 
     // Never overwrites.
     let before = std::fs::read(&hmac).expect("read");
-    let out = Cmd::lacre(&["keygen", "--out", &hmac_s])
-        .cwd(dir.path())
-        .run();
+    let out = keygen(&["--out", &hmac_s]);
     out.expect_error(1, "keygen over an existing file", "must not exist");
     assert_eq!(std::fs::read(&hmac).expect("read"), before);
     let before = std::fs::read(&ed).expect("read");
-    let out = Cmd::lacre(&["keygen", "--alg", "ed25519", "--out", &ed_s])
-        .cwd(dir.path())
-        .run();
+    let out = keygen(&["--alg", "ed25519", "--out", &ed_s]);
     out.expect_error(1, "keygen over an existing Ed25519 file", "must not exist");
     assert_eq!(std::fs::read(&ed).expect("read"), before);
 
@@ -605,22 +598,21 @@ fn keygen_writes_private_keys_that_work() {
          [[clients]]\nid = \"{CLIENT_ID}\"\nalg = \"hmac-sha256\"\nsecret_file = \"{hmac_s}\"\n"
     );
     let s = ServeGuard::start_with_config("keygen-serve", &config);
-    let out = Cmd::lacre(&["call", "batch_sum", SUM_ARGS])
-        .args(&["--url", &s.url, "--client-id", CLIENT_ID])
-        .args(&["--server-id", SERVER_ID, "--secret-file", &hmac_s])
-        .args(&["--server-public-key", &public])
-        .run();
+    let call = |server_key: &str| {
+        Cmd::lacre(&["call", "batch_sum", SUM_ARGS])
+            .args(&["--url", &s.url, "--client-id", CLIENT_ID])
+            .args(&["--server-id", SERVER_ID, "--secret-file", &hmac_s])
+            .args(&["--server-public-key", server_key])
+            .run()
+    };
+    let out = call(&public);
     out.ok("call with keygen's keys");
     assert_eq!(out.stdout, SUM_RESULT);
     // Another valid public key does not verify the replies. (Changing a
     // digit of the key mostly gives no curve point at all, refused before
     // any request: exit 1, which tested nothing about the replies.)
     assert_ne!(public, ED_PUBLIC);
-    let out = Cmd::lacre(&["call", "batch_sum", SUM_ARGS])
-        .args(&["--url", &s.url, "--client-id", CLIENT_ID])
-        .args(&["--server-id", SERVER_ID, "--secret-file", &hmac_s])
-        .args(&["--server-public-key", ED_PUBLIC])
-        .run();
+    let out = call(ED_PUBLIC);
     out.expect_error(5, "replies checked with another server key", "signature");
     assert!(out.stdout.is_empty(), "{}", out.stdout);
 }

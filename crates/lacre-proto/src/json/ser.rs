@@ -53,10 +53,25 @@ struct Obj {
     key: Option<String>,
 }
 
+impl Obj {
+    fn new() -> Obj {
+        Obj {
+            map: Map::new(),
+            key: None,
+        }
+    }
+}
+
 /// `{"Variant": [...]}` or `{"Variant": {...}}`.
 struct Variant<T> {
     name: &'static str,
     inner: T,
+}
+
+impl<T> Variant<T> {
+    fn of(name: &'static str, inner: T) -> Result<Variant<T>, DeError> {
+        Ok(Variant { name, inner })
+    }
 }
 
 /// Integers of 32 bits or fewer: every one fits the protocol's `Int`.
@@ -180,16 +195,10 @@ impl ser::Serializer for ValueSerializer {
         variant: &'static str,
         len: usize,
     ) -> Result<Variant<Seq>, DeError> {
-        Ok(Variant {
-            name: variant,
-            inner: Seq(Vec::with_capacity(len)),
-        })
+        Variant::of(variant, Seq(Vec::with_capacity(len)))
     }
     fn serialize_map(self, _len: Option<usize>) -> Result<Obj, DeError> {
-        Ok(Obj {
-            map: Map::new(),
-            key: None,
-        })
+        Ok(Obj::new())
     }
     fn serialize_struct(self, _name: &'static str, len: usize) -> Result<Obj, DeError> {
         self.serialize_map(Some(len))
@@ -201,13 +210,7 @@ impl ser::Serializer for ValueSerializer {
         variant: &'static str,
         _len: usize,
     ) -> Result<Variant<Obj>, DeError> {
-        Ok(Variant {
-            name: variant,
-            inner: Obj {
-                map: Map::new(),
-                key: None,
-            },
-        })
+        Variant::of(variant, Obj::new())
     }
 }
 

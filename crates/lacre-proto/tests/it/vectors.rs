@@ -7,23 +7,21 @@ use lacre_proto::{
 };
 use serde::Deserialize;
 
-const CANONICAL: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../testdata/vectors/canonical.json"
-);
-const REJECTS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../testdata/vectors/rejects.json"
-);
-const SIGNATURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../testdata/vectors/signatures.json"
-);
+/// The path of a file in `testdata/vectors`.
+macro_rules! vectors {
+    ($file:literal) => {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/vectors/",
+            $file
+        )
+    };
+}
 
-const ED25519: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../testdata/vectors/ed25519.json"
-);
+const CANONICAL: &str = vectors!("canonical.json");
+const REJECTS: &str = vectors!("rejects.json");
+const SIGNATURES: &str = vectors!("signatures.json");
+const ED25519: &str = vectors!("ed25519.json");
 
 fn load<T: serde::de::DeserializeOwned>(path: &str) -> T {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
@@ -64,6 +62,25 @@ fn diff(expected: &str, got: &str) -> String {
     )
 }
 
+/// Checks each of the `count` cases of the `what` vectors in the file at
+/// `path`, which holds only cases: `check` says what is wrong with a case,
+/// if anything. A vanished case fails too.
+fn check_each<T: serde::de::DeserializeOwned>(
+    what: &str,
+    path: &str,
+    count: usize,
+    check: impl Fn(&T) -> Option<String>,
+) {
+    let file: Cases<T> = load(path);
+    assert_eq!(
+        file.cases.len(),
+        count,
+        "the {what} vectors changed in number"
+    );
+    let failures: Vec<String> = file.cases.iter().filter_map(check).collect();
+    report(what, count, &failures);
+}
+
 fn report(what: &str, total: usize, failures: &[String]) {
     assert!(
         failures.is_empty(),
@@ -73,9 +90,10 @@ fn report(what: &str, total: usize, failures: &[String]) {
     );
 }
 
+/// A vector file that holds only its cases.
 #[derive(Deserialize)]
-struct CanonicalFile {
-    cases: Vec<CanonicalCase>,
+struct Cases<T> {
+    cases: Vec<T>,
 }
 
 #[derive(Deserialize)]
@@ -87,35 +105,26 @@ struct CanonicalCase {
 
 #[test]
 fn canonical_matches_cpython() {
-    let file: CanonicalFile = load(CANONICAL);
     // The counts SPEC §12.1 publishes: a vanished case fails here.
-    assert_eq!(file.cases.len(), 651, "canonical.json changed size");
-    let mut failures = Vec::new();
-    for case in &file.cases {
-        match parse(case.input.as_bytes(), ParseLimits::default()) {
+    check_each(
+        "canonical",
+        CANONICAL,
+        651,
+        |case: &CanonicalCase| match parse(case.input.as_bytes(), ParseLimits::default()) {
             Ok(value) => {
                 let got = canonical(&value);
-                if got != case.canonical.as_bytes() {
-                    failures.push(format!(
-                        "{}: {}",
-                        case.name,
-                        diff(&case.canonical, &String::from_utf8_lossy(&got))
-                    ));
-                }
+                (got != case.canonical.as_bytes()).then(|| {
+                    let got = String::from_utf8_lossy(&got);
+                    format!("{}: {}", case.name, diff(&case.canonical, &got))
+                })
             }
-            Err(e) => failures.push(format!(
+            Err(e) => Some(format!(
                 "{}: rejected ({e}); input {}",
                 case.name,
                 short(&case.input)
             )),
-        }
-    }
-    report("canonical", file.cases.len(), &failures);
-}
-
-#[derive(Deserialize)]
-struct RejectsFile {
-    cases: Vec<RejectCase>,
+        },
+    );
 }
 
 #[derive(Deserialize)]
@@ -128,10 +137,7 @@ struct RejectCase {
 
 #[test]
 fn rejects_match_expected_kind() {
-    let file: RejectsFile = load(REJECTS);
-    assert_eq!(file.cases.len(), 111, "rejects.json changed size");
-    let mut failures = Vec::new();
-    for case in &file.cases {
+    check_each("reject", REJECTS, 111, |case: &RejectCase| {
         assert!(
             case.cpython == "accepts" || case.cpython == "rejects",
             "{}: bad cpython field {:?}",
@@ -141,7 +147,7 @@ fn rejects_match_expected_kind() {
         let input = from_hex(&case.input_hex)
             .unwrap_or_else(|e| panic!("{}: bad input_hex: {e}", case.name));
         match parse(&input, ParseLimits::default()) {
-            Ok(value) => failures.push(format!(
+            Ok(value) => Some(format!(
                 "{}: accepted as {}, expected {}",
                 case.name,
                 short(&String::from_utf8_lossy(&canonical(&value))),
@@ -150,19 +156,18 @@ fn rejects_match_expected_kind() {
             Err(e) => {
                 let debug = format!("{:?}", e.kind);
                 let variant = debug.split('(').next().unwrap_or_default();
-                if variant != case.kind {
-                    failures.push(format!(
+                (variant != case.kind).then(|| {
+                    format!(
                         "{}: expected {}, got {} ({e}); input {}",
                         case.name,
                         case.kind,
                         short(&debug),
                         short(&String::from_utf8_lossy(&input))
-                    ));
-                }
+                    )
+                })
             }
         }
-    }
-    report("reject", file.cases.len(), &failures);
+    });
 }
 
 #[derive(Deserialize)]

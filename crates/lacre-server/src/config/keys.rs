@@ -5,8 +5,8 @@
 use super::file::KeySpec;
 use super::ConfigError;
 use super::Ctx;
-use crate::keys::{load_signing_key, load_verifying_key, KeyLoadError, KeySource};
-use lacre_proto::{Algorithm, SigningKey, VerifyingKey};
+use crate::keys::{load_key, KeyLoadError, KeySource, LoadKey};
+use lacre_proto::Algorithm;
 
 /// Whether the key is the server's own (private) or a client's (verifying).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,24 +93,15 @@ fn load_error(ctx: &Ctx, line: Option<usize>, e: &KeyLoadError) -> ConfigError {
     ctx.err(line, crate::keys::describe(e), fix)
 }
 
-/// The server's signing key.
-pub(crate) fn signing_key(
+/// The server's signing key (`K` = [`lacre_proto::SigningKey`]) or a
+/// client's verifying key (`K` = [`lacre_proto::VerifyingKey`]).
+pub(crate) fn key<K: LoadKey>(
     ctx: &Ctx,
     line: Option<usize>,
     spec: &KeySpec,
-) -> Result<SigningKey, ConfigError> {
+) -> Result<K, ConfigError> {
     let alg = algorithm(ctx, line, spec)?;
-    let src = source(ctx, line, spec, alg, Role::Server)?;
-    load_signing_key(alg, &src, &ctx.base_dir()).map_err(|e| load_error(ctx, line, &e))
-}
-
-/// A client's verifying key.
-pub(crate) fn verifying_key(
-    ctx: &Ctx,
-    line: Option<usize>,
-    spec: &KeySpec,
-) -> Result<VerifyingKey, ConfigError> {
-    let alg = algorithm(ctx, line, spec)?;
-    let src = source(ctx, line, spec, alg, Role::Client)?;
-    load_verifying_key(alg, &src, &ctx.base_dir()).map_err(|e| load_error(ctx, line, &e))
+    let role = if K::SIGNS { Role::Server } else { Role::Client };
+    let src = source(ctx, line, spec, alg, role)?;
+    load_key(alg, &src, &ctx.base_dir()).map_err(|e| load_error(ctx, line, &e))
 }

@@ -215,7 +215,7 @@ impl Settings {
             ));
         }
         let signing_line = Some(ctx.line_of(raw.signing.span().start));
-        let signing = keys::signing_key(&ctx, signing_line, raw.signing.get_ref())?;
+        let signing = keys::key::<SigningKey>(&ctx, signing_line, raw.signing.get_ref())?;
         let mut clients = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let default_limits = raw
@@ -401,7 +401,7 @@ fn client(
     }
     let keys = specs
         .iter()
-        .map(|spec| keys::verifying_key(ctx, line, spec))
+        .map(|spec| keys::key::<VerifyingKey>(ctx, line, spec))
         .collect::<Result<Vec<_>, _>>()?;
     let rate = match c.rate_limit {
         None => None,

@@ -109,6 +109,30 @@ fn line(ctx: &Ctx, span: std::ops::Range<usize>) -> Option<usize> {
     Some(ctx.line_of(span.start))
 }
 
+/// The checked name of a `[[tools]]` or `[[mcp_servers]]` entry (`what`
+/// says which), which no earlier entry in `seen` has.
+fn unique_name(
+    ctx: &Ctx,
+    name: &Spanned<String>,
+    what: &str,
+    seen: &mut std::collections::HashSet<String>,
+) -> Result<String, ConfigError> {
+    let n = tool_name(ctx, name, what)?;
+    if !seen.insert(n.clone()) {
+        let table = if what == "tool" {
+            "tools"
+        } else {
+            "mcp_servers"
+        };
+        return Err(ctx.err(
+            line(ctx, name.span()),
+            format!("{what} {n:?} is defined twice"),
+            format!("give each [[{table}]] table its own name"),
+        ));
+    }
+    Ok(n)
+}
+
 fn tool_name(ctx: &Ctx, name: &Spanned<String>, what: &str) -> Result<String, ConfigError> {
     let n = name.get_ref();
     if n.is_empty()
@@ -172,38 +196,34 @@ pub(crate) fn command_tools(
     specs: &[CommandToolSpec],
 ) -> Result<Vec<CommandTool>, ConfigError> {
     let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
-    for t in specs {
-        let name = tool_name(ctx, &t.name, "tool")?;
-        if !seen.insert(name.clone()) {
-            return Err(ctx.err(
-                line(ctx, t.name.span()),
-                format!("tool {name:?} is defined twice"),
-                "give each [[tools]] table its own name",
-            ));
-        }
-        let command = child_command(ctx, &t.command, t.env.as_ref(), t.inherit_env)?;
-        let args_schema = schema(ctx, t, &name)?;
-        let long_running = t.long_running.unwrap_or(false);
-        let default_timeout = if long_running {
-            DEFAULT_JOB_TIMEOUT_MS
-        } else {
-            DEFAULT_CALL_TIMEOUT_MS
-        };
-        out.push(CommandTool {
-            description: t.description.clone().unwrap_or_default(),
-            name,
-            command,
-            args_schema,
-            long_running,
-            timeout: Duration::from_millis(t.timeout_ms.unwrap_or(default_timeout).max(1)),
-            max_output_bytes: t
-                .max_output_bytes
-                .unwrap_or(DEFAULT_MAX_OUTPUT_BYTES)
-                .max(2),
-        });
-    }
-    Ok(out)
+    specs
+        .iter()
+        .map(|t| command_tool(ctx, t, unique_name(ctx, &t.name, "tool", &mut seen)?))
+        .collect()
+}
+
+/// One `[[tools]]` entry, named `name`.
+fn command_tool(ctx: &Ctx, t: &CommandToolSpec, name: String) -> Result<CommandTool, ConfigError> {
+    let command = child_command(ctx, &t.command, t.env.as_ref(), t.inherit_env)?;
+    let args_schema = schema(ctx, t, &name)?;
+    let long_running = t.long_running.unwrap_or(false);
+    let default_timeout = if long_running {
+        DEFAULT_JOB_TIMEOUT_MS
+    } else {
+        DEFAULT_CALL_TIMEOUT_MS
+    };
+    Ok(CommandTool {
+        description: t.description.clone().unwrap_or_default(),
+        name,
+        command,
+        args_schema,
+        long_running,
+        timeout: Duration::from_millis(t.timeout_ms.unwrap_or(default_timeout).max(1)),
+        max_output_bytes: t
+            .max_output_bytes
+            .unwrap_or(DEFAULT_MAX_OUTPUT_BYTES)
+            .max(2),
+    })
 }
 
 /// A command tool's schema: inline, from a file, or (neither given) an
@@ -263,74 +283,70 @@ pub(crate) fn mcp_servers(
     specs: &[McpServerSpec],
 ) -> Result<Vec<McpServer>, ConfigError> {
     let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
-    for m in specs {
-        let name = tool_name(ctx, &m.name, "mcp server")?;
-        let at = line(ctx, m.name.span());
-        if !seen.insert(name.clone()) {
+    specs
+        .iter()
+        .map(|m| mcp_server(ctx, m, unique_name(ctx, &m.name, "mcp server", &mut seen)?))
+        .collect()
+}
+
+/// One `[[mcp_servers]]` entry, named `name`.
+fn mcp_server(ctx: &Ctx, m: &McpServerSpec, name: String) -> Result<McpServer, ConfigError> {
+    let at = line(ctx, m.name.span());
+    let transport = match (&m.command, &m.url) {
+        (Some(c), None) => McpTransport::Stdio(child_command(
+            ctx,
+            c,
+            m.env.as_ref(),
+            m.inherit_env,
+        )?),
+        (None, Some(url)) => {
+            let u = url.get_ref();
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(ctx.err(
+                    line(ctx, url.span()),
+                    format!("url = {u:?} is not an http(s) URL"),
+                    "write the Streamable HTTP endpoint, e.g. \"http://127.0.0.1:9000/mcp\"",
+                ));
+            }
+            McpTransport::Http {
+                url: u.clone(),
+                headers_env: m.headers_env.clone().unwrap_or_default(),
+            }
+        }
+        _ => {
             return Err(ctx.err(
                 at,
-                format!("mcp server {name:?} is listed twice"),
-                "give each [[mcp_servers]] table its own name",
-            ));
+                format!("mcp server {name:?} needs exactly one of command and url"),
+                "command = [\"npx\", \"-y\", \"some-mcp-server\"] for a child process, url = \"http://...\" for Streamable HTTP",
+            ))
         }
-        let transport = match (&m.command, &m.url) {
-            (Some(c), None) => McpTransport::Stdio(child_command(
-                ctx,
-                c,
-                m.env.as_ref(),
-                m.inherit_env,
-            )?),
-            (None, Some(url)) => {
-                let u = url.get_ref();
-                if !(u.starts_with("http://") || u.starts_with("https://")) {
-                    return Err(ctx.err(
-                        line(ctx, url.span()),
-                        format!("url = {u:?} is not an http(s) URL"),
-                        "write the Streamable HTTP endpoint, e.g. \"http://127.0.0.1:9000/mcp\"",
-                    ));
-                }
-                McpTransport::Http {
-                    url: u.clone(),
-                    headers_env: m.headers_env.clone().unwrap_or_default(),
-                }
-            }
-            _ => {
+    };
+    let retry = match m.retry_on_lost_worker.as_ref() {
+        None => RetryPolicy::Idempotent,
+        Some(v) => match v.get_ref().as_str() {
+            "idempotent" => RetryPolicy::Idempotent,
+            "always" => RetryPolicy::Always,
+            "never" => RetryPolicy::Never,
+            other => {
                 return Err(ctx.err(
-                    at,
-                    format!("mcp server {name:?} needs exactly one of command and url"),
-                    "command = [\"npx\", \"-y\", \"some-mcp-server\"] for a child process, url = \"http://...\" for Streamable HTTP",
+                    line(ctx, v.span()),
+                    format!("retry_on_lost_worker = {other:?} is not a policy"),
+                    "use \"idempotent\", \"always\" or \"never\"",
                 ))
             }
-        };
-        let retry = match m.retry_on_lost_worker.as_ref() {
-            None => RetryPolicy::Idempotent,
-            Some(v) => match v.get_ref().as_str() {
-                "idempotent" => RetryPolicy::Idempotent,
-                "always" => RetryPolicy::Always,
-                "never" => RetryPolicy::Never,
-                other => {
-                    return Err(ctx.err(
-                        line(ctx, v.span()),
-                        format!("retry_on_lost_worker = {other:?} is not a policy"),
-                        "use \"idempotent\", \"always\" or \"never\"",
-                    ))
-                }
-            },
-        };
-        out.push(McpServer {
-            prefix: m.prefix.clone().unwrap_or_else(|| format!("{name}_")),
-            name,
-            transport,
-            tools: m.tools.clone(),
-            long_running: m.long_running.clone().unwrap_or_default(),
-            call_timeout: Duration::from_millis(
-                m.call_timeout_ms.unwrap_or(DEFAULT_CALL_TIMEOUT_MS).max(1),
-            ),
-            retry,
-        });
-    }
-    Ok(out)
+        },
+    };
+    Ok(McpServer {
+        prefix: m.prefix.clone().unwrap_or_else(|| format!("{name}_")),
+        name,
+        transport,
+        tools: m.tools.clone(),
+        long_running: m.long_running.clone().unwrap_or_default(),
+        call_timeout: Duration::from_millis(
+            m.call_timeout_ms.unwrap_or(DEFAULT_CALL_TIMEOUT_MS).max(1),
+        ),
+        retry,
+    })
 }
 
 impl McpServer {
@@ -432,6 +448,11 @@ retry_on_lost_worker = "never"
                 "defined twice",
             ),
             ("[[mcp_servers]]\nname = \"m\"\n", 5, "exactly one of command and url"),
+            (
+                "[[mcp_servers]]\nname = \"m\"\nurl = \"http://x\"\n[[mcp_servers]]\nname = \"m\"\nurl = \"http://y\"\n",
+                8,
+                "mcp server \"m\" is defined twice",
+            ),
             (
                 "[[mcp_servers]]\nname = \"m\"\nurl = \"ftp://x\"\n",
                 6,

@@ -141,7 +141,7 @@ async fn tamper(url: &str, sql: &str) {
 
 #[tokio::test]
 async fn one_changed_byte_breaks_the_log_at_its_entry() {
-    let (url, dir) = sqlite_url("audit");
+    let (url, _dir) = sqlite_url("audit");
     let stores = store::open(&url).await.unwrap();
     let n = a_run_of_calls(&stores).await;
     // A second process run: a second chain.
@@ -213,12 +213,11 @@ async fn one_changed_byte_breaks_the_log_at_its_entry() {
         tamper(&url, mend).await;
         verify_log(&*stores.audit, &keys()).await.unwrap().unwrap();
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
 async fn a_removed_or_rehashed_entry_is_found() {
-    let (url, dir) = sqlite_url("audit-cut");
+    let (url, _dir) = sqlite_url("audit-cut");
     let stores = store::open(&url).await.unwrap();
     a_run_of_calls(&stores).await;
     let chain = verify_log(&*stores.audit, &keys())
@@ -272,7 +271,6 @@ async fn a_removed_or_rehashed_entry_is_found() {
         (4, "entries 3 to 3 are missing"),
         "{broken}"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]

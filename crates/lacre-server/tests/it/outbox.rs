@@ -288,13 +288,12 @@ async fn memory_outbox_keeps_the_contract() {
 
 #[tokio::test]
 async fn sqlite_outbox_keeps_the_contract_and_survives_a_restart() {
-    let (url, dir) = sqlite_url("outbox");
+    let (url, _dir) = sqlite_url("outbox");
     outbox_contract(store::open(&url).await.unwrap()).await;
     // Reopened, the outbox is as it was left.
     let again = store::open(&url).await.unwrap();
     let left = again.jobs.deliveries(Listing::all(None, 10)).await.unwrap();
     assert_eq!(left.len(), 2);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
@@ -336,7 +335,7 @@ async fn postgres_replicas_claim_each_delivery_once() {
 /// date when opened, its jobs kept: they raise no events.
 #[tokio::test]
 async fn a_version_1_database_is_migrated_with_its_jobs() {
-    let (url, dir) = sqlite_url("migrate-v1");
+    let (url, _dir) = sqlite_url("migrate-v1");
     {
         let stores = store::open(&url).await.unwrap();
         stores
@@ -369,5 +368,4 @@ async fn a_version_1_database_is_migrated_with_its_jobs() {
     assert!(stores.jobs.finish(end).await.unwrap());
     run_to(&stores, "new", "c1", EventMask::ALL, done()).await;
     assert_eq!(delivery_ids(&stores).await, ["new.done"]);
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -84,10 +84,29 @@ async fn drop_schema(url: &str) {
     }
 }
 
-pub fn sqlite_url(test: &str) -> (String, std::path::PathBuf) {
+pub fn sqlite_url(test: &str) -> (String, TempDir) {
     let dir = std::env::temp_dir().join(format!("lacre-{}-{}", test, crate::support::unique("db")));
     std::fs::create_dir_all(&dir).unwrap();
-    (format!("sqlite://{}", dir.join("lacre.db").display()), dir)
+    (
+        format!("sqlite://{}", dir.join("lacre.db").display()),
+        TempDir(dir),
+    )
+}
+
+/// A test's own folder, removed with what it holds when the test ends.
+pub struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn args(n: i64) -> Map {
@@ -177,9 +196,6 @@ async fn claim_one(s: &dyn JobStore, id: &str) -> u64 {
     c.fence
 }
 
-/// A job's share of its client's limits is free again however it ends:
-/// done, failed, cancelled while queued or while running, or given up by
-/// the rescuer. (A client with room for one job, on a store of its own.)
 /// A heartbeat without progress that asks for a lease of `lease_ms`.
 async fn beat(s: &dyn JobStore, id: &str, fence: u64, now_ms: i64, lease_ms: i64) -> LeaseStatus {
     let beat = Heartbeat {
@@ -203,6 +219,9 @@ async fn end(s: &dyn JobStore, id: &str, fence: u64, outcome: JobOutcome, now_ms
     s.finish(end).await.unwrap()
 }
 
+/// A job's share of its client's limits is free again however it ends:
+/// done, failed, cancelled while queued or while running, or given up by
+/// the rescuer. (A client with room for one job, on a store of its own.)
 async fn limits_free_at_every_end(stores: &Stores) {
     let s = &*stores.jobs;
     start_one(s, "queued-cancelled").await;
@@ -644,7 +663,7 @@ pub async fn back_to(url: &str, version: i64, more: &[&str]) {
 /// and running jobs count toward their limits, its finished ones do not.
 #[tokio::test]
 async fn a_version_4_database_is_migrated_with_its_clients_loads() {
-    let (url, dir) = sqlite_url("migrate-v4");
+    let (url, _dir) = sqlite_url("migrate-v4");
     {
         let stores = store::open(&url).await.unwrap();
         let s = &stores.jobs;
@@ -688,24 +707,30 @@ async fn a_version_4_database_is_migrated_with_its_clients_loads() {
         s.create(limited("fifth", 5, 28)).await.unwrap(),
         CreateOutcome::OverLimit(JobLimit::Bytes)
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
-#[tokio::test]
-async fn sqlite_store_keeps_the_contract() {
-    let (url, dir) = sqlite_url("contract");
+/// A fresh database for one part of a test: its URL, and the guard that
+/// removes it when dropped; `None` when the test is skipped.
+type Fresh = Option<(String, Box<dyn std::any::Any>)>;
+
+/// The contract of a durable store, each part on a database of its own
+/// from `fresh`, and then what a reopened database still holds.
+async fn durable_contract(fresh: impl AsyncFn(&str) -> Fresh) {
+    let Some((url, _db)) = fresh("store_keeps_the_contract").await else {
+        return;
+    };
     contract(store::open(&url).await.unwrap()).await;
-    let (fair_url, fair_dir) = sqlite_url("fair");
-    fair_claims(&store::open(&fair_url).await.unwrap()).await;
-    job_limits(&store::open(&fair_url).await.unwrap()).await;
-    let _ = std::fs::remove_dir_all(fair_dir);
-    let (ends_url, ends_dir) = sqlite_url("ends");
-    limits_free_at_every_end(&store::open(&ends_url).await.unwrap()).await;
-    let _ = std::fs::remove_dir_all(ends_dir);
-    let (keys_url, keys_dir) = sqlite_url("keys");
-    keys_and_limits(&store::open(&keys_url).await.unwrap()).await;
-    let _ = std::fs::remove_dir_all(keys_dir);
-    // Reopening the file sees the same state: it is durable.
+    if let Some((fair, _db)) = fresh("store_claims_fairly").await {
+        fair_claims(&store::open(&fair).await.unwrap()).await;
+        job_limits(&store::open(&fair).await.unwrap()).await;
+    }
+    if let Some((ends, _db)) = fresh("limits_free_at_every_end").await {
+        limits_free_at_every_end(&store::open(&ends).await.unwrap()).await;
+    }
+    if let Some((keys, _db)) = fresh("keys_and_limits").await {
+        keys_and_limits(&store::open(&keys).await.unwrap()).await;
+    }
+    // Reopening the database sees the same state: it is durable.
     let again = store::open(&url).await.unwrap();
     assert_eq!(
         again.jobs.get("job-e").await.unwrap().unwrap().state,
@@ -713,27 +738,27 @@ async fn sqlite_store_keeps_the_contract() {
     );
     replays_are_refused_by_the_database(&url).await;
     skewed_pruning_keeps_records_a_slower_replica_needs(&url).await;
-    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn sqlite_store_keeps_the_contract() {
+    durable_contract(async |part: &str| -> Fresh {
+        let (url, dir) = sqlite_url(part);
+        Some((url, Box::new(dir) as Box<dyn std::any::Any>))
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn postgres_store_keeps_the_contract() {
-    let Some(url) = pg_url("postgres_store_keeps_the_contract").await else {
-        return;
-    };
-    contract(store::open(&url).await.unwrap()).await;
-    if let Some(fair_url) = pg_url("postgres_store_claims_fairly").await {
-        fair_claims(&store::open(&fair_url).await.unwrap()).await;
-        job_limits(&store::open(&fair_url).await.unwrap()).await;
-    }
-    if let Some(ends_url) = pg_url("postgres_limits_free_at_every_end").await {
-        limits_free_at_every_end(&store::open(&ends_url).await.unwrap()).await;
-    }
-    if let Some(keys_url) = pg_url("postgres_keys_and_limits").await {
-        keys_and_limits(&store::open(&keys_url).await.unwrap()).await;
-    }
-    replays_are_refused_by_the_database(&url).await;
-    skewed_pruning_keeps_records_a_slower_replica_needs(&url).await;
+    durable_contract(async |part: &str| -> Fresh {
+        let schema = pg_url(&format!("postgres_{part}")).await?;
+        Some((
+            schema.to_string(),
+            Box::new(schema) as Box<dyn std::any::Any>,
+        ))
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -875,7 +900,7 @@ fn prune(now_ms: i64, retention_ms: i64) -> Prune {
 async fn stored_json_is_read_with_the_servers_limits_and_bad_rows_are_skipped() {
     // stored_json_limits: a server with raised [limits] accepts a 300 kB
     // string; it must read it back with the same limits, not the defaults.
-    let (url, dir) = sqlite_url("stored-limits");
+    let (url, _dir) = sqlite_url("stored-limits");
     let raised = lacre_proto::ParseLimits {
         max_string_bytes: 512 * 1024,
         ..lacre_proto::ParseLimits::default()
@@ -922,7 +947,6 @@ async fn stored_json_is_read_with_the_servers_limits_and_bad_rows_are_skipped() 
         Err(lacre_server::StoreError::Corrupt(_))
     ));
     drop(stores);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// durable_replay_under_concurrency: the same nonce sent to two replicas at
@@ -979,9 +1003,8 @@ async fn concurrent_nonces_are_accepted_once(url: &str) {
 
 #[tokio::test]
 async fn sqlite_accepts_a_nonce_once_under_concurrency() {
-    let (url, dir) = sqlite_url("nonce-race");
+    let (url, _dir) = sqlite_url("nonce-race");
     concurrent_nonces_are_accepted_once(&url).await;
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
@@ -1215,9 +1238,8 @@ async fn a_large_result_is_read_back(stores: &Stores) {
 #[tokio::test]
 async fn large_results_are_read_back_on_every_store() {
     a_large_result_is_read_back(&store::open("memory").await.unwrap()).await;
-    let (url, dir) = sqlite_url("large-result");
+    let (url, _dir) = sqlite_url("large-result");
     a_large_result_is_read_back(&store::open(&url).await.unwrap()).await;
-    let _ = std::fs::remove_dir_all(dir);
     if let Some(url) = pg_url("large_results_are_read_back_on_every_store").await {
         a_large_result_is_read_back(&store::open(&url).await.unwrap()).await;
     }
@@ -1232,7 +1254,7 @@ async fn large_results_are_read_back_on_every_store() {
 /// `store_unavailable`, and jobs ran at 9 a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_on_sqlite_all_get_their_turn() {
-    let (url, dir) = sqlite_url("writers");
+    let (url, _dir) = sqlite_url("writers");
     let stores = store::open(&url).await.unwrap();
     let now = crate::support::now_ms();
     const CLIENTS: usize = 24;
@@ -1291,5 +1313,4 @@ async fn concurrent_writers_on_sqlite_all_get_their_turn() {
         let job = stores.jobs.get(&id).await.unwrap();
         assert_eq!(job.map(|j| j.state), Some(JobState::Done), "{id}");
     }
-    let _ = std::fs::remove_dir_all(dir);
 }

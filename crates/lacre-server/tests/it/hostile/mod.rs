@@ -512,9 +512,8 @@ async fn hostile_replay_rows_hold_on_sqlite_and_postgres() {
         sa.stop().await;
         sb.stop().await;
     }
-    let (url, dir) = crate::store_contract::sqlite_url("hostile-replay");
+    let (url, _dir) = crate::store_contract::sqlite_url("hostile-replay");
     on_two_replicas("replay rows on SQLite", &url).await;
-    let _ = std::fs::remove_dir_all(dir);
     if let Some(url) = crate::store_contract::pg_url("hostile_replay_rows_on_postgres").await {
         on_two_replicas("replay rows on PostgreSQL", &url).await;
     }
@@ -664,7 +663,7 @@ async fn hostile_slow_and_short_bodies_get_signed_replies() {
 
 #[tokio::test]
 async fn hostile_replay_after_restart_with_sqlite_store() {
-    let (url, dir) = crate::store_contract::sqlite_url("hostile-restart");
+    let (url, _dir) = crate::store_contract::sqlite_url("hostile-restart");
     let stores = store::open(&url).await.unwrap();
     let s = TestServer::on_stores(&stores).await;
     let env = sum_call();
@@ -688,7 +687,6 @@ async fn hostile_replay_after_restart_with_sqlite_store() {
     assert_eq!(s.send(&fresh).await.0, 200);
     s.stop().await;
     drop(stores);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Cases where this implementation disagrees with docs/SPEC.md (or with

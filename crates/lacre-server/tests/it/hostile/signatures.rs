@@ -162,36 +162,25 @@ pub(super) fn signature_cases(t: &mut Table) {
     t.add("signature/Ed25519 by another key", e.to_json(), bad_sig(&e));
 
     // Who: unknown client, another server, and the order of the checks.
-    let clients = [
-        ("client-999", "unknown"),
-        ("CLIENT-001", "in another case"),
-        ("client-001 ", "with a trailing space"),
+    use ErrorCode::{UnknownClient, WrongServer};
+    let who = [
+        ("client-999", "client id unknown", UnknownClient),
+        ("CLIENT-001", "client id in another case", UnknownClient),
+        (
+            "client-001 ",
+            "client id with a trailing space",
+            UnknownClient,
+        ),
+        ("mcp-server-002", "server id another", WrongServer),
+        ("MCP-SERVER-001", "server id in another case", WrongServer),
     ];
-    for (id, why) in clients {
-        let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
-            e.client_id = id.into()
+    for (id, why, code) in who {
+        // The code names the field that is wrong.
+        let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| match code {
+            WrongServer => e.server_id = id.into(),
+            _ => e.client_id = id.into(),
         });
-        t.refuse(
-            format!("who/client id {why}"),
-            &e,
-            401,
-            ErrorCode::UnknownClient,
-        );
-    }
-    let servers = [
-        ("mcp-server-002", "another"),
-        ("MCP-SERVER-001", "in another case"),
-    ];
-    for (id, why) in servers {
-        let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
-            e.server_id = id.into()
-        });
-        t.refuse(
-            format!("who/server id {why}"),
-            &e,
-            401,
-            ErrorCode::WrongServer,
-        );
+        t.refuse(format!("who/{why}"), &e, 401, code);
     }
     let e = make("batch_sum", r#"{"numbers":[1]}"#, |e| {
         e.server_id = "elsewhere".into();
