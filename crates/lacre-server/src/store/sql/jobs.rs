@@ -21,6 +21,19 @@ use tokio::sync::watch;
 impl JobStore for SqlStore {
     async fn create(&self, job: NewJob) -> Result<CreateOutcome, StoreError> {
         let kind = self.kind;
+        // PostgreSQL: the common case (a free key, a client with room) in
+        // one statement, without a transaction's round trips.
+        if kind == StoreKind::Postgres {
+            let first = job.clone();
+            let row = self
+                .write(Scope::Statement, move |conn| {
+                    Box::pin(create_at_once(conn, first))
+                })
+                .await?;
+            if let Some(row) = row {
+                return Ok(CreateOutcome::Created(job_from_row(&row, self.limits)?));
+            }
+        }
         let created = self
             .write(Scope::Statements, move |conn| {
                 Box::pin(create_in(conn, job, kind))
@@ -492,27 +505,7 @@ async fn create_in(
 ) -> Result<Wrote<Created>, StoreError> {
     let expires = job.now_ms.saturating_add(job.idempotency_ttl_ms);
     let new_bytes = to_i64(crate::jobs::args_bytes(&job.args));
-    // Take the (client_id, request_id) key while the client has room for
-    // the job; an expired record is taken over.
-    let sql = format!(
-        "INSERT INTO lacre_idempotency (client_id, request_id, request_hash, job_id, expires_at_ms)
-         SELECT $1, $2, $3, $4, $5
-         WHERE (SELECT jobs < $7 AND bytes + $8 <= $9 FROM ({}) AS load)
-         ON CONFLICT (client_id, request_id) DO UPDATE
-           SET request_hash = excluded.request_hash, job_id = excluded.job_id, expires_at_ms = excluded.expires_at_ms
-           WHERE lacre_idempotency.expires_at_ms <= $6",
-        load(kind, "$1")
-    );
-    let taken = sqlx::query(&sql)
-        .bind(job.client_id.clone())
-        .bind(job.request_id.clone())
-        .bind(job.request_hash.clone())
-        .bind(job.id.clone())
-        .bind(expires)
-        .bind(job.now_ms)
-        .bind(to_i64(job.max_jobs))
-        .bind(new_bytes)
-        .bind(to_i64(job.max_job_bytes))
+    let taken = take_key(&take_key_sql(kind), &job)
         .execute(&mut *conn)
         .await
         .map_err(unavailable)?
@@ -589,6 +582,69 @@ async fn create_in(
     .await
     .map_err(unavailable)?;
     Ok(Wrote::kept(Created::New(row), Wake::New))
+}
+
+/// Takes the `(client_id, request_id)` key of a job while its client has
+/// room for it; an expired record is taken over. It binds `$1` to `$9`
+/// ([`take_key`]).
+fn take_key_sql(kind: StoreKind) -> String {
+    format!(
+        "INSERT INTO lacre_idempotency (client_id, request_id, request_hash, job_id, expires_at_ms)
+         SELECT $1, $2, $3, $4, $5
+         WHERE (SELECT jobs < $7 AND bytes + $8 <= $9 FROM ({}) AS load)
+         ON CONFLICT (client_id, request_id) DO UPDATE
+           SET request_hash = excluded.request_hash, job_id = excluded.job_id, expires_at_ms = excluded.expires_at_ms
+           WHERE lacre_idempotency.expires_at_ms <= $6",
+        load(kind, "$1")
+    )
+}
+
+/// `sql` (which starts with [`take_key_sql`]) with the key's parameters
+/// bound for `job`.
+fn take_key<'q>(
+    sql: &'q str,
+    job: &NewJob,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(sql)
+        .bind(job.client_id.clone())
+        .bind(job.request_id.clone())
+        .bind(job.request_hash.clone())
+        .bind(job.id.clone())
+        .bind(job.now_ms.saturating_add(job.idempotency_ttl_ms))
+        .bind(job.now_ms)
+        .bind(to_i64(job.max_jobs))
+        .bind(to_i64(crate::jobs::args_bytes(&job.args)))
+        .bind(to_i64(job.max_job_bytes))
+}
+
+/// On PostgreSQL, creates `job` in one statement when its key is free (or
+/// expired) and its client has room: the key's insert feeds the job's
+/// (a data-modifying `WITH`), so either both rows are written or neither.
+/// `None` when it wrote nothing: [`create_in`] then finds out why.
+async fn create_at_once(
+    conn: &mut sqlx::AnyConnection,
+    job: NewJob,
+) -> Result<Wrote<Option<sqlx::any::AnyRow>>, StoreError> {
+    let sql = format!(
+        "WITH taken AS ({} RETURNING job_id)
+         INSERT INTO lacre_jobs (id, client_id, request_id, tool, args, state, available_at_ms, created_ms, updated_ms, events, args_bytes)
+         SELECT taken.job_id, $1, $2, $10, $11, 'queued', $6, $6, $6, $12, $8 FROM taken
+         RETURNING *",
+        take_key_sql(StoreKind::Postgres)
+    );
+    let row = take_key(&sql, &job)
+        .bind(job.tool.clone())
+        .bind(json_text(&job.args))
+        .bind(job.events.bits())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    let wake = if row.is_some() {
+        Wake::New
+    } else {
+        Wake::Nobody
+    };
+    Ok(Wrote::kept(row, wake))
 }
 
 /// A query of one row, `jobs` and `bytes`: the load of the client that
