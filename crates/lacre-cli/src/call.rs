@@ -166,54 +166,45 @@ pub async fn jobs(
     state: Option<JobState>,
     limit: Option<u64>,
 ) -> Result<ExitCode> {
-    let client = args.client()?;
-    match client.list_jobs(state, limit).await {
-        Ok(jobs) => {
-            if std::io::stdout().is_terminal() {
-                println!(
-                    "{:<38} {:<18} {:<10} {:>8}",
-                    "JOB", "TOOL", "STATE", "PROGRESS"
-                );
-                for j in jobs {
-                    let (id, tool, state, done) = (j.job_id, j.tool, j.state, percent(j.progress));
-                    println!("{id:<38} {tool:<18} {state:<10} {done:>8}");
-                }
-                Ok(ExitCode::Ok)
-            } else {
-                print_encoded(&JobList { jobs })
-            }
-        }
-        Err(e) => Ok(report(&e)),
+    let jobs = match args.client()?.list_jobs(state, limit).await {
+        Ok(jobs) => jobs,
+        Err(e) => return Ok(report(&e)),
+    };
+    if !std::io::stdout().is_terminal() {
+        return print_encoded(&JobList { jobs });
     }
+    println!(
+        "{:<38} {:<18} {:<10} {:>8}",
+        "JOB", "TOOL", "STATE", "PROGRESS"
+    );
+    for j in jobs {
+        let (id, tool, state, done) = (j.job_id, j.tool, j.state, percent(j.progress));
+        println!("{id:<38} {tool:<18} {state:<10} {done:>8}");
+    }
+    Ok(ExitCode::Ok)
 }
 
 /// `lacre tools [--json]`.
 pub async fn tools(args: &ClientArgs, as_json: bool) -> Result<ExitCode> {
-    let client = args.client()?;
-    match client.tools().await {
-        Ok(tools) => {
-            if as_json {
-                let mut m = Map::new();
-                m.insert("tools".into(), Value::from_serialize(&tools)?);
-                print_json(&m);
-            } else {
-                // Upstream tools have long names: the column fits them.
-                let width = tools
-                    .iter()
-                    .map(|t| t.name.chars().count())
-                    .max()
-                    .unwrap_or(0);
-                let width = width.max(18);
-                println!("{:<width$} {:<5} DESCRIPTION", "TOOL", "KIND");
-                for t in tools {
-                    let kind = if t.long_running { "job" } else { "call" };
-                    println!("{:<width$} {:<5} {}", t.name, kind, t.description);
-                }
-            }
-            Ok(ExitCode::Ok)
-        }
-        Err(e) => Ok(report(&e)),
+    let tools = match args.client()?.tools().await {
+        Ok(tools) => tools,
+        Err(e) => return Ok(report(&e)),
+    };
+    if as_json {
+        let mut m = Map::new();
+        m.insert("tools".into(), Value::from_serialize(&tools)?);
+        print_json(&m);
+        return Ok(ExitCode::Ok);
     }
+    // Upstream tools have long names: the column fits them.
+    let width = tools.iter().map(|t| t.name.chars().count()).max();
+    let width = width.unwrap_or(0).max(18);
+    println!("{:<width$} {:<5} DESCRIPTION", "TOOL", "KIND");
+    for t in tools {
+        let kind = if t.long_running { "job" } else { "call" };
+        println!("{:<width$} {:<5} {}", t.name, kind, t.description);
+    }
+    Ok(ExitCode::Ok)
 }
 
 /// `lacre jobs --store URL`: every client's jobs, read from the store.

@@ -50,6 +50,25 @@ fn call(s: &ServeGuard, tool: &str, args: &str) -> Output {
     s.lacre(&["call", tool, args])
 }
 
+/// Starts the job `tool ARGS` and long-polls it until it is done; every
+/// view seen, in order.
+fn run_job(s: &ServeGuard, tool: &str, args: &str) -> Vec<serde_json::Value> {
+    let out = call(s, tool, args);
+    out.expect_code(0, &format!("start {tool}"));
+    poll_until(s, &job_id_of(&out.stdout), |v| v["state"] == "done")
+}
+
+/// `tool {"reason": REASON}` answers the upstream's refusal as a signed
+/// `tool_error` with its text.
+fn refused_by_upstream(s: &ServeGuard, tool: &str, reason: &str) {
+    let out = call(s, tool, &format!(r#"{{"reason":"{reason}"}}"#));
+    out.expect_code(4, tool);
+    assert_eq!(
+        out.stderr.trim(),
+        format!("error: tool_error: refused: {reason}")
+    );
+}
+
 /// Long-polls `job` until `done` holds for its view (at most 60 s); every
 /// view seen, in order.
 fn poll_until(
@@ -147,14 +166,11 @@ fn command_jobs_report_progress_and_die_when_cancelled() {
         return;
     }
     let s = ServeGuard::start_with_config("gw-command-jobs", &config_with(&command_tools()));
-    let out = call(
+    let views = run_job(
         &s,
         "fixture_job",
         r#"{"mode":"progress","steps":5,"seconds":0.4}"#,
     );
-    out.expect_code(0, "start fixture_job");
-    let job = job_id_of(&out.stdout);
-    let views = poll_until(&s, &job, |v| v["state"] == "done");
     let messages: Vec<&str> = views.iter().filter_map(|v| v["message"].as_str()).collect();
     assert!(
         messages
@@ -305,14 +321,11 @@ fn mcp_upstream_tools_are_lacre_tools() {
 
     // A long-running upstream tool is a job: progress through long polls,
     // then the upstream's result.
-    let out = call(
+    let views = run_job(
         &s,
         "everything_trigger-long-running-operation",
         r#"{"duration":2,"steps":4}"#,
     );
-    out.expect_code(0, "start long operation");
-    let job = job_id_of(&out.stdout);
-    let views = poll_until(&s, &job, |v| v["state"] == "done");
     assert!(
         views
             .iter()
@@ -448,13 +461,9 @@ long_running = ["count_*"]
     let out = call(&s, "py_add", r#"{"a":2.5,"b":40}"#);
     out.expect_error(4, "py_add with a float", "invalid_args");
     // isError becomes tool_error with the upstream's text.
-    let out = call(&s, "py_refuse", r#"{"reason":"not today"}"#);
-    out.expect_code(4, "py_refuse");
-    assert_eq!(out.stderr.trim(), "error: tool_error: refused: not today");
+    refused_by_upstream(&s, "py_refuse", "not today");
     // A job with FastMCP progress.
-    let out = call(&s, "py_count_slowly", r#"{"to":5,"delay":0.3}"#);
-    let job = job_id_of(&out.stdout);
-    let views = poll_until(&s, &job, |v| v["state"] == "done");
+    let views = run_job(&s, "py_count_slowly", r#"{"to":5,"delay":0.3}"#);
     assert!(
         views.iter().any(|v| v["message"]
             .as_str()
@@ -647,12 +656,8 @@ long_running = ["count_*"]
         "Bearer upstream-token-1"
     );
     assert!(!s.stderr_text().contains("upstream-token-1"));
-    let out = call(&s, "remote_refuse", r#"{"reason":"over http"}"#);
-    out.expect_code(4, "remote_refuse");
-    assert_eq!(out.stderr.trim(), "error: tool_error: refused: over http");
-    let out = call(&s, "remote_count_slowly", r#"{"to":3,"delay":0.2}"#);
-    let job = job_id_of(&out.stdout);
-    let views = poll_until(&s, &job, |v| v["state"] == "done");
+    refused_by_upstream(&s, "remote_refuse", "over http");
+    let views = run_job(&s, "remote_count_slowly", r#"{"to":3,"delay":0.2}"#);
     assert_eq!(
         views.last().unwrap()["result"]["structuredContent"],
         serde_json::json!({"counted": 3})

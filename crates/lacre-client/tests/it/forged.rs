@@ -26,11 +26,13 @@ fn honest_reply(body: &[u8], key: &SigningKey) -> lacre_proto::Response {
     )
 }
 
-/// Calls `batch_sum` on a fake server that answers with `reply(request)`.
+/// Calls `batch_sum` on a fake server that answers with `reply(request,
+/// the real server's key)`.
 async fn sum_against(
-    reply: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
+    reply: impl Fn(&[u8], &SigningKey) -> Vec<u8> + Send + Sync + 'static,
 ) -> Result<lacre_client::Reply, ClientError> {
-    let url = fake_server(reply).await;
+    let key = SigningKey::hmac(SERVER_SECRET).unwrap();
+    let url = fake_server(move |body| reply(body, &key)).await;
     client(&url)
         .call("batch_sum", serde_json::json!({"numbers": [1]}))
         .await
@@ -39,8 +41,7 @@ async fn sum_against(
 #[tokio::test]
 async fn an_honest_fake_reply_is_accepted() {
     // Control: the fake server itself is correct, so the rejections below are real.
-    let key = SigningKey::hmac(SERVER_SECRET).unwrap();
-    let reply = sum_against(move |body| honest_reply(body, &key).to_json())
+    let reply = sum_against(|body, key| honest_reply(body, key).to_json())
         .await
         .unwrap();
     assert_eq!(reply.result_json()["count"], 1);
@@ -48,10 +49,9 @@ async fn an_honest_fake_reply_is_accepted() {
 
 #[tokio::test]
 async fn a_flipped_byte_is_rejected() {
-    let key = SigningKey::hmac(SERVER_SECRET).unwrap();
     assert_fails!(
-        sum_against(move |body| {
-            let mut bytes = honest_reply(body, &key).to_json();
+        sum_against(|body, key| {
+            let mut bytes = honest_reply(body, key).to_json();
             let text = String::from_utf8(bytes.clone()).unwrap();
             let at = text.find("\"count\":1").unwrap() + "\"count\":".len();
             bytes[at] = b'2';
@@ -63,12 +63,11 @@ async fn a_flipped_byte_is_rejected() {
 
 #[tokio::test]
 async fn a_reply_for_another_request_is_rejected() {
-    let key = SigningKey::hmac(SERVER_SECRET).unwrap();
     assert_fails!(
-        sum_against(move |body| {
-            let mut r = honest_reply(body, &key);
+        sum_against(|body, key| {
+            let mut r = honest_reply(body, key);
             r.request_id = "some-other-request".into();
-            r.sign(&key);
+            r.sign(key);
             r.to_json()
         }),
         ClientError::Verification(ResponseError::RequestIdMismatch { .. })
@@ -79,16 +78,15 @@ async fn a_reply_for_another_request_is_rejected() {
 async fn a_reply_signed_with_another_key_is_rejected() {
     let other = SigningKey::hmac(b"attacker").unwrap();
     assert_fails!(
-        sum_against(move |body| honest_reply(body, &other).to_json()),
+        sum_against(move |body, _| honest_reply(body, &other).to_json()),
         ClientError::Verification(ResponseError::BadSignature(_))
     );
 }
 
 #[tokio::test]
 async fn a_reply_from_another_server_is_rejected() {
-    let key = SigningKey::hmac(SERVER_SECRET).unwrap();
     assert_fails!(
-        sum_against(move |body| {
+        sum_against(|body, key| {
             let env = Envelope::parse(body, ParseLimits::default()).unwrap();
             ResponseSigner::new("impostor", key.clone())
                 .success(&env.request_id, env.ts_ms, Status::Ok, None)
@@ -102,7 +100,7 @@ async fn a_reply_from_another_server_is_rejected() {
 async fn an_unsigned_error_is_rejected() {
     // The seed's server answers bad signatures with an unsigned dict.
     assert_fails!(
-        sum_against(|_| br#"{"error":"bad signature"}"#.to_vec()),
+        sum_against(|_, _| br#"{"error":"bad signature"}"#.to_vec()),
         ClientError::Verification(ResponseError::Malformed(_))
     );
 }
@@ -139,7 +137,7 @@ async fn an_unaddressed_refusal_is_never_the_outcome_of_a_request() {
         ErrorCode::UnknownJob,
     ] {
         assert_fails!(
-            sum_against(move |_| signed_error("", code.clone(), None)),
+            sum_against(move |_, _| signed_error("", code.clone(), None)),
             ClientError::OutcomeUnknown(_)
         );
     }
@@ -151,7 +149,7 @@ async fn a_refusal_bound_to_other_bytes_is_rejected() {
     // signature gets a signed bad_signature with the victim's request_id;
     // its binding names the copy, not the victim's bytes.
     assert_fails!(
-        sum_against(|body| {
+        sum_against(|body, _| {
             let mut copy = body.to_vec();
             copy.push(b' ');
             signed_error(&request_id_of(body), ErrorCode::BadSignature, Some(&copy))
@@ -163,7 +161,7 @@ async fn a_refusal_bound_to_other_bytes_is_rejected() {
 #[tokio::test]
 async fn an_unbound_refusal_with_the_request_id_does_not_tell_the_outcome() {
     assert_fails!(
-        sum_against(|body| signed_error(&request_id_of(body), ErrorCode::InvalidArgs, None)),
+        sum_against(|body, _| signed_error(&request_id_of(body), ErrorCode::InvalidArgs, None)),
         ClientError::OutcomeUnknown(_)
     );
 }
@@ -171,7 +169,7 @@ async fn an_unbound_refusal_with_the_request_id_does_not_tell_the_outcome() {
 #[tokio::test]
 async fn a_bound_refusal_tells_the_outcome_unless_a_copy_could_have_caused_it() {
     assert_fails!(
-        sum_against(|body| {
+        sum_against(|body, _| {
             signed_error(&request_id_of(body), ErrorCode::InvalidArgs, Some(body))
         }),
         ClientError::Server {
@@ -187,7 +185,11 @@ async fn a_bound_refusal_tells_the_outcome_unless_a_copy_could_have_caused_it() 
         ErrorCode::Overloaded,
     ] {
         assert_fails!(
-            sum_against(move |body| signed_error(&request_id_of(body), code.clone(), Some(body))),
+            sum_against(move |body, _| signed_error(
+                &request_id_of(body),
+                code.clone(),
+                Some(body)
+            )),
             ClientError::OutcomeUnknown(_)
         );
     }
@@ -197,9 +199,8 @@ async fn a_bound_refusal_tells_the_outcome_unless_a_copy_could_have_caused_it() 
 async fn a_stored_reply_from_long_ago_is_rejected() {
     // forged_refusals: reply timestamps were never checked, so a stored
     // reply could be handed back forever.
-    let key = SigningKey::hmac(SERVER_SECRET).unwrap();
     assert_fails!(
-        sum_against(move |body| {
+        sum_against(|body, key| {
             let env = Envelope::parse(body, ParseLimits::default()).unwrap();
             ResponseSigner::new(SERVER_ID, key.clone())
                 .success(&env.request_id, now_ms() - 3_600_000, Status::Ok, None)
