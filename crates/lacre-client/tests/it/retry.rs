@@ -75,13 +75,18 @@ async fn retry_after_a_dropped_connection_returns_the_same_job() {
     );
 }
 
+/// How a `batch_sum` call to `url` fails.
+async fn sum_error(url: &str) -> lacre_client::ClientError {
+    client(url)
+        .call("batch_sum", serde_json::json!({"numbers": [1]}))
+        .await
+        .unwrap_err()
+}
+
 #[tokio::test]
 async fn transport_failures_are_reported_after_bounded_retries() {
     let started = std::time::Instant::now();
-    let err = client("http://127.0.0.1:1/mcp")
-        .call("batch_sum", serde_json::json!({"numbers": [1]}))
-        .await
-        .unwrap_err();
+    let err = sum_error("http://127.0.0.1:1/mcp").await;
     assert!(
         matches!(err, lacre_client::ClientError::Transport(_)),
         "{err:?}"
@@ -98,10 +103,7 @@ async fn an_immediate_call_that_may_have_run_is_not_retried() {
     // does not know the outcome, and the server saw the call once.
     let real = real_server().await;
     let (url, seen) = dropping_proxy(real.addr).await;
-    let err = client(&url)
-        .call("batch_sum", serde_json::json!({"numbers": [1]}))
-        .await
-        .unwrap_err();
+    let err = sum_error(&url).await;
     assert!(
         matches!(err, lacre_client::ClientError::OutcomeUnknown(_)),
         "{err:?}"

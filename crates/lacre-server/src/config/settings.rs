@@ -232,8 +232,15 @@ impl Settings {
             }
             clients.push(client);
         }
-        let command_tools = super::upstreams::command_tools(&ctx, &raw.tools)?;
-        let mcp_servers = super::upstreams::mcp_servers(&ctx, &raw.mcp_servers)?;
+        use super::upstreams::{command_tool, each_named, mcp_server};
+        let command_tools = each_named(&ctx, &raw.tools, "tool", |t| &t.name, command_tool)?;
+        let mcp_servers = each_named(
+            &ctx,
+            &raw.mcp_servers,
+            "mcp server",
+            |m| &m.name,
+            mcp_server,
+        )?;
         let webhooks = super::webhooks::settings(&ctx, &raw.webhooks)?;
         let audit = match (raw.audit.enabled, &raw.audit.retention_days) {
             (_, Some(d)) if *d.get_ref() == 0 => {

@@ -190,20 +190,28 @@ fn child_command(
     })
 }
 
-/// The checked `[[tools]]` entries.
-pub(crate) fn command_tools(
+/// The checked entries of a `[[tools]]` or `[[mcp_servers]]` table (`what`
+/// says which): each checked by `one` under its name, no name twice.
+pub(crate) fn each_named<S, T>(
     ctx: &Ctx,
-    specs: &[CommandToolSpec],
-) -> Result<Vec<CommandTool>, ConfigError> {
+    specs: &[S],
+    what: &str,
+    name: impl Fn(&S) -> &Spanned<String>,
+    one: impl Fn(&Ctx, &S, String) -> Result<T, ConfigError>,
+) -> Result<Vec<T>, ConfigError> {
     let mut seen = std::collections::HashSet::new();
     specs
         .iter()
-        .map(|t| command_tool(ctx, t, unique_name(ctx, &t.name, "tool", &mut seen)?))
+        .map(|s| one(ctx, s, unique_name(ctx, name(s), what, &mut seen)?))
         .collect()
 }
 
 /// One `[[tools]]` entry, named `name`.
-fn command_tool(ctx: &Ctx, t: &CommandToolSpec, name: String) -> Result<CommandTool, ConfigError> {
+pub(crate) fn command_tool(
+    ctx: &Ctx,
+    t: &CommandToolSpec,
+    name: String,
+) -> Result<CommandTool, ConfigError> {
     let command = child_command(ctx, &t.command, t.env.as_ref(), t.inherit_env)?;
     let args_schema = schema(ctx, t, &name)?;
     let long_running = t.long_running.unwrap_or(false);
@@ -277,20 +285,12 @@ fn schema(ctx: &Ctx, t: &CommandToolSpec, name: &str) -> Result<serde_json::Valu
     Ok(value)
 }
 
-/// The checked `[[mcp_servers]]` entries.
-pub(crate) fn mcp_servers(
-    ctx: &Ctx,
-    specs: &[McpServerSpec],
-) -> Result<Vec<McpServer>, ConfigError> {
-    let mut seen = std::collections::HashSet::new();
-    specs
-        .iter()
-        .map(|m| mcp_server(ctx, m, unique_name(ctx, &m.name, "mcp server", &mut seen)?))
-        .collect()
-}
-
 /// One `[[mcp_servers]]` entry, named `name`.
-fn mcp_server(ctx: &Ctx, m: &McpServerSpec, name: String) -> Result<McpServer, ConfigError> {
+pub(crate) fn mcp_server(
+    ctx: &Ctx,
+    m: &McpServerSpec,
+    name: String,
+) -> Result<McpServer, ConfigError> {
     let at = line(ctx, m.name.span());
     let transport = match (&m.command, &m.url) {
         (Some(c), None) => McpTransport::Stdio(child_command(

@@ -64,6 +64,15 @@ async fn close(j: Arc<NonceJournal>) {
     panic!("the journal was still held 10 s after the test let it go");
 }
 
+/// A closed journal in a folder of its own that has recorded `nonce`.
+async fn journal_of(test: &str, nonce: &str) -> PathBuf {
+    let d = dir(test);
+    let j = open(&d, T0).await;
+    assert_eq!(record(&j, nonce).await, Ok(()));
+    close(j).await;
+    d
+}
+
 fn bucket_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -164,10 +173,7 @@ async fn expired_buckets_are_forgotten_and_their_files_removed() {
 
 #[tokio::test]
 async fn a_digest_cut_short_by_a_crash_is_cut_off() {
-    let d = dir("torn");
-    let j = open(&d, T0).await;
-    assert_eq!(record(&j, "a").await, Ok(()));
-    close(j).await;
+    let d = journal_of("torn", "a").await;
     let file = bucket_files(&d).remove(0);
     // A crash in the middle of an append leaves part of a digest.
     let mut bytes = std::fs::read(&file).unwrap();
@@ -186,10 +192,7 @@ async fn a_digest_cut_short_by_a_crash_is_cut_off() {
 
 #[tokio::test]
 async fn files_it_cannot_trust_stop_the_start() {
-    let d = dir("foreign");
-    let j = open(&d, T0).await;
-    assert_eq!(record(&j, "a").await, Ok(()));
-    close(j).await;
+    let d = journal_of("foreign", "a").await;
     // Without the key, the digests mean nothing: every nonce in them
     // could be replayed, so the journal does not start.
     let key = d.join("key");

@@ -59,7 +59,7 @@ impl AuditStore for SqlStore {
 
     async fn entries(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let (after_chain, after_seq) = q.after.clone().unwrap_or_default();
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT * FROM lacre_audit
              WHERE ($1 = '' OR chain = $1) AND ($2 = '' OR client_id = $2) AND at_ms >= $3
                AND ($4 = 0 OR chain > $5 OR (chain = $5 AND seq > $6))
@@ -71,10 +71,8 @@ impl AuditStore for SqlStore {
         .bind(i64::from(q.after.is_some()))
         .bind(after_chain)
         .bind(after_seq)
-        .bind(i64::try_from(q.limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        .bind(i64::try_from(q.limit).unwrap_or(i64::MAX));
+        let rows = self.read_rows(query).await?;
         rows.iter()
             .map(|r| {
                 let s = |c: &str| r.try_get::<String, _>(c).map_err(|_| corrupt(c));

@@ -284,14 +284,12 @@ impl JobStore for SqlStore {
         // Two steps, so that the delay before the next claim is computed by
         // the one rule every store uses (`requeue_delay_ms`). Each update is
         // fenced: a job renewed or finished in between is left alone.
-        let expired = sqlx::query(
+        let query = sqlx::query(
             "SELECT id, attempt, fence FROM lacre_jobs
              WHERE state = 'running' AND lease_until_ms < $1 LIMIT 1000",
         )
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        .bind(now_ms);
+        let expired = self.read_rows(query).await?;
         let mut touched = 0;
         for row in expired {
             let id: String = row.try_get("id").map_err(|_| corrupt("id"))?;
@@ -395,12 +393,10 @@ impl JobStore for SqlStore {
     }
 
     async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT state, COUNT(*) AS n FROM lacre_jobs GROUP BY state ORDER BY state",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        );
+        let rows = self.read_rows(query).await?;
         rows.iter()
             .map(|r| {
                 let state: String = r.try_get("state").map_err(|_| corrupt("state"))?;

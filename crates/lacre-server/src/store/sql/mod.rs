@@ -421,6 +421,14 @@ impl SqlStore {
 
     /// Runs one write in the process's write turn; the rows it changed.
     /// When any did, waiters are told of `change`.
+    /// Every row `query` reads, on a reading connection.
+    pub(super) async fn read_rows<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        query.fetch_all(&self.pool).await.map_err(unavailable)
+    }
+
     async fn write_rows<'q>(
         &self,
         query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
@@ -577,10 +585,8 @@ impl SqlStore {
         if let Some(s) = state {
             q = q.bind(s.as_str().to_owned());
         }
-        q.bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
+        self.read_rows(q.bind(i64::try_from(limit).unwrap_or(i64::MAX)))
             .await
-            .map_err(unavailable)
     }
 
     async fn fetch_job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {

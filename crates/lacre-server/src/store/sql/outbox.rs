@@ -172,17 +172,15 @@ impl Outbox for SqlStore {
         &self,
         which: Listing<'_, DeliveryState>,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT * FROM lacre_deliveries
              WHERE ($1 = '' OR client_id = $1) AND ($2 = '' OR state = $2)
              ORDER BY created_ms DESC, id DESC LIMIT $3",
         )
         .bind(which.client_id.unwrap_or_default().to_owned())
         .bind(which.state.map_or("", DeliveryState::as_str))
-        .bind(i64::try_from(which.limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        .bind(i64::try_from(which.limit).unwrap_or(i64::MAX));
+        let rows = self.read_rows(query).await?;
         rows.iter().map(delivery_from_row).collect()
     }
 
@@ -212,12 +210,10 @@ impl Outbox for SqlStore {
     }
 
     async fn disabled_endpoints(&self) -> Result<Vec<DisabledEndpoint>, StoreError> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT client_id, disabled_ms, reason FROM lacre_disabled_endpoints ORDER BY client_id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        );
+        let rows = self.read_rows(query).await?;
         rows.iter()
             .map(|r| {
                 Ok(DisabledEndpoint {
