@@ -189,33 +189,35 @@ impl KeySource {
 /// A key that a [`KeySource`] can hold: a [`SigningKey`] (the secret, or
 /// an Ed25519 seed) or a [`VerifyingKey`] (the shared secret, or an
 /// Ed25519 public key).
-pub trait LoadKey: Sized {
+pub trait LoadKey: Sized + 'static {
     /// Whether the key signs, so that its source holds a private key.
     const SIGNS: bool;
-    /// The key from an HMAC secret.
-    fn hmac(secret: &[u8]) -> Result<Self, lacre_proto::KeyError>;
-    /// The key from the 32 bytes of an Ed25519 key.
-    fn ed25519(bytes: &[u8]) -> Result<Self, lacre_proto::KeyError>;
+    /// The key from an HMAC secret, and from the 32 bytes of an Ed25519 key.
+    const MAKE: KeyMakers<Self>;
+}
+
+/// How a [`LoadKey`] is made from the bytes of each algorithm.
+pub struct KeyMakers<K> {
+    /// From an HMAC secret.
+    pub hmac: fn(&[u8]) -> Result<K, KeyError>,
+    /// From the 32 bytes of an Ed25519 key.
+    pub ed25519: fn(&[u8]) -> Result<K, KeyError>,
 }
 
 impl LoadKey for SigningKey {
     const SIGNS: bool = true;
-    fn hmac(secret: &[u8]) -> Result<Self, lacre_proto::KeyError> {
-        SigningKey::hmac(secret)
-    }
-    fn ed25519(seed: &[u8]) -> Result<Self, lacre_proto::KeyError> {
-        SigningKey::ed25519_from_seed(seed)
-    }
+    const MAKE: KeyMakers<Self> = KeyMakers {
+        hmac: SigningKey::hmac,
+        ed25519: SigningKey::ed25519_from_seed,
+    };
 }
 
 impl LoadKey for VerifyingKey {
     const SIGNS: bool = false;
-    fn hmac(secret: &[u8]) -> Result<Self, lacre_proto::KeyError> {
-        VerifyingKey::hmac(secret)
-    }
-    fn ed25519(public: &[u8]) -> Result<Self, lacre_proto::KeyError> {
-        VerifyingKey::ed25519(public)
-    }
+    const MAKE: KeyMakers<Self> = KeyMakers {
+        hmac: VerifyingKey::hmac,
+        ed25519: VerifyingKey::ed25519,
+    };
 }
 
 /// A key of `alg` from `src`: a signing key (a server's own, or a
@@ -226,8 +228,8 @@ pub fn load_key<K: LoadKey>(
     base: &Path,
 ) -> Result<K, KeyLoadError> {
     let key = match alg {
-        Algorithm::HmacSha256 => K::hmac(&src.hmac_secret(base)?),
-        Algorithm::Ed25519 => K::ed25519(&src.hex32(base)?),
+        Algorithm::HmacSha256 => (K::MAKE.hmac)(&src.hmac_secret(base)?),
+        Algorithm::Ed25519 => (K::MAKE.ed25519)(&src.hex32(base)?),
     };
     key.map_err(|e| src.key_error(e))
 }
