@@ -13,6 +13,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// How soon after its start a running job's lease is first renewed (or
+/// the heartbeat interval, if shorter): the renewal that finds a cancel
+/// made before the worker watched the job.
+const FIRST_LOOK: Duration = Duration::from_millis(100);
+
 /// Tuning of the worker pool.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -200,9 +205,11 @@ async fn run_job(shared: &Shared, claim: Claim, shutdown: &mut watch::Receiver<b
     // The handler runs in its own task so that a panic fails the job
     // instead of killing the worker, and cancellation can abort it.
     let mut task = tokio::spawn(fut);
-    let mut heartbeat =
-        tokio::time::interval(Duration::from_millis(shared.config.heartbeat_ms.max(10)));
-    heartbeat.tick().await;
+    // The first renewal comes soon (a job cancelled between its claim and
+    // the watch below left no change to see), then one every heartbeat.
+    let every = Duration::from_millis(shared.config.heartbeat_ms.max(10));
+    let first = tokio::time::Instant::now() + every.min(FIRST_LOOK);
+    let mut heartbeat = tokio::time::interval_at(first, every);
     let beat = |progress| Heartbeat {
         id: &job.id,
         fence,

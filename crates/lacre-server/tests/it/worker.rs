@@ -28,6 +28,9 @@ pub struct Counting {
     blind: std::sync::atomic::AtomicBool,
     /// Where the blind watches come from: nobody notifies them.
     unheard: Arc<lacre_server::jobs::JobWatchers>,
+    /// Whether `watch_job` first cancels the job (as client `c`): a cancel
+    /// that lands after the claim, before the worker watches the job.
+    cancel_at_watch: std::sync::atomic::AtomicBool,
     /// Whole records read (`get`, `list`): arguments and results included.
     pub whole_reads: AtomicUsize,
     /// `status` reads of each job.
@@ -90,6 +93,18 @@ impl JobStore for Counting {
         self.inner.work_signal()
     }
     fn watch_job(&self, id: &str) -> JobWatch {
+        if self.cancel_at_watch.swap(false, Ordering::SeqCst) {
+            // `watch_job` is not async: the cancel runs on a thread and a
+            // runtime of its own, and is done before the watch starts.
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .unwrap();
+                    rt.block_on(self.inner.cancel(id, "c", 1)).unwrap();
+                });
+            });
+        }
         if self.blind.load(Ordering::SeqCst) {
             return self.unheard.watch(id);
         }
@@ -242,6 +257,44 @@ async fn a_cancelled_job_stops_at_once_not_at_the_next_heartbeat() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    workers.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_job_cancelled_before_its_worker_watches_it_stops_soon() {
+    // Seen in CI: the cancel came between the claim and the worker's watch
+    // of the job, so no change was left to see, and the handler ran on
+    // until the next heartbeat (10 s here).
+    let store = Arc::new(Counting::default());
+    store.cancel_at_watch.store(true, Ordering::SeqCst);
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&stopped);
+    let mut reg = Registry::new();
+    reg.long_running("forever", "sleeps a minute", move |_a: SleepIn, _ctx| {
+        let guard = DropFlag(Arc::clone(&flag));
+        async move {
+            let _guard = guard;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, ToolError>(Map::new())
+        }
+    });
+    let config = WorkerConfig {
+        concurrency: 1,
+        heartbeat_ms: 10_000,
+        ..WorkerConfig::default()
+    };
+    let workers = workers_on(&store, reg, config);
+    store.create(job_j("forever")).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while !stopped.load(Ordering::SeqCst) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the handler of a job cancelled before it was watched still runs after 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let job = store.get("j").await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
     workers.shutdown(Duration::from_secs(1)).await;
 }
 
