@@ -227,9 +227,14 @@ async fn run_job(shared: &Shared, claim: Claim, shutdown: &mut watch::Receiver<b
         let mut progress = None;
         tokio::select! {
             joined = &mut task => {
-                // Record the handler's last progress report before the outcome.
-                if progress_rx.has_changed().unwrap_or(false) {
-                    let last = progress_rx.borrow_and_update().clone();
+                // Record the handler's last progress report before the
+                // outcome. (Its context is gone by now, so the channel is
+                // closed: `has_changed` would say no.)
+                let last = {
+                    let seen = progress_rx.borrow_and_update();
+                    seen.has_changed().then(|| seen.clone())
+                };
+                if let Some(last) = last {
                     let _ = store.heartbeat(beat(last)).await;
                 }
                 let outcome = match joined {

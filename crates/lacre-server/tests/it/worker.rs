@@ -298,6 +298,41 @@ async fn a_job_cancelled_before_its_worker_watches_it_stops_soon() {
     workers.shutdown(Duration::from_secs(1)).await;
 }
 
+#[tokio::test]
+async fn a_report_made_just_before_the_handler_returns_is_kept() {
+    // Seen with `start_long_task`: its "3/3 seconds" was lost, and the
+    // finished job kept the message before it. The handler's context is
+    // gone once it returns, and its last report was taken for none.
+    let store = Arc::new(Counting::default());
+    let mut reg = Registry::new();
+    reg.long_running(
+        "quick",
+        "reports, then returns",
+        |_a: SleepIn, ctx| async move {
+            ctx.progress(0.5, "half way");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            ctx.progress(1.0, "all done");
+            Ok::<_, ToolError>(Map::new())
+        },
+    );
+    let workers = workers_on(&store, reg, WorkerConfig::default());
+    // The worker sees the report and the end at once and takes either
+    // first: ten jobs, so that the wrong order comes up.
+    for i in 0..10 {
+        let mut job = job_j("quick");
+        job.id = format!("j{i}");
+        job.request_id = format!("r{i}");
+        store.create(job).await.unwrap();
+        let done = until_job(&store, &format!("j{i}"), "done", |j| {
+            j.state == JobState::Done
+        })
+        .await;
+        assert_eq!(done.message.as_deref(), Some("all done"), "{done:?}");
+        assert_eq!(done.progress, Some(1.0));
+    }
+    workers.shutdown(Duration::from_secs(1)).await;
+}
+
 /// A pool of workers on `store` running `reg`'s tools.
 fn workers_on(store: &Arc<Counting>, reg: Registry, config: WorkerConfig) -> lacre_server::Workers {
     workers_at(store, reg, config, Arc::new(lacre_server::SystemClock))
