@@ -11,7 +11,7 @@ use lacre_server::webhooks::{
     Attempt, Delivery, DeliveryClaim, DeliveryState, DisabledEndpoint, Outbox, RetrySelector,
 };
 use lacre_server::{Registry, ToolArgs, ToolError};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -224,10 +224,11 @@ impl Drop for DropFlag {
     }
 }
 
-#[tokio::test]
-async fn a_cancelled_job_stops_at_once_not_at_the_next_heartbeat() {
-    let store = Arc::new(Counting::default());
-    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+/// Workers (one, renewing every 10 s) on `store` with the tool `forever`,
+/// which sleeps a minute, and the flag its handler sets when it is
+/// stopped (its future dropped).
+fn forever_on(store: &Arc<Counting>) -> (lacre_server::Workers, Arc<AtomicBool>) {
+    let stopped = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stopped);
     let mut reg = Registry::new();
     reg.long_running("forever", "sleeps a minute", move |_a: SleepIn, _ctx| {
@@ -244,11 +245,11 @@ async fn a_cancelled_job_stops_at_once_not_at_the_next_heartbeat() {
         heartbeat_ms: 10_000,
         ..WorkerConfig::default()
     };
-    let workers = workers_on(&store, reg, config);
-    store.create(job_j("forever")).await.unwrap();
-    until(&store, "running", |j| j.state == JobState::Running).await;
-    assert!(!stopped.load(Ordering::SeqCst));
-    store.cancel("j", "c", 1).await.unwrap();
+    (workers_on(store, reg, config), stopped)
+}
+
+/// Waits (at most 2 s) for the handler of a cancelled job to stop.
+async fn stops_soon(stopped: &AtomicBool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     while !stopped.load(Ordering::SeqCst) {
         assert!(
@@ -257,6 +258,17 @@ async fn a_cancelled_job_stops_at_once_not_at_the_next_heartbeat() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+#[tokio::test]
+async fn a_cancelled_job_stops_at_once_not_at_the_next_heartbeat() {
+    let store = Arc::new(Counting::default());
+    let (workers, stopped) = forever_on(&store);
+    store.create(job_j("forever")).await.unwrap();
+    until(&store, "running", |j| j.state == JobState::Running).await;
+    assert!(!stopped.load(Ordering::SeqCst));
+    store.cancel("j", "c", 1).await.unwrap();
+    stops_soon(&stopped).await;
     workers.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -267,32 +279,9 @@ async fn a_job_cancelled_before_its_worker_watches_it_stops_soon() {
     // until the next heartbeat (10 s here).
     let store = Arc::new(Counting::default());
     store.cancel_at_watch.store(true, Ordering::SeqCst);
-    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = Arc::clone(&stopped);
-    let mut reg = Registry::new();
-    reg.long_running("forever", "sleeps a minute", move |_a: SleepIn, _ctx| {
-        let guard = DropFlag(Arc::clone(&flag));
-        async move {
-            let _guard = guard;
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            Ok::<_, ToolError>(Map::new())
-        }
-    });
-    let config = WorkerConfig {
-        concurrency: 1,
-        heartbeat_ms: 10_000,
-        ..WorkerConfig::default()
-    };
-    let workers = workers_on(&store, reg, config);
+    let (workers, stopped) = forever_on(&store);
     store.create(job_j("forever")).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while !stopped.load(Ordering::SeqCst) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the handler of a job cancelled before it was watched still runs after 2 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    stops_soon(&stopped).await;
     let job = store.get("j").await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Cancelled);
     workers.shutdown(Duration::from_secs(1)).await;
