@@ -232,15 +232,9 @@ impl Settings {
             }
             clients.push(client);
         }
-        use super::upstreams::{command_tool, each_named, mcp_server};
-        let command_tools = each_named(&ctx, &raw.tools, "tool", |t| &t.name, command_tool)?;
-        let mcp_servers = each_named(
-            &ctx,
-            &raw.mcp_servers,
-            "mcp server",
-            |m| &m.name,
-            mcp_server,
-        )?;
+        use super::upstreams::{command_tool, each_named, mcp_server, MCP_SERVERS, TOOLS};
+        let command_tools = each_named(&ctx, &raw.tools, TOOLS, |t| &t.name, command_tool)?;
+        let mcp_servers = each_named(&ctx, &raw.mcp_servers, MCP_SERVERS, |m| &m.name, mcp_server)?;
         let webhooks = super::webhooks::settings(&ctx, &raw.webhooks)?;
         let audit = match (raw.audit.enabled, &raw.audit.retention_days) {
             (_, Some(d)) if *d.get_ref() == 0 => {

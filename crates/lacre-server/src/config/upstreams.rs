@@ -109,21 +109,37 @@ fn line(ctx: &Ctx, span: std::ops::Range<usize>) -> Option<usize> {
     Some(ctx.line_of(span.start))
 }
 
-/// The checked name of a `[[tools]]` or `[[mcp_servers]]` entry (`what`
-/// says which), which no earlier entry in `seen` has.
+/// A table of entries with names: `[[tools]]` or `[[mcp_servers]]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Named {
+    /// What an entry is, in messages ("tool", "mcp server").
+    pub what: &'static str,
+    /// The table's name in the file.
+    pub table: &'static str,
+}
+
+/// The `[[tools]]` table.
+pub(crate) const TOOLS: Named = Named {
+    what: "tool",
+    table: "tools",
+};
+
+/// The `[[mcp_servers]]` table.
+pub(crate) const MCP_SERVERS: Named = Named {
+    what: "mcp server",
+    table: "mcp_servers",
+};
+
+/// The checked name of an entry of `table`, which no earlier entry in
+/// `seen` has.
 fn unique_name(
     ctx: &Ctx,
     name: &Spanned<String>,
-    what: &str,
+    Named { what, table }: Named,
     seen: &mut std::collections::HashSet<String>,
 ) -> Result<String, ConfigError> {
     let n = tool_name(ctx, name, what)?;
     if !seen.insert(n.clone()) {
-        let table = if what == "tool" {
-            "tools"
-        } else {
-            "mcp_servers"
-        };
         return Err(ctx.err(
             line(ctx, name.span()),
             format!("{what} {n:?} is defined twice"),
@@ -190,19 +206,19 @@ fn child_command(
     })
 }
 
-/// The checked entries of a `[[tools]]` or `[[mcp_servers]]` table (`what`
-/// says which): each checked by `one` under its name, no name twice.
+/// The checked entries of `table`: each checked by `one` under its name,
+/// no name twice.
 pub(crate) fn each_named<S, T>(
     ctx: &Ctx,
     specs: &[S],
-    what: &str,
+    table: Named,
     name: impl Fn(&S) -> &Spanned<String>,
     one: impl Fn(&Ctx, &S, String) -> Result<T, ConfigError>,
 ) -> Result<Vec<T>, ConfigError> {
     let mut seen = std::collections::HashSet::new();
     specs
         .iter()
-        .map(|s| one(ctx, s, unique_name(ctx, name(s), what, &mut seen)?))
+        .map(|s| one(ctx, s, unique_name(ctx, name(s), table, &mut seen)?))
         .collect()
 }
 
