@@ -4,6 +4,12 @@
 //! and signed `batch_sum` calls of eight numbers, each with its own nonce.
 
 use lacre_proto::{Clock, Envelope, Map, SigningKey, Value};
+
+/// The allocator the `lacre` binary ships with (`lacre-cli/src/main.rs`):
+/// the figures are those of the server as it runs, not of glibc's malloc,
+/// which costs about a tenth of a call more (BENCHMARKS.md §2).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use lacre_server::{Server, ToolFilter};
 use std::sync::Arc;
 
