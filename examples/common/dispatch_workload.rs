@@ -4,14 +4,13 @@
 //! and signed `batch_sum` calls of eight numbers, each with its own nonce.
 
 use lacre_proto::{Clock, Envelope, Map, SigningKey, Value};
-
-/// The allocator the `lacre` binary ships with (`lacre-cli/src/main.rs`):
-/// the figures are those of the server as it runs, not of glibc's malloc,
-/// which costs about a tenth of a call more (BENCHMARKS.md §2).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use lacre_server::{Server, ToolFilter};
 use std::sync::Arc;
+
+/// The allocator the `lacre` binary ships with (`lacre-cli/src/main.rs`),
+/// so that the figures are those of the server as it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The server and what signs requests for it.
 pub struct Workload {
