@@ -8,6 +8,7 @@ mod debug;
 mod demo;
 mod keyfile;
 mod keygen;
+mod logline;
 mod logsink;
 mod output;
 mod profile;
@@ -259,13 +260,19 @@ fn init_logging(format: LogFormat, level: tracing::Level) {
     // batches (one write a request would cost ~5% of a busy server).
     let _ = match (format == LogFormat::Json, terminal) {
         (true, true) => builder.json().finish().with(targets).try_init(),
-        (false, true) => builder.finish().with(targets).try_init(),
+        (false, true) => builder
+            .event_format(logline::Lines::default())
+            .finish()
+            .with(targets)
+            .try_init(),
         (true, false) => {
             let b = builder.with_writer(logsink::Buffered).json();
             b.finish().with(targets).try_init()
         }
         (false, false) => {
-            let b = builder.with_writer(logsink::Buffered);
+            let b = builder
+                .with_writer(logsink::Buffered)
+                .event_format(logline::Lines::default());
             b.finish().with(targets).try_init()
         }
     };

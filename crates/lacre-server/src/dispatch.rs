@@ -412,8 +412,10 @@ impl Server {
         // One line per request. Never the signature, the arguments or keys.
         tracing::info!(
             target: "lacre::request",
-            request_id = ?reply.response.request_id,
-            client_id = ?who.client_id,
+            // As strings (quoted and escaped like `?`), which the CLI's
+            // log format writes without a `fmt` call.
+            request_id = reply.response.request_id.as_str(),
+            client_id = who.client_id.as_str(),
             tool = %who.tool,
             status = %outcome,
             latency_us = latency.as_micros() as u64,
