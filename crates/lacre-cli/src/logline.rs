@@ -132,27 +132,14 @@ fn timestamp(out: &mut String, now: std::time::SystemTime) -> bool {
     true
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.` of a Unix second (the proleptic Gregorian
-/// calendar, from the count of days: the civil-from-days algorithm).
+/// `YYYY-MM-DDTHH:MM:SS.` of a Unix second (from the webhooks' RFC 3339
+/// writer; once a second, so its allocation does not matter); `None` past
+/// the year 9999.
 fn second_prefix(secs: u64) -> Option<String> {
-    let days = i64::try_from(secs / 86_400).ok()?;
-    let rem = secs % 86_400;
-    let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    if year > 9999 {
-        return None;
-    }
-    Some(format!(
-        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}."
-    ))
+    let ms = i64::try_from(secs).ok()?.checked_mul(1000)?;
+    let full = lacre_server::webhooks::rfc3339(ms);
+    // `YYYY-MM-DDTHH:MM:SS.mmmZ`: a longer one has a five-digit year.
+    (full.len() == 24).then(|| full[..20].to_owned())
 }
 
 /// Writes fields as the default format's visitor does with colours off:
@@ -270,19 +257,24 @@ mod tests {
                 cached = false,
             );
         };
+        through_both(emit)
+    }
+
+    /// What `emit` logs through the default format, and through [`Lines`].
+    fn through_both(emit: impl Fn()) -> (String, String) {
         let default = Captured::default();
         let sub = tracing_subscriber::fmt()
             .with_ansi(false)
             .with_writer(default.clone())
             .finish();
-        tracing::subscriber::with_default(sub, emit);
+        tracing::subscriber::with_default(sub, &emit);
         let ours = Captured::default();
         let sub = tracing_subscriber::fmt()
             .with_ansi(false)
             .event_format(Lines::default())
             .with_writer(ours.clone())
             .finish();
-        tracing::subscriber::with_default(sub, emit);
+        tracing::subscriber::with_default(sub, &emit);
         (default.text(), ours.text())
     }
 
@@ -346,25 +338,11 @@ mod tests {
             "{default:?}"
         );
         assert_eq!(after_time(&ours), after_time(&default));
-        let default = Captured::default();
-        let ours = Captured::default();
-        let emit =
-            || tracing::warn!(target: "lacre::request", timeout_ms = 5u64, "request timed out");
-        let sub = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(default.clone())
-            .finish();
-        tracing::subscriber::with_default(sub, emit);
-        let sub = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .event_format(Lines::default())
-            .with_writer(ours.clone())
-            .finish();
-        tracing::subscriber::with_default(sub, emit);
-        assert!(default
-            .text()
-            .contains("WARN lacre::request: request timed out timeout_ms=5"));
-        assert_eq!(after_time(&ours.text()), after_time(&default.text()));
+        let (default, ours) = through_both(
+            || tracing::warn!(target: "lacre::request", timeout_ms = 5u64, "request timed out"),
+        );
+        assert!(default.contains("WARN lacre::request: request timed out timeout_ms=5"));
+        assert_eq!(after_time(&ours), after_time(&default));
     }
 
     #[test]
