@@ -83,16 +83,18 @@ fn write_u_escape(unit: u32, out: &mut Vec<u8>) {
 
 /// How many leading bytes of `bytes` are written as they are (printable
 /// ASCII but `"` and `\`), counted eight at a time: a word is plain when
-/// none of its bytes is below 0x20, at or above 0x7F, `"` or `\`. Each test
-/// is exact for "some byte of the word" (a borrow or carry only starts at a
-/// byte that already matched); the byte loop takes over at the first word
-/// that has one.
+/// none of its bytes is below 0x20, at or above 0x7F, `"` or `\`. In a word
+/// that is not, the lowest flagged byte is the first one that is not plain
+/// (a borrow or carry only starts at a byte that already matched, and only
+/// flags bytes above it), so the count is exact; the last few bytes are
+/// tested one by one.
 pub(super) fn plain_prefix(bytes: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let mut n = 0;
-    for chunk in bytes.chunks_exact(8) {
+    let mut words = bytes.chunks_exact(8);
+    for chunk in &mut words {
         let Ok(word) = <[u8; 8]>::try_from(chunk) else {
             break;
         };
@@ -101,12 +103,14 @@ pub(super) fn plain_prefix(bytes: &[u8]) -> usize {
         let high = (w.wrapping_add(ONES) | w) & HIGH;
         let quote = has_zero(w ^ (ONES * u64::from(b'"')));
         let backslash = has_zero(w ^ (ONES * u64::from(b'\\')));
-        if control | high | quote | backslash != 0 {
-            break;
+        let flagged = control | high | quote | backslash;
+        if flagged != 0 {
+            return n + (flagged.trailing_zeros() / 8) as usize;
         }
         n += 8;
     }
-    n
+    let plain = |&b: &u8| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';
+    n + words.remainder().iter().take_while(|b| plain(b)).count()
 }
 
 /// Appends `s` as a JSON string the way CPython's `ensure_ascii=True` writes
@@ -249,6 +253,30 @@ pub fn write_float(f: f64, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plain_prefix_ends_at_the_first_byte_that_is_not_plain() {
+        let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';
+        let naive = |bytes: &[u8]| bytes.iter().take_while(|&&b| plain(b)).count();
+        // Every byte value at every place of inputs up to 20 bytes long, on
+        // its own and with a second one after it (a borrow or carry from
+        // the first must not move the answer).
+        for len in 0..=20 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    assert_eq!(plain_prefix(&bytes), naive(&bytes), "{bytes:?}");
+                    for next in [0x00, 0x1f, 0x20, 0x21, b'"', b'\\', 0x7e, 0x7f, 0x80, 0xff] {
+                        if let Some(after) = bytes.get_mut(at + 1) {
+                            *after = next;
+                            assert_eq!(plain_prefix(&bytes), naive(&bytes), "{bytes:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     fn f(x: f64) -> String {
         let mut out = Vec::new();
