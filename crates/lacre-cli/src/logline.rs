@@ -306,7 +306,8 @@ mod tests {
             "caf\u{e9} \u{301} \u{200b} \u{7f} \u{85} \u{1F600}",
             "' single",
         ];
-        for id in ids {
+        let ascii: String = (' '..='~').collect();
+        for id in ids.iter().copied().chain([ascii.as_str()]) {
             let (default, ours) = both(id, false);
             assert!(
                 default.ends_with('\n') && default.lines().count() == 1,

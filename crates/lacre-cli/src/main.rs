@@ -260,16 +260,13 @@ fn init_logging(format: LogFormat, level: tracing::Level) {
     // batches (one write a request would cost ~5% of a busy server).
     let _ = match (format == LogFormat::Json, terminal) {
         (true, true) => builder.json().finish().with(targets).try_init(),
-        (false, true) => builder
-            .event_format(logline::Lines::default())
-            .finish()
-            .with(targets)
-            .try_init(),
+        (false, true) => builder.finish().with(targets).try_init(),
         (true, false) => {
             let b = builder.with_writer(logsink::Buffered).json();
             b.finish().with(targets).try_init()
         }
         (false, false) => {
+            // Without colours the per-request line has a fast path.
             let b = builder
                 .with_writer(logsink::Buffered)
                 .event_format(logline::Lines::default());

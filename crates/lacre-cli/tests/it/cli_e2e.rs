@@ -896,6 +896,39 @@ fn log_lines_cannot_be_forged_through_request_fields() {
 }
 
 #[test]
+fn the_json_log_holds_the_request_line_fields_as_plain_strings() {
+    // `--log-format json`: the request line's strings are JSON strings of
+    // the values themselves (recorded with `?` they were their `Debug`
+    // form, quotes included: "\"client-001\"").
+    let s = ServeGuard::start_with_args(
+        "json-log",
+        &crate::support::default_config(),
+        &["--log-format", "json"],
+    );
+    s.lacre(&["call", "batch_sum", SUM_ARGS]).ok("call");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let log = s.stderr_text();
+        let found = log
+            .lines()
+            .find(|l| l.contains("lacre::request"))
+            .map(str::to_owned);
+        match found {
+            Some(line) => break line,
+            None if Instant::now() > deadline => panic!("no request line: {log}"),
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&line).expect(&line);
+    let fields = &v["fields"];
+    assert_eq!(fields["client_id"], "client-001", "{line}");
+    assert_eq!(fields["tool"], "batch_sum", "{line}");
+    assert_eq!(fields["status"], "ok", "{line}");
+    let rid = fields["request_id"].as_str().expect(&line);
+    assert!(!rid.is_empty() && !rid.starts_with('"'), "{line}");
+}
+
+#[test]
 fn test_tools_provoke_internal_and_job_failed_without_harm() {
     // For implementers: `serve --test-tools` offers tools that fail, panic
     // or sleep on request.
