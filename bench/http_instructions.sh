@@ -6,8 +6,10 @@
 # and shutdown. Kernel time (the loopback TCP stack, about as much again on
 # this machine) is not counted, and SHA-256 runs without the CPU's SHA
 # instructions under valgrind, so HMAC weighs more here than on the
-# hardware. Repeatable to a few instructions: the way to compare two builds
-# of the HTTP path on a noisy machine.
+# hardware. Repeatable within a few hundred instructions (how the load's
+# requests batch into wake-ups varies a little: seen 82 644 and 82 791 for
+# one lacre build, 17 878 and 18 297 for the bound): the way to compare two
+# builds of the HTTP path on a noisy machine, for changes larger than that.
 #
 #   bash bench/http_instructions.sh                      # bound, memory, SQLite
 #   bash bench/http_instructions.sh memory A/lacre B/lacre   # two builds
