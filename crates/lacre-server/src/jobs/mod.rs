@@ -7,10 +7,12 @@
 //! can record the result (exactly-once result).
 
 mod memory;
+mod signal;
 mod waiters;
 mod worker;
 
 pub use memory::MemoryJobStore;
+pub use signal::{Wake, WorkSignal};
 pub use waiters::{JobWatch, JobWatchers};
 pub use worker::{WorkerConfig, Workers};
 
@@ -347,31 +349,6 @@ pub trait JobStore: Outbox + Send + Sync + 'static {
     /// allowed, missed ones are not, within one replica; across replicas a
     /// lost notification is covered by the caller's fallback poll).
     fn watch_job(&self, id: &str) -> JobWatch;
-}
-
-/// Wakes idle workers: one for a new job, every one when several jobs may
-/// have come back (a rescue, or another replica's notices missed).
-#[derive(Debug, Default)]
-pub struct WorkSignal(tokio::sync::Notify);
-
-impl WorkSignal {
-    /// A job was created: one idle worker claims it (or, none being idle,
-    /// the next to wait finds the signal at once; busy workers claim again
-    /// as soon as their job ends).
-    pub fn one(&self) {
-        self.0.notify_one();
-    }
-
-    /// Several jobs may be claimable: every idle worker looks.
-    pub fn all(&self) {
-        self.0.notify_waiters();
-        self.0.notify_one();
-    }
-
-    /// Waits for [`WorkSignal::one`] or [`WorkSignal::all`].
-    pub async fn wait(&self) {
-        self.0.notified().await;
-    }
 }
 
 /// A progress report: fraction done and an optional message.

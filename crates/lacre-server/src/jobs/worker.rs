@@ -2,7 +2,8 @@
 //! leases alive, and records the outcome under the claim's fencing token.
 
 use super::{
-    Claim, Finish, Heartbeat, JobContext, JobOutcome, JobStore, LeaseStatus, Prune, WorkSignal,
+    Claim, Finish, Heartbeat, JobContext, JobOutcome, JobStore, LeaseStatus, Prune, Wake,
+    WorkSignal,
 };
 use crate::catalog::Catalog;
 use crate::tool::{Handler, Registry, ToolError};
@@ -130,6 +131,13 @@ async fn worker_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut changes = shared.store.changes();
     let work = shared.store.work_signal();
     let poll = Duration::from_millis(shared.config.poll_interval_ms.max(10));
+    let mut seen = work.as_deref().map_or(0, WorkSignal::seen);
+    // Whether to claim again after a job: at the start (jobs may be
+    // waiting), after a sweep or a fallback poll, and always on a store
+    // without a work signal; until a claim finds nothing. A worker woken
+    // for one new job claims once: the signal counts any job created while
+    // it ran (SPEC §10.4).
+    let mut sweeping = true;
     loop {
         if *shutdown.borrow() {
             return;
@@ -142,16 +150,18 @@ async fn worker_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         {
             Ok(Some(claim)) => {
                 run_job(&shared, claim, &mut shutdown).await;
-                continue;
+                if sweeping || work.is_none() {
+                    continue;
+                }
             }
-            Ok(None) => {}
+            Ok(None) => sweeping = false,
             Err(e) => {
                 tracing::warn!(error = %e, "job store claim failed");
             }
         }
         tokio::select! {
-            _ = next_work(work.as_deref(), &mut changes) => {}
-            _ = tokio::time::sleep(poll) => {}
+            wake = next_work(work.as_deref(), &mut changes, &mut seen) => sweeping = wake == Wake::Sweep,
+            _ = tokio::time::sleep(poll) => sweeping = true,
             _ = shutdown.changed() => {}
         }
     }
@@ -159,11 +169,16 @@ async fn worker_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
 
 /// Until a job may be claimable: the store's work signal, or (a store
 /// without one) any change.
-async fn next_work(work: Option<&WorkSignal>, changes: &mut watch::Receiver<u64>) {
+async fn next_work(
+    work: Option<&WorkSignal>,
+    changes: &mut watch::Receiver<u64>,
+    seen: &mut u64,
+) -> Wake {
     match work {
-        Some(w) => w.wait().await,
+        Some(w) => w.wait(seen).await,
         None => {
             let _ = changes.changed().await;
+            Wake::Sweep
         }
     }
 }

@@ -8,6 +8,7 @@ use lacre_server::jobs::{
     Listing, NewJob, Prune,
 };
 use lacre_server::store::{self, Stores};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -1013,6 +1014,54 @@ async fn postgres_accepts_a_nonce_once_under_concurrency() {
         return;
     };
     concurrent_nonces_are_accepted_once(&url).await;
+}
+
+#[tokio::test]
+async fn postgres_replicas_are_told_of_a_new_job_only_when_its_own_has_no_free_worker() {
+    let Some(url) = pg_url("postgres_new_job_wakes_other_replicas_only_when_needed").await else {
+        return;
+    };
+    let a = store::open(&url).await.unwrap();
+    let b = store::open(&url).await.unwrap();
+    let a_work = a
+        .jobs
+        .work_signal()
+        .expect("the SQL store has a work signal");
+    let b_work = b
+        .jobs
+        .work_signal()
+        .expect("the SQL store has a work signal");
+    // Whether an idle worker of B is woken within `ms`.
+    let b_woken = |ms| {
+        let b_work = Arc::clone(&b_work);
+        async move {
+            let mut seen = b_work.seen();
+            tokio::time::timeout(Duration::from_millis(ms), b_work.wait(&mut seen))
+                .await
+                .is_ok()
+        }
+    };
+    // A has an idle worker: it takes the job, and B is not told.
+    let waiting = {
+        let a_work = Arc::clone(&a_work);
+        tokio::spawn(async move {
+            let mut seen = a_work.seen();
+            a_work.wait(&mut seen).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (woken, _) = tokio::join!(
+        b_woken(1_000),
+        a.jobs.create(new_job("x1", "c", "r1", "h", 1))
+    );
+    assert_eq!(waiting.await.unwrap(), lacre_server::jobs::Wake::One);
+    assert!(!woken, "B was woken for a job A's idle worker took");
+    // Nobody idle on A: B is told, and its idle worker wakes.
+    let (woken, _) = tokio::join!(
+        b_woken(5_000),
+        a.jobs.create(new_job("x2", "c", "r2", "h", 2))
+    );
+    assert!(woken, "B was not told of a job nobody on A was free for");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

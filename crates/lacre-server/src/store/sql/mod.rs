@@ -371,7 +371,9 @@ impl SqlStore {
                                         store.watchers.notify_all();
                                         store.work.all();
                                     }
-                                    NEW_JOB => store.work.one(),
+                                    NEW_JOB => {
+                                        store.work.one();
+                                    }
                                     id => store.watchers.notify(id),
                                 }
                             }
@@ -450,10 +452,10 @@ impl SqlStore {
     fn changed(&self, change: Change<'_>) {
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
         let token = match change {
-            Change::New => {
-                self.work.one();
-                NEW_JOB
-            }
+            // Other replicas are told of a new job only when no worker
+            // here was free for it: theirs would race this one's for it.
+            Change::New if self.work.one() => return,
+            Change::New => NEW_JOB,
             Change::Job(id) => {
                 self.watchers.notify(id);
                 id
