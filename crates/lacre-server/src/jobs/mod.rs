@@ -12,7 +12,7 @@ mod waiters;
 mod worker;
 
 pub use memory::MemoryJobStore;
-pub use signal::{Wake, WorkSignal};
+pub use signal::{Reserved, Wake, WorkSignal};
 pub use waiters::{JobWatch, JobWatchers};
 pub use worker::{WorkerConfig, Workers};
 
@@ -165,7 +165,7 @@ pub fn args_bytes(args: &Map) -> u64 {
 }
 
 /// A job handed to a worker, with the fencing token of this claim.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Claim {
     /// The job (state `running`).
     pub job: JobRecord,

@@ -13,11 +13,17 @@
 //! replicas' workers would otherwise race this one's for it, and all but
 //! one find nothing.
 //!
+//! A store may also give a new job straight to a free waiting worker
+//! ([`WorkSignal::reserve`]): it creates the job already claimed for it,
+//! and the worker runs it without a claim of its own.
+//!
 //! When several jobs may have become claimable at once (a rescue, or a
 //! replica that missed its notices), [`WorkSignal::all`] wakes every
 //! waiting worker, and each one (and each busy one, once its job ends)
 //! claims until it finds nothing.
 
+use super::Claim;
+use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
@@ -40,15 +46,56 @@ struct Idle {
     backlog: usize,
     /// How many times [`WorkSignal::all`] was called.
     sweeps: u64,
+    /// Jobs created already claimed ([`Reserved::give`]), for the next
+    /// worker that wakes or looks.
+    given: VecDeque<Claim>,
+    /// The lease the waiting workers take their jobs for.
+    lease_ms: i64,
 }
 
 /// Why [`WorkSignal::wait`] returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Wake {
     /// A new job: claim once.
     One,
     /// Several jobs may be claimable: claim until the queue is empty.
     Sweep,
+    /// A job created already claimed for this worker: run it.
+    Given(Box<Claim>),
+}
+
+/// A free waiting worker set aside for a job being created: the job is
+/// written already claimed, for [`Reserved::lease_ms`], and handed over
+/// with [`Reserved::give`]. Dropped unused, the worker is free again.
+#[derive(Debug)]
+pub struct Reserved<'a> {
+    signal: &'a WorkSignal,
+    lease_ms: i64,
+    given: bool,
+}
+
+impl Reserved<'_> {
+    /// The lease to claim the job for.
+    pub fn lease_ms(&self) -> i64 {
+        self.lease_ms
+    }
+
+    /// Hands the claimed job to the worker set aside for it (or, if that
+    /// one gave up waiting meanwhile, to the next that wakes or looks).
+    pub fn give(mut self, claim: Claim) {
+        self.given = true;
+        self.signal.state().given.push_back(claim);
+        self.signal.notify.notify_one();
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if !self.given {
+            let mut s = self.signal.state();
+            s.spoken_for = s.spoken_for.saturating_sub(1);
+        }
+    }
 }
 
 impl WorkSignal {
@@ -75,6 +122,21 @@ impl WorkSignal {
         free
     }
 
+    /// Sets aside a free waiting worker, if there is one, for a job about
+    /// to be created: see [`Reserved`].
+    pub fn reserve(&self) -> Option<Reserved<'_>> {
+        let mut s = self.state();
+        if s.waiting <= s.spoken_for || s.lease_ms <= 0 {
+            return None;
+        }
+        s.spoken_for += 1;
+        Some(Reserved {
+            signal: self,
+            lease_ms: s.lease_ms,
+            given: false,
+        })
+    }
+
     /// Several jobs may be claimable: every waiting worker wakes, and the
     /// rest see it at their next [`WorkSignal::wait`]; each claims until it
     /// finds nothing.
@@ -91,10 +153,12 @@ impl WorkSignal {
         self.state().sweeps
     }
 
-    /// Waits for work. `seen` is the caller's count of sweeps (from
-    /// [`WorkSignal::seen`], kept up to date here): a sweep the caller has
-    /// not seen, or a job counted while no worker was free, returns at once.
-    pub async fn wait(&self, seen: &mut u64) -> Wake {
+    /// Waits for work, as a worker that claims jobs for `lease_ms`.
+    /// `seen` is the caller's count of sweeps (from [`WorkSignal::seen`],
+    /// kept up to date here): a job given to a worker, a sweep the caller
+    /// has not seen, or a job counted while no worker was free, returns at
+    /// once.
+    pub async fn wait(&self, seen: &mut u64, lease_ms: i64) -> Wake {
         let notified = self.notify.notified();
         tokio::pin!(notified);
         // Registered before the state is read, so that a wake-up sent
@@ -102,6 +166,10 @@ impl WorkSignal {
         notified.as_mut().enable();
         {
             let mut s = self.state();
+            s.lease_ms = lease_ms;
+            if let Some(claim) = s.given.pop_front() {
+                return Wake::Given(Box::new(claim));
+            }
             if s.sweeps != *seen {
                 *seen = s.sweeps;
                 return Wake::Sweep;
@@ -122,7 +190,10 @@ impl WorkSignal {
         notified.await;
         leave.woken = true;
         drop(leave);
-        let s = self.state();
+        let mut s = self.state();
+        if let Some(claim) = s.given.pop_front() {
+            return Wake::Given(Box::new(claim));
+        }
         if s.sweeps != *seen {
             *seen = s.sweeps;
             Wake::Sweep
@@ -160,7 +231,7 @@ mod tests {
         let signal = Arc::clone(signal);
         tokio::spawn(async move {
             let mut seen = signal.seen();
-            signal.wait(&mut seen).await
+            signal.wait(&mut seen, 30_000).await
         })
     }
 
@@ -197,10 +268,11 @@ mod tests {
         assert!(!signal.one());
         let mut seen = signal.seen();
         for _ in 0..2 {
-            let at_once = tokio::time::timeout(Duration::from_millis(50), signal.wait(&mut seen));
+            let at_once =
+                tokio::time::timeout(Duration::from_millis(50), signal.wait(&mut seen, 30_000));
             assert_eq!(at_once.await, Ok(Wake::One));
         }
-        let third = tokio::time::timeout(Duration::from_millis(50), signal.wait(&mut seen));
+        let third = tokio::time::timeout(Duration::from_millis(50), signal.wait(&mut seen, 30_000));
         assert!(third.await.is_err(), "only two were counted");
     }
 
@@ -215,10 +287,16 @@ mod tests {
             assert_eq!(w.await.unwrap(), Wake::Sweep);
         }
         // A worker that was busy meanwhile sees it when it next waits.
-        let next = tokio::time::timeout(Duration::from_millis(50), signal.wait(&mut busy_seen));
+        let next = tokio::time::timeout(
+            Duration::from_millis(50),
+            signal.wait(&mut busy_seen, 30_000),
+        );
         assert_eq!(next.await, Ok(Wake::Sweep));
         // And only once.
-        let again = tokio::time::timeout(Duration::from_millis(50), signal.wait(&mut busy_seen));
+        let again = tokio::time::timeout(
+            Duration::from_millis(50),
+            signal.wait(&mut busy_seen, 30_000),
+        );
         assert!(again.await.is_err());
     }
 
@@ -226,12 +304,66 @@ mod tests {
     async fn a_waiter_that_gives_up_frees_its_place() {
         let signal = WorkSignal::default();
         let mut seen = signal.seen();
-        let gave_up = tokio::time::timeout(Duration::from_millis(20), signal.wait(&mut seen));
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(20), signal.wait(&mut seen, 30_000));
         assert!(gave_up.await.is_err());
         // Nobody waits now: a new job is counted for the next to look, not
         // given to the worker that left.
         assert!(!signal.one());
-        let next = tokio::time::timeout(Duration::from_millis(50), signal.wait(&mut seen));
+        let next = tokio::time::timeout(Duration::from_millis(50), signal.wait(&mut seen, 30_000));
         assert_eq!(next.await, Ok(Wake::One));
+    }
+
+    fn claim_of(id: &str) -> Claim {
+        Claim {
+            job: crate::jobs::JobRecord {
+                id: id.to_owned(),
+                client_id: "c".to_owned(),
+                request_id: id.to_owned(),
+                tool: "t".to_owned(),
+                args: lacre_proto::Map::new(),
+                state: crate::jobs::JobState::Running,
+                progress: None,
+                message: None,
+                result: None,
+                error: None,
+                attempt: 1,
+                created_ms: 0,
+                updated_ms: 0,
+                finished_ms: None,
+                version: 1,
+                events: crate::webhooks::EventMask::NONE,
+            },
+            fence: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reserved_worker_is_given_its_job_and_an_unused_reservation_frees_it() {
+        let signal = Arc::new(WorkSignal::default());
+        assert!(signal.reserve().is_none(), "nobody waits");
+        let w = waiter(&signal);
+        settle().await;
+        // Set aside and given back unused: the worker is free again, and
+        // was not woken.
+        let r = signal.reserve().expect("one worker waits");
+        assert_eq!(r.lease_ms(), 30_000);
+        assert!(signal.reserve().is_none(), "the only waiter is spoken for");
+        drop(r);
+        settle().await;
+        assert!(!w.is_finished());
+        // Set aside and given its job: it wakes with it.
+        signal.reserve().expect("free again").give(claim_of("j"));
+        assert_eq!(w.await.unwrap(), Wake::Given(Box::new(claim_of("j"))));
+        // A job given while its worker was away goes to the next to look.
+        let w = waiter(&signal);
+        settle().await;
+        let r = signal.reserve().unwrap();
+        w.abort();
+        let _ = w.await;
+        r.give(claim_of("k"));
+        let mut seen = signal.seen();
+        let next = tokio::time::timeout(Duration::from_millis(50), signal.wait(&mut seen, 30_000));
+        assert_eq!(next.await, Ok(Wake::Given(Box::new(claim_of("k")))));
     }
 }

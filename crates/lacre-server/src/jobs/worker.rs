@@ -138,16 +138,23 @@ async fn worker_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     // for one new job claims once: the signal counts any job created while
     // it ran (SPEC §10.4).
     let mut sweeping = true;
+    // A job created already claimed for this worker (SPEC §10.4).
+    let mut given: Option<Claim> = None;
     loop {
         if *shutdown.borrow() {
             return;
         }
         changes.borrow_and_update();
-        match shared
-            .store
-            .claim(shared.clock.now_ms(), shared.config.lease_ms)
-            .await
-        {
+        let claimed = match given.take() {
+            Some(claim) => Ok(Some(claim)),
+            None => {
+                shared
+                    .store
+                    .claim(shared.clock.now_ms(), shared.config.lease_ms)
+                    .await
+            }
+        };
+        match claimed {
             Ok(Some(claim)) => {
                 run_job(&shared, claim, &mut shutdown).await;
                 if sweeping || work.is_none() {
@@ -160,7 +167,12 @@ async fn worker_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
             }
         }
         tokio::select! {
-            wake = next_work(work.as_deref(), &mut changes, &mut seen) => sweeping = wake == Wake::Sweep,
+            wake = next_work(work.as_deref(), &mut changes, &mut seen, shared.config.lease_ms) => {
+                sweeping = wake == Wake::Sweep;
+                if let Wake::Given(claim) = wake {
+                    given = Some(*claim);
+                }
+            }
             _ = tokio::time::sleep(poll) => sweeping = true,
             _ = shutdown.changed() => {}
         }
@@ -173,9 +185,10 @@ async fn next_work(
     work: Option<&WorkSignal>,
     changes: &mut watch::Receiver<u64>,
     seen: &mut u64,
+    lease_ms: i64,
 ) -> Wake {
     match work {
-        Some(w) => w.wait(seen).await,
+        Some(w) => w.wait(seen, lease_ms).await,
         None => {
             let _ = changes.changed().await;
             Wake::Sweep

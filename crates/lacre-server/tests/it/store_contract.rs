@@ -1036,7 +1036,7 @@ async fn postgres_replicas_are_told_of_a_new_job_only_when_its_own_has_no_free_w
         let b_work = Arc::clone(&b_work);
         async move {
             let mut seen = b_work.seen();
-            tokio::time::timeout(Duration::from_millis(ms), b_work.wait(&mut seen))
+            tokio::time::timeout(Duration::from_millis(ms), b_work.wait(&mut seen, 30_000))
                 .await
                 .is_ok()
         }
@@ -1046,7 +1046,7 @@ async fn postgres_replicas_are_told_of_a_new_job_only_when_its_own_has_no_free_w
         let a_work = Arc::clone(&a_work);
         tokio::spawn(async move {
             let mut seen = a_work.seen();
-            a_work.wait(&mut seen).await
+            a_work.wait(&mut seen, 30_000).await
         })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1054,7 +1054,17 @@ async fn postgres_replicas_are_told_of_a_new_job_only_when_its_own_has_no_free_w
         b_woken(1_000),
         a.jobs.create(new_job("x1", "c", "r1", "h", 1))
     );
-    assert_eq!(waiting.await.unwrap(), lacre_server::jobs::Wake::One);
+    // Given to it already claimed, without a claim of its own.
+    match waiting.await.unwrap() {
+        lacre_server::jobs::Wake::Given(claim) => {
+            assert_eq!((claim.job.id.as_str(), claim.fence), ("x1", 1));
+            assert_eq!(claim.job.state, JobState::Running);
+            assert_eq!(claim.job.attempt, 1);
+            let stored = a.jobs.get("x1").await.unwrap().unwrap();
+            assert_eq!(stored.state, JobState::Running);
+        }
+        other => panic!("A's idle worker was not given the job: {other:?}"),
+    }
     assert!(!woken, "B was woken for a job A's idle worker took");
     // Nobody idle on A: B is told, and its idle worker wakes.
     let (woken, _) = tokio::join!(
@@ -1062,6 +1072,100 @@ async fn postgres_replicas_are_told_of_a_new_job_only_when_its_own_has_no_free_w
         a.jobs.create(new_job("x2", "c", "r2", "h", 2))
     );
     assert!(woken, "B was not told of a job nobody on A was free for");
+}
+
+#[tokio::test]
+async fn sqlite_gives_a_new_job_to_an_idle_worker_already_claimed() {
+    let (url, _dir) = sqlite_url("sqlite_gives_a_new_job_to_an_idle_worker");
+    let s = store::open(&url).await.unwrap();
+    let work = s
+        .jobs
+        .work_signal()
+        .expect("the SQL store has a work signal");
+    // Nobody waits: the job is queued, for a claim.
+    s.jobs
+        .create(new_job("q", "c", "rq", "h", 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.jobs.get("q").await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+    let claimed = s.jobs.claim(2, 10_000).await.unwrap().unwrap();
+    assert_eq!((claimed.job.id.as_str(), claimed.fence), ("q", 1));
+    // A worker waits (after the wake-up "q" was counted for, as nobody was
+    // free): the next job is written claimed for it.
+    let waiting = {
+        let work = Arc::clone(&work);
+        tokio::spawn(async move {
+            let mut seen = work.seen();
+            let first = work.wait(&mut seen, 10_000).await;
+            assert_eq!(first, lacre_server::jobs::Wake::One, "q's wake-up");
+            work.wait(&mut seen, 10_000).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.jobs
+        .create(new_job("g", "c", "rg", "h", 5))
+        .await
+        .unwrap();
+    let lacre_server::jobs::Wake::Given(claim) = waiting.await.unwrap() else {
+        panic!("the idle worker was not given the job");
+    };
+    assert_eq!((claim.job.id.as_str(), claim.fence), ("g", 1));
+    assert_eq!(
+        s.jobs.claim(6, 10_000).await.unwrap(),
+        None,
+        "nothing is queued"
+    );
+    // It is the holder: its heartbeat renews, and its result is kept.
+    let beat = Heartbeat {
+        id: "g",
+        fence: 1,
+        now_ms: 7,
+        lease_ms: 10_000,
+        progress: None,
+    };
+    assert_eq!(s.jobs.heartbeat(beat).await.unwrap(), LeaseStatus::Held);
+    let end = Finish {
+        id: "g",
+        fence: 1,
+        outcome: JobOutcome::Done(Map::new()),
+        now_ms: 8,
+    };
+    assert!(s.jobs.finish(end).await.unwrap());
+    assert_eq!(
+        s.jobs.get("g").await.unwrap().unwrap().state,
+        JobState::Done
+    );
+    // A job given to a worker that dies before running it is re-queued
+    // once its lease (counted from its creation) lapses, like any other.
+    let waiting = {
+        let work = Arc::clone(&work);
+        tokio::spawn(async move {
+            let mut seen = work.seen();
+            work.wait(&mut seen, 10_000).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.jobs
+        .create(new_job("d", "c", "rd", "h", 100))
+        .await
+        .unwrap();
+    assert!(matches!(
+        waiting.await.unwrap(),
+        lacre_server::jobs::Wake::Given(_)
+    ));
+    assert_eq!(
+        s.jobs.rescue(10_100, 3).await.unwrap(),
+        1,
+        "only q's lease lapsed"
+    );
+    assert_eq!(s.jobs.rescue(10_101, 3).await.unwrap(), 1, "d's lapsed");
+    assert_eq!(
+        s.jobs.get("d").await.unwrap().unwrap().state,
+        JobState::Queued
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -21,26 +21,33 @@ use tokio::sync::watch;
 impl JobStore for SqlStore {
     async fn create(&self, job: NewJob) -> Result<CreateOutcome, StoreError> {
         let kind = self.kind;
+        // A free worker of this process takes the job as it is created: the
+        // job is written already claimed for it (SPEC §10.4), and handed
+        // over once committed, without a claim of its own.
+        let reserved = self.work.reserve();
+        let start = reserved
+            .as_ref()
+            .map(|r| job.now_ms.saturating_add(r.lease_ms()));
         // PostgreSQL: the common case (a free key, a client with room) in
         // one statement, without a transaction's round trips.
         if kind == StoreKind::Postgres {
             let first = job.clone();
             let row = self
                 .write(Scope::Statement, move |conn| {
-                    Box::pin(create_at_once(conn, first))
+                    Box::pin(create_at_once(conn, first, start))
                 })
                 .await?;
             if let Some(row) = row {
-                return Ok(CreateOutcome::Created(job_from_row(&row, self.limits)?));
+                return Ok(CreateOutcome::Created(self.created(&row, reserved)?));
             }
         }
         let created = self
             .write(Scope::Statements, move |conn| {
-                Box::pin(create_in(conn, job, kind))
+                Box::pin(create_in(conn, job, kind, start))
             })
             .await?;
         Ok(match created {
-            Created::New(row) => CreateOutcome::Created(job_from_row(&row, self.limits)?),
+            Created::New(row) => CreateOutcome::Created(self.created(&row, reserved)?),
             Created::Existing(row) => CreateOutcome::Existing(job_from_row(&row, self.limits)?),
             Created::Conflict => CreateOutcome::Conflict,
             Created::OverLimit(limit) => CreateOutcome::OverLimit(limit),
@@ -488,6 +495,36 @@ impl Ending {
     }
 }
 
+impl SqlStore {
+    /// A job just created, decoded; one created already claimed is handed
+    /// to the worker `reserved` for it.
+    fn created(
+        &self,
+        row: &sqlx::any::AnyRow,
+        reserved: Option<crate::jobs::Reserved<'_>>,
+    ) -> Result<JobRecord, StoreError> {
+        let job = job_from_row(row, self.limits)?;
+        if let Some(reserved) = reserved.filter(|_| job.state == JobState::Running) {
+            let fence: i64 = row.try_get("fence").map_err(|_| corrupt("fence"))?;
+            reserved.give(Claim {
+                job: job.clone(),
+                fence: u64::try_from(fence).unwrap_or(0),
+            });
+        }
+        Ok(job)
+    }
+}
+
+/// How a job is written: queued, or (`Some(lease_until_ms)`) already
+/// claimed, as a claim would leave it: `running`, first attempt, first
+/// fencing token.
+fn initial(start: Option<i64>) -> (&'static str, i64, i64) {
+    match start {
+        Some(lease_until_ms) => ("running", 1, lease_until_ms),
+        None => ("queued", 0, 0),
+    }
+}
+
 /// What a create found, its rows decoded once committed.
 enum Created {
     New(sqlx::any::AnyRow),
@@ -504,6 +541,7 @@ async fn create_in(
     conn: &mut sqlx::AnyConnection,
     job: NewJob,
     kind: StoreKind,
+    start: Option<i64>,
 ) -> Result<Wrote<Created>, StoreError> {
     let expires = job.now_ms.saturating_add(job.idempotency_ttl_ms);
     let new_bytes = to_i64(crate::jobs::args_bytes(&job.args));
@@ -567,9 +605,10 @@ async fn create_in(
         .await
         .map_err(unavailable)?;
     }
+    let (state, claims, lease_until_ms) = initial(start);
     let row = sqlx::query(
-        "INSERT INTO lacre_jobs (id, client_id, request_id, tool, args, state, available_at_ms, created_ms, updated_ms, events, args_bytes)
-         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $6, $7, $8)
+        "INSERT INTO lacre_jobs (id, client_id, request_id, tool, args, state, available_at_ms, created_ms, updated_ms, events, args_bytes, attempt, fence, lease_until_ms)
+         VALUES ($1, $2, $3, $4, $5, $9, $6, $6, $6, $7, $8, $10, $10, $11)
          RETURNING *",
     )
     .bind(job.id.clone())
@@ -580,10 +619,19 @@ async fn create_in(
     .bind(job.now_ms)
     .bind(job.events.bits())
     .bind(new_bytes)
+    .bind(state)
+    .bind(claims)
+    .bind(lease_until_ms)
     .fetch_one(&mut *conn)
     .await
     .map_err(unavailable)?;
-    Ok(Wrote::kept(Created::New(row), Wake::New))
+    // A job written claimed goes to its worker; nobody else is woken.
+    let wake = if start.is_some() {
+        Wake::Nobody
+    } else {
+        Wake::New
+    };
+    Ok(Wrote::kept(Created::New(row), wake))
 }
 
 /// Takes the `(client_id, request_id)` key of a job while its client has
@@ -626,22 +674,28 @@ fn take_key<'q>(
 async fn create_at_once(
     conn: &mut sqlx::AnyConnection,
     job: NewJob,
+    start: Option<i64>,
 ) -> Result<Wrote<Option<sqlx::any::AnyRow>>, StoreError> {
     let sql = format!(
         "WITH taken AS ({} RETURNING job_id)
-         INSERT INTO lacre_jobs (id, client_id, request_id, tool, args, state, available_at_ms, created_ms, updated_ms, events, args_bytes)
-         SELECT taken.job_id, $1, $2, $10, $11, 'queued', $6, $6, $6, $12, $8 FROM taken
+         INSERT INTO lacre_jobs (id, client_id, request_id, tool, args, state, available_at_ms, created_ms, updated_ms, events, args_bytes, attempt, fence, lease_until_ms)
+         SELECT taken.job_id, $1, $2, $10, $11, $13, $6, $6, $6, $12, $8, $14, $14, $15 FROM taken
          RETURNING *",
         take_key_sql(StoreKind::Postgres)
     );
+    let (state, claims, lease_until_ms) = initial(start);
     let row = take_key(&sql, &job)
         .bind(job.tool.clone())
         .bind(json_text(&job.args))
         .bind(job.events.bits())
+        .bind(state)
+        .bind(claims)
+        .bind(lease_until_ms)
         .fetch_optional(&mut *conn)
         .await
         .map_err(unavailable)?;
-    let wake = if row.is_some() {
+    // A job written claimed goes to its worker; nobody else is woken.
+    let wake = if row.is_some() && start.is_none() {
         Wake::New
     } else {
         Wake::Nobody
