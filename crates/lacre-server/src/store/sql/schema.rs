@@ -146,10 +146,39 @@ const MIGRATIONS: &[&[&str]] = &[&[
             SET jobs = jobs - 1, bytes = bytes - COALESCE(OLD.args_bytes, 0)
             WHERE client_id = OLD.client_id;
     END",
+], &[
+    // PostgreSQL: the indexes of the queue, of the active jobs and of the
+    // finished ones hold only those rows. A change of a job's state writes
+    // a new version of its row with an entry in every index whose rows it
+    // belongs to (the state is indexed, so no update is in place); with
+    // them partial, a job that is created and finished writes 7 entries
+    // instead of 12, and one given to a worker as it is created (SPEC
+    // §10.4) never enters the queue's.
+    "-- postgres only
+    DROP INDEX IF EXISTS lacre_jobs_finished",
+    "-- postgres only
+    CREATE INDEX lacre_jobs_finished ON lacre_jobs (finished_ms) WHERE finished_ms IS NOT NULL",
+    "-- postgres only
+    DROP INDEX IF EXISTS lacre_jobs_due",
+    "-- postgres only
+    CREATE INDEX lacre_jobs_due ON lacre_jobs (state, client_id, available_at_ms, created_ms)
+        WHERE state = 'queued'",
+    "-- postgres only
+    DROP INDEX IF EXISTS lacre_jobs_load",
+    "-- postgres only
+    CREATE INDEX lacre_jobs_load ON lacre_jobs (client_id, state, args_bytes)
+        WHERE state IN ('queued', 'running')",
+    "-- postgres only
+    DROP INDEX IF EXISTS lacre_jobs_queue",
+    "-- postgres only
+    CREATE INDEX lacre_jobs_queue ON lacre_jobs (state, available_at_ms, created_ms)
+        WHERE state IN ('queued', 'running')",
 ]];
 
 /// Marks a statement of [`MIGRATIONS`] that runs on SQLite only.
 const SQLITE_ONLY: &str = "-- sqlite only";
+/// Marks a statement of [`MIGRATIONS`] that runs on PostgreSQL only.
+const POSTGRES_ONLY: &str = "-- postgres only";
 
 impl SqlStore {
     /// Brings the database to the latest schema version, one version a
@@ -189,7 +218,10 @@ impl SqlStore {
                 // both): a crash mid-way leaves the previous version.
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 for statement in *statements {
-                    if statement.starts_with(SQLITE_ONLY) && self.kind != StoreKind::Sqlite {
+                    let only = |mark: &str, kind| statement.starts_with(mark) && self.kind != kind;
+                    if only(SQLITE_ONLY, StoreKind::Sqlite)
+                        || only(POSTGRES_ONLY, StoreKind::Postgres)
+                    {
                         continue;
                     }
                     // SQLite stores a table keyed by its primary key alone
