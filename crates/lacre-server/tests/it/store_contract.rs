@@ -1016,6 +1016,23 @@ async fn postgres_accepts_a_nonce_once_under_concurrency() {
     concurrent_nonces_are_accepted_once(&url).await;
 }
 
+/// A worker waiting on `work` (lease 10 s), after `counted` wake-ups for
+/// jobs counted while nobody was free; what wakes it next.
+fn idle_worker(
+    work: &Arc<lacre_server::jobs::WorkSignal>,
+    counted: usize,
+) -> tokio::task::JoinHandle<lacre_server::jobs::Wake> {
+    let work = Arc::clone(work);
+    tokio::spawn(async move {
+        let mut seen = work.seen();
+        for _ in 0..counted {
+            let first = work.wait(&mut seen, 10_000).await;
+            assert_eq!(first, lacre_server::jobs::Wake::One, "a counted job");
+        }
+        work.wait(&mut seen, 10_000).await
+    })
+}
+
 #[tokio::test]
 async fn postgres_replicas_are_told_of_a_new_job_only_when_its_own_has_no_free_worker() {
     let Some(url) = pg_url("postgres_new_job_wakes_other_replicas_only_when_needed").await else {
@@ -1042,13 +1059,7 @@ async fn postgres_replicas_are_told_of_a_new_job_only_when_its_own_has_no_free_w
         }
     };
     // A has an idle worker: it takes the job, and B is not told.
-    let waiting = {
-        let a_work = Arc::clone(&a_work);
-        tokio::spawn(async move {
-            let mut seen = a_work.seen();
-            a_work.wait(&mut seen, 30_000).await
-        })
-    };
+    let waiting = idle_worker(&a_work, 0);
     tokio::time::sleep(Duration::from_millis(50)).await;
     let (woken, _) = tokio::join!(
         b_woken(1_000),
@@ -1095,15 +1106,7 @@ async fn sqlite_gives_a_new_job_to_an_idle_worker_already_claimed() {
     assert_eq!((claimed.job.id.as_str(), claimed.fence), ("q", 1));
     // A worker waits (after the wake-up "q" was counted for, as nobody was
     // free): the next job is written claimed for it.
-    let waiting = {
-        let work = Arc::clone(&work);
-        tokio::spawn(async move {
-            let mut seen = work.seen();
-            let first = work.wait(&mut seen, 10_000).await;
-            assert_eq!(first, lacre_server::jobs::Wake::One, "q's wake-up");
-            work.wait(&mut seen, 10_000).await
-        })
-    };
+    let waiting = idle_worker(&work, 1);
     tokio::time::sleep(Duration::from_millis(50)).await;
     s.jobs
         .create(new_job("g", "c", "rg", "h", 5))
@@ -1140,13 +1143,7 @@ async fn sqlite_gives_a_new_job_to_an_idle_worker_already_claimed() {
     );
     // A job given to a worker that dies before running it is re-queued
     // once its lease (counted from its creation) lapses, like any other.
-    let waiting = {
-        let work = Arc::clone(&work);
-        tokio::spawn(async move {
-            let mut seen = work.seen();
-            work.wait(&mut seen, 10_000).await
-        })
-    };
+    let waiting = idle_worker(&work, 0);
     tokio::time::sleep(Duration::from_millis(50)).await;
     s.jobs
         .create(new_job("d", "c", "rd", "h", 100))
