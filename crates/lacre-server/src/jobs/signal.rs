@@ -24,7 +24,7 @@
 
 use super::Claim;
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 /// Wakes idle workers: one for a new job, every one (each then claiming
@@ -68,13 +68,13 @@ pub enum Wake {
 /// written already claimed, for [`Reserved::lease_ms`], and handed over
 /// with [`Reserved::give`]. Dropped unused, the worker is free again.
 #[derive(Debug)]
-pub struct Reserved<'a> {
-    signal: &'a WorkSignal,
+pub struct Reserved {
+    signal: Arc<WorkSignal>,
     lease_ms: i64,
     given: bool,
 }
 
-impl Reserved<'_> {
+impl Reserved {
     /// The lease to claim the job for.
     pub fn lease_ms(&self) -> i64 {
         self.lease_ms
@@ -89,7 +89,7 @@ impl Reserved<'_> {
     }
 }
 
-impl Drop for Reserved<'_> {
+impl Drop for Reserved {
     fn drop(&mut self) {
         if !self.given {
             let mut s = self.signal.state();
@@ -124,14 +124,14 @@ impl WorkSignal {
 
     /// Sets aside a free waiting worker, if there is one, for a job about
     /// to be created: see [`Reserved`].
-    pub fn reserve(&self) -> Option<Reserved<'_>> {
+    pub fn reserve(self: &Arc<Self>) -> Option<Reserved> {
         let mut s = self.state();
         if s.waiting <= s.spoken_for || s.lease_ms <= 0 {
             return None;
         }
         s.spoken_for += 1;
         Some(Reserved {
-            signal: self,
+            signal: Arc::clone(self),
             lease_ms: s.lease_ms,
             given: false,
         })

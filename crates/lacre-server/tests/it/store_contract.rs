@@ -1165,6 +1165,37 @@ async fn sqlite_gives_a_new_job_to_an_idle_worker_already_claimed() {
     );
 }
 
+#[tokio::test]
+async fn a_job_written_claimed_reaches_its_worker_when_the_caller_goes_away() {
+    let (url, _dir) = sqlite_url("a_job_written_claimed_reaches_its_worker");
+    let s = store::open(&url).await.unwrap();
+    let work = s
+        .jobs
+        .work_signal()
+        .expect("the SQL store has a work signal");
+    let waiting = idle_worker(&work, 0);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The create is started and then dropped, as when the client hangs
+    // up: polled once (the job's worker is set aside, its write begun),
+    // then given up on.
+    let gone = tokio::time::timeout(
+        Duration::ZERO,
+        s.jobs.create(new_job("h", "c", "rh", "h", 1)),
+    )
+    .await;
+    assert!(gone.is_err(), "the create was not cut short");
+    // The job was written claimed all the same, and its worker has it.
+    let woke = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+    let Ok(Ok(lacre_server::jobs::Wake::Given(claim))) = woke else {
+        panic!("the worker set aside for the job never got it: {woke:?}");
+    };
+    assert_eq!(claim.job.id, "h");
+    assert_eq!(
+        s.jobs.get("h").await.unwrap().unwrap().state,
+        JobState::Running
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_starting_together_migrate_once() {
     // Eight replicas open a fresh schema at the same instant, three times;

@@ -4,7 +4,7 @@ use super::group::{Scope, Wake, Wrote};
 use super::outbox::{raise, Ended};
 use super::rows::{job_from_row, json_text, status_from_row, summary_from_row, to_i64};
 use super::{corrupt, unavailable, Change, SqlStore, PRUNE_BATCH};
-use crate::error::StoreError;
+use crate::error::{Cause, StoreError};
 use crate::jobs::{
     Claim, CreateOutcome, Finish, Heartbeat, JobOutcome, JobRecord, JobState, JobStatus, JobStore,
     JobWatch, LeaseStatus, Listing, NewJob, Prune, PruneStats, WorkSignal,
@@ -20,38 +20,24 @@ use tokio::sync::watch;
 #[async_trait::async_trait]
 impl JobStore for SqlStore {
     async fn create(&self, job: NewJob) -> Result<CreateOutcome, StoreError> {
-        let kind = self.kind;
         // A free worker of this process takes the job as it is created: the
         // job is written already claimed for it (SPEC §10.4), and handed
-        // over once committed, without a claim of its own.
+        // over once committed, without a claim of its own. That runs in a
+        // task of its own, to the end even if the caller goes away (a
+        // client that hangs up): a job written claimed that did not reach
+        // its worker would wait for its lease to lapse.
         let reserved = self.work.reserve();
-        let start = reserved
-            .as_ref()
-            .map(|r| job.now_ms.saturating_add(r.lease_ms()));
-        // PostgreSQL: the common case (a free key, a client with room) in
-        // one statement, without a transaction's round trips.
-        if kind == StoreKind::Postgres {
-            let first = job.clone();
-            let row = self
-                .write(Scope::Statement, move |conn| {
-                    Box::pin(create_at_once(conn, first, start))
-                })
-                .await?;
-            if let Some(row) = row {
-                return Ok(CreateOutcome::Created(self.created(&row, reserved)?));
+        let me = self.me.upgrade();
+        match (reserved, me) {
+            (Some(reserved), Some(me)) => {
+                tokio::spawn(async move { me.create_job(job, Some(reserved)).await })
+                    .await
+                    // Only a panic in the task (the runtime shutting down
+                    // drops the caller too): the create's outcome is unknown.
+                    .unwrap_or_else(|e| Err(StoreError::Unavailable(Cause::new(e))))
             }
+            _ => self.create_job(job, None).await,
         }
-        let created = self
-            .write(Scope::Statements, move |conn| {
-                Box::pin(create_in(conn, job, kind, start))
-            })
-            .await?;
-        Ok(match created {
-            Created::New(row) => CreateOutcome::Created(self.created(&row, reserved)?),
-            Created::Existing(row) => CreateOutcome::Existing(job_from_row(&row, self.limits)?),
-            Created::Conflict => CreateOutcome::Conflict,
-            Created::OverLimit(limit) => CreateOutcome::OverLimit(limit),
-        })
     }
 
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
@@ -496,12 +482,48 @@ impl Ending {
 }
 
 impl SqlStore {
+    /// Creates `job`, already claimed for the worker `reserved` if any.
+    async fn create_job(
+        &self,
+        job: NewJob,
+        reserved: Option<crate::jobs::Reserved>,
+    ) -> Result<CreateOutcome, StoreError> {
+        let kind = self.kind;
+        let start = reserved
+            .as_ref()
+            .map(|r| job.now_ms.saturating_add(r.lease_ms()));
+        // PostgreSQL: the common case (a free key, a client with room) in
+        // one statement, without a transaction's round trips.
+        if kind == StoreKind::Postgres {
+            let first = job.clone();
+            let row = self
+                .write(Scope::Statement, move |conn| {
+                    Box::pin(create_at_once(conn, first, start))
+                })
+                .await?;
+            if let Some(row) = row {
+                return Ok(CreateOutcome::Created(self.created(&row, reserved)?));
+            }
+        }
+        let created = self
+            .write(Scope::Statements, move |conn| {
+                Box::pin(create_in(conn, job, kind, start))
+            })
+            .await?;
+        Ok(match created {
+            Created::New(row) => CreateOutcome::Created(self.created(&row, reserved)?),
+            Created::Existing(row) => CreateOutcome::Existing(job_from_row(&row, self.limits)?),
+            Created::Conflict => CreateOutcome::Conflict,
+            Created::OverLimit(limit) => CreateOutcome::OverLimit(limit),
+        })
+    }
+
     /// A job just created, decoded; one created already claimed is handed
     /// to the worker `reserved` for it.
     fn created(
         &self,
         row: &sqlx::any::AnyRow,
-        reserved: Option<crate::jobs::Reserved<'_>>,
+        reserved: Option<crate::jobs::Reserved>,
     ) -> Result<JobRecord, StoreError> {
         let job = job_from_row(row, self.limits)?;
         if let Some(reserved) = reserved.filter(|_| job.state == JobState::Running) {

@@ -72,6 +72,9 @@ pub struct SqlStore {
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
     /// SQLite: the task that commits the busiest writes in groups.
     group: Option<group::Writes>,
+    /// The store itself, for work that must finish when its caller goes
+    /// away (a job written claimed for a worker must reach that worker).
+    me: std::sync::Weak<SqlStore>,
 }
 
 /// A connection or transaction that writes (and, on SQLite, holds this
@@ -298,6 +301,7 @@ impl SqlStore {
             limits,
             write_gate: (kind == StoreKind::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
             group: (kind == StoreKind::Sqlite).then(|| group::spawn(weak.clone())),
+            me: weak.clone(),
         });
         store.migrate(schema.as_deref()).await?;
         if let Some(o) = writer_options {
