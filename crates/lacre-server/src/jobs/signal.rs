@@ -167,12 +167,8 @@ impl WorkSignal {
         {
             let mut s = self.state();
             s.lease_ms = lease_ms;
-            if let Some(claim) = s.given.pop_front() {
-                return Wake::Given(Box::new(claim));
-            }
-            if s.sweeps != *seen {
-                *seen = s.sweeps;
-                return Wake::Sweep;
+            if let Some(wake) = s.pending(seen) {
+                return wake;
             }
             if s.backlog > 0 {
                 s.backlog -= 1;
@@ -190,16 +186,21 @@ impl WorkSignal {
         notified.await;
         leave.woken = true;
         drop(leave);
-        let mut s = self.state();
-        if let Some(claim) = s.given.pop_front() {
-            return Wake::Given(Box::new(claim));
+        self.state().pending(seen).unwrap_or(Wake::One)
+    }
+}
+
+impl Idle {
+    /// A job given to a worker, else a sweep `seen` does not count yet.
+    fn pending(&mut self, seen: &mut u64) -> Option<Wake> {
+        if let Some(claim) = self.given.pop_front() {
+            return Some(Wake::Given(Box::new(claim)));
         }
-        if s.sweeps != *seen {
-            *seen = s.sweeps;
-            Wake::Sweep
-        } else {
-            Wake::One
+        if self.sweeps != *seen {
+            *seen = self.sweeps;
+            return Some(Wake::Sweep);
         }
+        None
     }
 }
 
